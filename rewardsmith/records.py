@@ -1,0 +1,76 @@
+"""Typed records passed between stages and stored in the run directory as JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any
+
+
+def candidate_id(generation: int, source: str) -> str:
+    """Stable id: generation plus a content hash of the source (never a list position)."""
+    return f"g{generation:02d}-{hashlib.sha256(source.encode()).hexdigest()[:8]}"
+
+
+@dataclasses.dataclass
+class Validation:
+    ok: bool
+    stage: str  # "static", "trace" or "passed"
+    reason: str = ""  # one line, "line:col: message" for static rejections
+    details: list[str] = dataclasses.field(default_factory=list)
+    components: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class MemberResult:
+    """One (candidate, seed) member of a generation's population."""
+
+    seed: int
+    ok: bool
+    fitness: float | None
+    reason: str = ""
+    # ~10 checkpoints over training
+    checkpoints: list[int] = dataclasses.field(default_factory=list)  # env steps at each checkpoint
+    fitness_curve: list[float | None] = dataclasses.field(default_factory=list)
+    length_curve: list[float | None] = dataclasses.field(default_factory=list)
+    reward_curve: list[float] = dataclasses.field(default_factory=list)
+    component_curves: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    eval: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Candidate:
+    id: str
+    generation: int
+    source: str
+    origin: str  # "offline", "llm:<model>", "baseline:human", "baseline:sparse"
+    parents: list[str] = dataclasses.field(default_factory=list)
+    note: str = ""  # what the proposer says it did
+    status: str = "proposed"  # proposed | rejected | training | trained | failed
+    validation: Validation | None = None
+    members: list[MemberResult] = dataclasses.field(default_factory=list)
+    fitness: float | None = None  # mean over ok members
+    fitness_std: float | None = None
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Candidate":
+        d = dict(d)
+        if d.get("validation") is not None:
+            d["validation"] = Validation(**d["validation"])
+        d["members"] = [MemberResult(**m) for m in d.get("members", [])]
+        return cls(**d)
+
+
+@dataclasses.dataclass
+class GenerationRecord:
+    index: int
+    attempt: int
+    candidate_ids: list[str]
+    best_id: str | None
+    best_fitness: float | None
+    wall_s: float
+    worker_error: str = ""
+    reflection: str = ""  # the feedback text built from this generation for the next one

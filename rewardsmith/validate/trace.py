@@ -1,0 +1,84 @@
+"""Trace check, run in the worker: ``jax.eval_shape`` for structure, then one short jitted
+random-policy rollout that evaluates every surviving candidate and checks the rewards are finite."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rewardsmith.records import Validation
+from rewardsmith.tasks.base import Task
+from rewardsmith.validate.load import (RewardLoadError, abstract_inputs, describe_exception, load_reward_fn,
+                                       make_branch, output_structure_error)
+
+
+def shape_check(source: str, name: str, task: Task, max_components: int) -> tuple[Validation, Callable | None]:
+    """Load and ``eval_shape`` one candidate; returns its validation and, if it passed, its branch."""
+    try:
+        fn = load_reward_fn(source, name)
+    except RewardLoadError as e:
+        return Validation(ok=False, stage="trace", reason=str(e)), None
+    state, action = abstract_inputs(task.schema)
+    try:
+        out = jax.eval_shape(fn, state, action, state)
+    except Exception as e:  # noqa: BLE001
+        return Validation(ok=False, stage="trace", reason=f"tracing failed: {describe_exception(e, name)}"), None
+    err, names = output_structure_error(out, max_components)
+    if err:
+        return Validation(ok=False, stage="trace", reason=err), None
+    return Validation(ok=True, stage="passed", components=names), make_branch(fn, names, max_components)
+
+
+def rollout_check(task: Task, branches: list[Callable], *, num_envs: int = 32, num_steps: int = 64,
+                  seed: int = 0) -> list[str | None]:
+    """Evaluate all branches on one random-policy rollout; return a reason per branch (None = finite)."""
+    if not branches:
+        return []
+    env = task.make_env()
+    schema = task.schema
+    act = schema.action
+
+    def view(es):
+        return schema.make_state(task.hooks.state_view(es))
+
+    def random_action(key):
+        if act.kind == "discrete":
+            return jax.random.randint(key, (), 0, act.n).astype(jnp.int32)
+        return jax.random.uniform(key, act.shape, minval=act.low, maxval=act.high)
+
+    @jax.jit
+    def rollout(key):
+        k0, key = jax.random.split(key)
+        _, es = jax.vmap(env.reset)(jax.random.split(k0, num_envs))
+
+        def step(carry, _):
+            es, key = carry
+            key, ka, ks, kr = jax.random.split(key, 4)
+            a = jax.vmap(random_action)(jax.random.split(ka, num_envs))
+            _, es2, _, term, trunc = jax.vmap(env.step)(jax.random.split(ks, num_envs), es, a)
+            s, ns = jax.vmap(view)(es), jax.vmap(view)(es2)
+            outs = [jax.vmap(b)(s, a, ns) for b in branches]
+            finite = jnp.stack([jnp.isfinite(t) & jnp.all(jnp.isfinite(c), -1) for t, c in outs])  # [B, N]
+            _, es_r = jax.vmap(env.reset)(jax.random.split(kr, num_envs))
+            done = term | trunc
+            es_next = jax.tree.map(lambda x, y: jax.vmap(jnp.where)(done, x, y), es_r, es2)
+            return (es_next, key), (finite, ns)
+
+        _, (finite, states) = jax.lax.scan(step, (es, key), None, num_steps)
+        return finite, states
+
+    finite, states = jax.device_get(rollout(jax.random.PRNGKey(seed)))
+    reasons: list[str | None] = []
+    for b in range(len(branches)):
+        ok = np.asarray(finite[:, b])  # [T, N]
+        if ok.all():
+            reasons.append(None)
+            continue
+        t, n = np.argwhere(~ok)[0]
+        at = ", ".join(f"{f}={float(np.ravel(getattr(states, f)[t, n])[0]):.4g}" for f in schema.names)
+        reasons.append(f"reward is not finite (NaN or inf) in {int((~ok).sum())} of {ok.size} random-policy "
+                       f"steps, e.g. at next_state ({at})")
+    return reasons
