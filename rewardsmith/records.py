@@ -46,6 +46,7 @@ class Candidate:
     origin: str  # "offline", "llm:<model>", "baseline:human", "baseline:sparse"
     parents: list[str] = dataclasses.field(default_factory=list)
     note: str = ""  # what the proposer says it did
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)  # proposer's own data (e.g. genome)
     status: str = "proposed"  # proposed | rejected | training | trained | failed
     validation: Validation | None = None
     members: list[MemberResult] = dataclasses.field(default_factory=list)

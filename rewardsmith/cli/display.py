@@ -1,0 +1,119 @@
+"""Live view of a run: a rich table on a terminal, plain log lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+_STYLE = {"proposed": "white", "checking": "cyan", "training": "yellow", "trained": "green",
+          "rejected": "red", "failed": "red"}
+
+
+class Display:
+    def __init__(self, live: bool | None = None, stream=None):
+        self.stream = stream or sys.stdout
+        self.live_enabled = self.stream.isatty() if live is None else live
+        self.t0 = time.time()
+        self.rows: dict[str, Any] = {}
+        self.header = ""
+        self.best = None
+        self.gen = 0
+        self._live = None
+        self._console = None
+        self._last_status: dict[str, str] = {}
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self, task: str, proposer: str, run_dir: str) -> None:
+        self.header = f"rewardsmith · task {task} · {proposer}"
+        self._log(f"{self.header}\nrun directory: {run_dir}")
+        if self.live_enabled:
+            from rich.console import Console
+            from rich.live import Live
+
+            self._console = Console(file=self.stream)
+            self._live = Live(self._render(), console=self._console, refresh_per_second=4, transient=False)
+            self._live.start()
+
+    def finish(self, summary: dict) -> None:
+        self._refresh()
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        lines = [
+            f"done in {summary['wall_time_s']:.0f} s — proposer: {summary['proposer']}",
+            f"best candidate: {summary['best_candidate_id']}  fitness {_f(summary['best_fitness'])}"
+            f" ± {_f(summary['best_fitness_std'])}",
+            f"human baseline: {_f(summary['human_baseline_fitness'])}   "
+            f"sparse baseline: {_f(summary['sparse_baseline_fitness'])}   "
+            f"HNS: {_f(summary['human_normalised_score'])}",
+        ]
+        print("\n".join(lines), file=self.stream, flush=True)
+
+    # -- updates ------------------------------------------------------------------------------
+    def generation(self, gen: int, attempt: int) -> None:
+        self.gen = gen
+        self.rows = {}
+        self._log(f"generation {gen}" + (f" (retry {attempt})" if attempt else ""))
+
+    def candidates(self, cands) -> None:
+        for c in cands:
+            self.rows[c.id] = c
+            if self._live is None and self._last_status.get(c.id) != c.status:
+                self._last_status[c.id] = c.status
+                if c.status in ("rejected", "trained", "failed"):
+                    self._log(f"  {c.id} {_describe(c)}")
+        self._refresh()
+
+    def generation_done(self, gen: int, gen_best, best) -> None:
+        self.best = best
+        self._log(f"generation {gen} best: {gen_best.id + ' ' + _f(gen_best.fitness) if gen_best else 'none'}; "
+                  f"best so far: {best.id + ' ' + _f(best.fitness) if best else 'none'}")
+        self._refresh()
+
+    def message(self, text: str) -> None:
+        self._log(text)
+
+    # -- rendering ----------------------------------------------------------------------------
+    def _log(self, text: str) -> None:
+        stamp = f"[{time.time() - self.t0:6.1f}s] "
+        if self._live is not None:
+            self._live.console.print(stamp + text, highlight=False, markup=False)
+        else:
+            print("\n".join(stamp + ln for ln in text.splitlines()), file=self.stream, flush=True)
+
+    def _refresh(self) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+
+    def _render(self):
+        from rich.table import Table
+
+        t = Table(title=f"{self.header} · generation {self.gen} · {time.time() - self.t0:.0f} s elapsed",
+                  title_justify="left", expand=False)
+        t.add_column("candidate")
+        t.add_column("origin")
+        t.add_column("status")
+        t.add_column("fitness", justify="right")
+        t.add_column("note / reason", overflow="fold", max_width=70)
+        for c in self.rows.values():
+            style = _STYLE.get(c.status, "white")
+            reason = c.validation.reason if (c.validation and not c.validation.ok) else c.note
+            fit = _f(c.fitness) + (f" ± {_f(c.fitness_std)}" if c.fitness_std is not None else "")
+            t.add_row(c.id, c.origin, f"[{style}]{c.status}[/]", fit if c.fitness is not None else "", reason or "")
+        if self.best is not None:
+            t.caption = f"best so far: {self.best.id} fitness {_f(self.best.fitness)}"
+        return t
+
+
+def _describe(c) -> str:
+    if c.status == "rejected" and c.validation:
+        return f"rejected ({c.validation.stage}): {c.validation.reason}"
+    if c.status == "failed":
+        reasons = sorted({m.reason for m in c.members if m.reason}) or [c.note]
+        return f"failed: {'; '.join(reasons)}"
+    return f"fitness {_f(c.fitness)} ± {_f(c.fitness_std)}"
+
+
+def _f(x) -> str:
+    return "n/a" if x is None else f"{x:.4g}"

@@ -1,0 +1,3 @@
+from rewardsmith.evolve.loop import run
+
+__all__ = ["run"]

@@ -1,0 +1,290 @@
+"""The search loop: propose -> validate -> train (one program) -> evaluate -> reflect, N times.
+
+``run(cfg, run_dir)`` is a plain function (the hydra entry point is a thin shell over it). The run
+directory is the source of truth: every candidate, every generation and the summary are written
+atomically as soon as they are known.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from rewardsmith.errors import UserError
+from rewardsmith.export import write_best_reward
+from rewardsmith.propose import make_proposer
+from rewardsmith.propose.base import ProposalContext
+from rewardsmith.records import Candidate, GenerationRecord, Validation, candidate_id
+from rewardsmith.reflect import generation_reflection
+from rewardsmith.rundir import RunDir, atomic_write_json
+from rewardsmith.tasks import Task, UnknownTaskError, get_task
+from rewardsmith.train.ppo import PPOConfig
+from rewardsmith.train.runner import WorkerError, run_worker
+from rewardsmith.validate.static import check_source
+
+BASELINE_IDS = {"human": "baseline-human", "sparse": "baseline-sparse"}
+
+
+def _plain(cfg: Any) -> dict:
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(cfg, DictConfig):
+            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    except ImportError:  # pragma: no cover
+        pass
+    return dict(cfg)
+
+
+def resolve_task(cfg: Mapping[str, Any]) -> Task:
+    tcfg = cfg.get("task") or {}
+    try:
+        return get_task(tcfg.get("name", ""), tcfg.get("file"))
+    except UnknownTaskError as e:
+        raise UserError(str(e)) from None
+    except (FileNotFoundError, ValueError, TypeError, ImportError, AttributeError) as e:
+        raise UserError(f"cannot load task: {e}") from None
+
+
+def ppo_config(task: Task, cfg: Mapping[str, Any]) -> PPOConfig:
+    overrides = {k: v for k, v in (cfg.get("train") or {}).items() if v is not None}
+    try:
+        return PPOConfig.from_dict({**task.ppo, **overrides})
+    except (TypeError, ValueError) as e:
+        raise UserError(f"bad training setting: {e}") from None
+
+
+def _positive_int(cfg: Mapping[str, Any], key: str, default: int) -> int:
+    value = cfg.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"{key} must be a positive integer, got {value!r}")
+    return value
+
+
+def run(cfg: Any, run_dir: str | Path, display: Any = None) -> dict:
+    """Run a whole search; returns the summary (also written to run_dir/summary.json)."""
+    cfg = _plain(cfg)
+    task = resolve_task(cfg)
+    iterations = _positive_int(cfg, "iterations", 3)
+    samples = _positive_int(cfg, "samples", 6)
+    n_seeds = _positive_int(cfg, "seeds", 2)
+    ppo = ppo_config(task, cfg)
+    proposer = make_proposer(cfg.get("llm") or {"provider": "offline"}, run_dir=Path(run_dir))
+    base_seed = int(cfg.get("seed", 0))
+    seeds = [base_seed * 1000 + s for s in range(n_seeds)]
+    max_retries = int(cfg.get("max_generation_retries", 2))
+    timeout_s = float(cfg.get("worker_timeout_s", 1800))
+    stop_at_target = bool(cfg.get("stop_at_target", False))
+
+    rd = RunDir(run_dir)
+    display = display or _NullDisplay()
+    atomic_write_json(rd.root / "config.json", cfg)
+    t_start = time.time()
+    history: list[Candidate] = []
+    generations: list[GenerationRecord] = []
+    baselines: dict[str, Candidate] = {}
+    best: Candidate | None = None
+    reflection = ""
+    summary = _summary(task, proposer, ppo, cfg, seeds, history, generations, baselines, best, t_start, "running")
+    atomic_write_json(rd.root / "summary.json", summary)
+    display.start(task=task.name, proposer=proposer.label, run_dir=str(rd.root))
+
+    pending_baselines = []
+    if cfg.get("baselines", True):
+        for kind, source in (("human", task.human_reward), ("sparse", task.sparse_reward)):
+            c = Candidate(id=BASELINE_IDS[kind], generation=0, source=source, origin=f"baseline:{kind}",
+                          note=f"{kind} baseline")
+            baselines[kind] = c
+            pending_baselines.append(c)
+
+    for gen in range(iterations):
+        for attempt in range(max_retries + 1):
+            t_gen = time.time()
+            display.generation(gen, attempt)
+            ctx = ProposalContext(task=task, generation=gen, k=samples, history=list(history),
+                                  reflection=reflection, seed=base_seed)
+            try:
+                proposals = proposer.propose(ctx)
+            except Exception as e:  # noqa: BLE001 - a proposer failure ends proposing, not the run
+                display.message(f"proposer failed: {type(e).__name__}: {e}")
+                proposals = []
+                if getattr(e, "fatal", False):
+                    raise
+            known = {c.id for c in history}
+            cands: list[Candidate] = []
+            for p in proposals:
+                cid = candidate_id(gen, p.source)
+                if cid in known or any(c.id == cid for c in cands):
+                    continue  # identical code was already trained
+                cands.append(Candidate(id=cid, generation=gen, source=p.source, origin=proposer.origin,
+                                       parents=p.parents, note=p.note, meta=p.meta))
+            for c in cands:
+                violations = check_source(c.source, task.schema.names)
+                if violations:
+                    c.validation = Validation(ok=False, stage="static", reason=str(violations[0]),
+                                              details=[str(v) for v in violations[:10]])
+                    c.status = "rejected"
+                rd.write_candidate(c)
+            display.candidates(cands + pending_baselines)
+            to_train = [c for c in cands if c.status == "proposed"] + pending_baselines
+            worker_error = ""
+            if to_train:
+                worker_error = _train(rd, gen, attempt, task, ppo, seeds, to_train, timeout_s, display)
+            for c in cands + pending_baselines:
+                _write(rd, c)
+            history.extend(cands)
+            trained = [c for c in cands if c.fitness is not None]
+            if pending_baselines and all(b.status in ("trained", "failed") for b in pending_baselines) \
+                    and not worker_error:
+                pending_baselines = []
+            for c in trained:
+                if best is None or c.fitness > best.fitness:  # type: ignore[operator]
+                    best = c
+            gen_best = max(trained, key=lambda c: c.fitness) if trained else None
+            reflection = generation_reflection(cands, best)
+            rec = GenerationRecord(index=gen, attempt=attempt, candidate_ids=[c.id for c in cands],
+                                   best_id=gen_best.id if gen_best else None,
+                                   best_fitness=gen_best.fitness if gen_best else None,
+                                   wall_s=time.time() - t_gen, worker_error=worker_error, reflection=reflection)
+            generations.append(rec)
+            atomic_write_json(rd.gen_dir(gen) / f"generation{'' if attempt == 0 else f'_retry{attempt}'}.json",
+                              dataclasses.asdict(rec))
+            summary = _summary(task, proposer, ppo, cfg, seeds, history, generations, baselines, best, t_start,
+                               "running")
+            atomic_write_json(rd.root / "summary.json", summary)
+            if best is not None:
+                write_best_reward(rd.root / "best_reward.py", best, task, summary)
+            display.generation_done(gen, gen_best, best)
+            if trained:
+                break
+            display.message(f"generation {gen}: every candidate failed"
+                            + (" - retrying" if attempt < max_retries else " - giving up on this generation"))
+        if stop_at_target and best is not None and task.fitness_target is not None \
+                and best.fitness >= task.fitness_target:  # type: ignore[operator]
+            display.message(f"fitness target {task.fitness_target} reached: stopping early")
+            break
+
+    summary = _summary(task, proposer, ppo, cfg, seeds, history, generations, baselines, best, t_start,
+                       "complete" if best is not None else "no_candidate_trained")
+    atomic_write_json(rd.root / "summary.json", summary)
+    display.finish(summary)
+    return summary
+
+
+def _train(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOConfig, seeds: list[int],
+           cands: list[Candidate], timeout_s: float, display) -> str:
+    by_id = {c.id: c for c in cands}
+    for c in cands:
+        c.status = "checking"
+    job = {
+        "task": {"name": task.name, "file": task.source_file if task.source_file else None},
+        "ppo": dataclasses.asdict(ppo),
+        "seeds": seeds,
+        "candidates": [{"id": c.id, "source": c.source} for c in cands],
+        "check_seed": gen,
+    }
+
+    def on_event(ev: dict) -> None:
+        kind = ev.get("event")
+        if kind in ("shape_checked", "rollout_checked") and not ev.get("ok") and ev.get("id") in by_id:
+            by_id[ev["id"]].status = "rejected"
+            by_id[ev["id"]].validation = Validation(ok=False, stage="trace", reason=ev.get("reason", ""))
+        elif kind == "training":
+            for cid in ev.get("candidates", []):
+                if cid in by_id:
+                    by_id[cid].status = "training"
+            display.message(f"training {ev.get('members')} members in one program on {ev.get('devices')} device(s)")
+        elif kind == "trained":
+            display.message(f"compiled in {ev.get('compile_s', 0):.1f} s, trained in {ev.get('train_s', 0):.1f} s")
+        display.candidates(cands)
+
+    workdir = rd.gen_dir(gen) / "worker" / f"attempt_{attempt}"
+    try:
+        result = run_worker(job, workdir, timeout_s=timeout_s, on_event=on_event)
+    except WorkerError as e:
+        for c in cands:
+            c.status = "failed"
+            c.validation = c.validation or Validation(ok=False, stage="trace", reason="not checked: worker failed")
+            c.members = []
+            c.note = (c.note + " | " if c.note else "") + f"worker failure: {e}"
+        display.message(str(e))
+        display.candidates(cands)
+        return str(e)
+    from rewardsmith.records import MemberResult
+
+    for cid, res in result["candidates"].items():
+        c = by_id[cid]
+        c.validation = Validation(**res["validation"])
+        c.members = [MemberResult(**m) for m in res["members"]]
+        if not c.validation.ok:
+            c.status = "rejected"
+            continue
+        fits = [m.fitness for m in c.members if m.ok and m.fitness is not None]
+        if fits:
+            c.status = "trained"
+            c.fitness = float(np.mean(fits))
+            c.fitness_std = float(np.std(fits))
+        else:
+            c.status = "failed"
+    display.candidates(cands)
+    return ""
+
+
+def _write(rd: RunDir, c: Candidate) -> None:
+    if c.origin.startswith("baseline:"):
+        d = rd.root / "baselines" / c.id
+        from rewardsmith.rundir import atomic_write_text
+
+        atomic_write_text(d / "reward.py", c.source)
+        atomic_write_json(d / "candidate.json", c.to_json())
+    else:
+        rd.write_candidate(c)
+
+
+def _summary(task, proposer, ppo, cfg, seeds, history, generations, baselines, best, t_start, status) -> dict:
+    human = baselines.get("human")
+    sparse = baselines.get("sparse")
+    f_h = human.fitness if human else None
+    f_s = sparse.fitness if sparse else None
+    hns = None
+    if best is not None and f_h is not None and f_s is not None and abs(f_h - f_s) > 1e-12:
+        hns = (best.fitness - f_s) / abs(f_h - f_s)
+    per_gen: dict[int, dict] = {}
+    for g in generations:
+        if g.best_fitness is not None or g.index not in per_gen:
+            per_gen[g.index] = {"generation": g.index, "attempts": g.attempt + 1, "best_id": g.best_id,
+                                "best_fitness": g.best_fitness}
+    counts: dict[str, int] = {}
+    for c in history:
+        counts[c.status] = counts.get(c.status, 0) + 1
+    return {
+        "status": status,
+        "task": task.name,
+        "proposer": proposer.label,
+        "proposer_kind": proposer.origin.split(":")[0],
+        "model": getattr(proposer, "model", None),
+        "best_candidate_id": best.id if best else None,
+        "best_fitness": best.fitness if best else None,
+        "best_fitness_std": best.fitness_std if best else None,
+        "human_baseline_fitness": f_h,
+        "sparse_baseline_fitness": f_s,
+        "human_normalised_score": hns,
+        "fitness_doc": task.fitness_doc,
+        "per_generation_best": [per_gen[k] for k in sorted(per_gen)],
+        "candidates": counts,
+        "seeds": seeds,
+        "env_steps_per_member": ppo.env_steps,
+        "iterations": cfg.get("iterations"),
+        "samples": cfg.get("samples"),
+        "wall_time_s": round(time.time() - t_start, 2),
+    }
+
+
+class _NullDisplay:
+    def __getattr__(self, name):
+        return lambda *a, **k: None

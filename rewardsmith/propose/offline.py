@@ -1,0 +1,232 @@
+"""The offline proposer: a program search over reward terms derived from the state schema.
+
+It is not an LLM. It writes real reward source code in the same contract, which goes through the
+same validation and training as LLM code. Generation 0 samples random programs of 1-3 terms;
+later generations mutate and recombine the fittest programs, steered by each term's component
+statistics (terms whose component moves against fitness are dropped or damped first).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import random
+from typing import Any
+
+import numpy as np
+
+from rewardsmith.propose.base import Proposal, ProposalContext
+from rewardsmith.records import Candidate
+from rewardsmith.tasks.schema import Field, StateSchema
+
+MAX_TERMS = 6
+
+# term kind -> (formula over v = normalised value, sign convention)
+_KINDS = {
+    "near_zero": "bonus exp(-|v| / temperature): high when the field is near 0",
+    "abs_penalty": "penalty -|v|",
+    "sq_penalty": "penalty -v^2",
+    "value": "signed linear term +-v (reward high or low values)",
+    "magnitude": "bonus |v| (reward large magnitude, e.g. speed)",
+    "progress": "signed change of the field over the step",
+    "upright": "bonus cos(angle)",
+    "action_cost": "penalty on squared action",
+    "alive": "constant bonus per step",
+}
+
+
+@dataclasses.dataclass
+class Term:
+    kind: str
+    field: str = ""
+    weight: float = 1.0
+    sign: float = 1.0
+    temperature: float = 0.3
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}_{self.field}" if self.field else self.kind
+
+
+def _usable_fields(schema: StateSchema) -> list[Field]:
+    return [f for f in schema.fields if f.kind != "count"]
+
+
+_PRIOR = {"near_zero": 0.3, "sq_penalty": 0.2, "abs_penalty": 0.15, "value": 0.15, "magnitude": 0.1,
+          "progress": 0.1}
+
+
+def _random_term(rng: random.Random, schema: StateSchema) -> Term:
+    fields = _usable_fields(schema)
+    roll = rng.random()
+    if roll < 0.08:
+        return Term("alive", weight=_rand_weight(rng))
+    if roll < 0.14 and schema.action.kind == "continuous":
+        return Term("action_cost", weight=_rand_weight(rng) * 0.1)
+    f = rng.choice(fields)
+    # prior: shaping terms that are bounded and peak at a set point are tried most often
+    prior = dict(_PRIOR)
+    if f.kind == "angle":
+        prior["upright"] = 0.25
+    kind = rng.choices(list(prior), list(prior.values()))[0]
+    return Term(kind, f.name, weight=_rand_weight(rng), sign=rng.choice([1.0, -1.0]),
+                temperature=rng.choice([0.05, 0.1, 0.2, 0.3, 0.5, 1.0]))
+
+
+def _rand_weight(rng: random.Random) -> float:
+    return float(round(10 ** rng.uniform(-1, 1), 3))
+
+
+def _expr(term: Term, schema: StateSchema) -> str:
+    if term.kind == "alive":
+        return f"jnp.float32({term.weight:.4g})"
+    if term.kind == "action_cost":
+        return f"-{term.weight:.4g} * jnp.sum(jnp.square(action))"
+    f = schema.field(term.field)
+    vec = bool(f.shape)
+    scale = f.scale
+
+    def agg(e: str) -> str:
+        return f"jnp.mean({e})" if vec else e
+
+    v = f"next_state.{f.name} / {scale:.4g}"
+    if term.kind == "near_zero":
+        return f"{term.weight:.4g} * {agg(f'jnp.exp(-jnp.abs({v}) / {term.temperature:.4g})')}"
+    if term.kind == "abs_penalty":
+        return f"-{term.weight:.4g} * {agg(f'jnp.abs({v})')}"
+    if term.kind == "sq_penalty":
+        return f"-{term.weight:.4g} * {agg(f'jnp.square({v})')}"
+    if term.kind == "value":
+        return f"{term.sign * term.weight:.4g} * {agg(f'({v})')}"
+    if term.kind == "magnitude":
+        return f"{term.weight:.4g} * {agg(f'jnp.abs({v})')}"
+    if term.kind == "progress":
+        d = f"(next_state.{f.name} - state.{f.name}) / {scale:.4g}"
+        return f"{term.sign * term.weight * 10:.4g} * {agg(f'({d})')}"
+    if term.kind == "upright":
+        return f"{term.weight:.4g} * {agg(f'jnp.cos(next_state.{f.name})')}"
+    raise ValueError(f"unknown term kind {term.kind}")
+
+
+def render(terms: list[Term], schema: StateSchema, header: str) -> str:
+    names: list[str] = []
+    lines = []
+    for t in terms:
+        name = t.name
+        while name in names:
+            name += "_b"
+        names.append(name)
+        lines.append(f"    {name} = {_expr(t, schema)}")
+    total = " + ".join(names)
+    comps = ", ".join(f'"{n}": {n}' for n in names)
+    body = "\n".join(lines)
+    doc = "\n".join(header.strip().splitlines())
+    return (f'"""{doc}"""\nimport jax.numpy as jnp\n\n\ndef compute_reward(state, action, next_state):\n'
+            f"{body}\n    total = {total}\n    return total, {{{comps}}}\n")
+
+
+def _signature(terms: list[Term]) -> str:
+    return json.dumps([dataclasses.asdict(t) for t in terms], sort_keys=True)
+
+
+class OfflineProposer:
+    label = "offline proposer (program search over state-schema terms; no LLM)"
+    origin = "offline"
+
+    def __init__(self, fresh_fraction: float = 0.25):
+        self.fresh_fraction = fresh_fraction
+
+    def propose(self, ctx: ProposalContext) -> list[Proposal]:
+        rng = random.Random(f"{ctx.seed}-{ctx.generation}-{len(ctx.history)}")
+        schema = ctx.task.schema
+        seen = {c.meta.get("signature") for c in ctx.history if c.meta.get("signature")}
+        parents = _rank_parents(ctx.history)
+        out: list[Proposal] = []
+        n_fresh = ctx.k if not parents else max(1, round(ctx.k * self.fresh_fraction))
+        attempts = 0
+        while len(out) < ctx.k and attempts < 50 * ctx.k:
+            attempts += 1
+            if len(out) < ctx.k - n_fresh and parents:
+                proposal = self._child(rng, ctx, parents)
+            else:
+                terms = [_random_term(rng, schema) for _ in range(rng.randint(1, 3))]
+                proposal = (terms, [], "random program from schema terms")
+            terms, parent_ids, what = proposal
+            sig = _signature(terms)
+            if sig in seen or not terms:
+                continue
+            seen.add(sig)
+            header = (f"Reward written by rewardsmith's offline proposer (a program search over state-schema\n"
+                      f"terms), not by an LLM. Generation {ctx.generation}: {what}.")
+            out.append(Proposal(source=render(terms, schema, header), note=what, parents=parent_ids,
+                                meta={"terms": [dataclasses.asdict(t) for t in terms], "signature": sig}))
+        return out
+
+    def _child(self, rng: random.Random, ctx: ProposalContext, parents: list[Candidate]):
+        # tournament among the fittest: rank-weighted choice
+        weights = [1.0 / (i + 1) for i in range(len(parents))]
+        p = rng.choices(parents, weights)[0]
+        terms = [Term(**t) for t in p.meta["terms"]]
+        influence = _term_influence(p)
+        op = rng.choices(["weight", "temperature", "add", "remove", "crossover", "sign"],
+                         [0.3, 0.15, 0.2, 0.15, 0.12, 0.08])[0]
+        parent_ids = [p.id]
+        if op == "remove" and len(terms) > 1:
+            # drop the term that works against fitness most (lowest influence), with some noise
+            order = sorted(range(len(terms)), key=lambda i: influence.get(terms[i].name, 0.0) + rng.gauss(0, 0.2))
+            gone = terms.pop(order[0])
+            what = f"removed {gone.name} from {p.id}"
+        elif op == "add" and len(terms) < MAX_TERMS:
+            t = _random_term(rng, ctx.task.schema)
+            terms.append(t)
+            what = f"added {t.name} to {p.id}"
+        elif op == "crossover" and len(parents) > 1:
+            q = rng.choice([c for c in parents if c.id != p.id])
+            extra = [Term(**t) for t in q.meta["terms"]]
+            pool = terms + [t for t in extra if t.name not in {x.name for x in terms}]
+            rng.shuffle(pool)
+            terms = pool[: rng.randint(1, min(MAX_TERMS, len(pool)))]
+            parent_ids.append(q.id)
+            what = f"recombined {p.id} and {q.id}"
+        elif op == "temperature" and any(t.kind == "near_zero" for t in terms):
+            t = rng.choice([t for t in terms if t.kind == "near_zero"])
+            t.temperature = float(round(min(2.0, max(0.02, t.temperature * math.exp(rng.gauss(0, 0.6)))), 3))
+            what = f"set temperature of {t.name} to {t.temperature:g} in {p.id}"
+        elif op == "sign" and any(t.kind in ("value", "progress") for t in terms):
+            t = rng.choice([t for t in terms if t.kind in ("value", "progress")])
+            t.sign = -t.sign
+            what = f"flipped the sign of {t.name} in {p.id}"
+        else:
+            # damp terms that move against fitness, boost those that move with it
+            i = rng.randrange(len(terms))
+            t = terms[i]
+            infl = influence.get(t.name, 0.0)
+            factor = math.exp(rng.gauss(0.3 * np.sign(infl), 0.5))
+            t.weight = float(round(min(100.0, max(0.001, t.weight * factor)), 4))
+            what = f"scaled {t.name} by {factor:.2f} in {p.id}"
+        return copy.deepcopy(terms), parent_ids, what
+
+
+def _rank_parents(history: list[Candidate], top: int = 6) -> list[Candidate]:
+    pool = [c for c in history if c.fitness is not None and "terms" in c.meta]
+    pool.sort(key=lambda c: c.fitness, reverse=True)
+    return pool[:top]
+
+
+def _term_influence(c: Candidate) -> dict[str, float]:
+    """Correlation of each component with fitness across the checkpoints, averaged over seeds."""
+    acc: dict[str, list[float]] = {}
+    for m in c.members:
+        fit = np.array([np.nan if v is None else v for v in m.fitness_curve], float)
+        for name, curve in m.component_curves.items():
+            comp = np.array([np.nan if v is None else v for v in curve], float)
+            ok = np.isfinite(fit) & np.isfinite(comp)
+            if ok.sum() >= 3 and np.std(fit[ok]) > 0 and np.std(comp[ok]) > 0:
+                acc.setdefault(name, []).append(float(np.corrcoef(fit[ok], comp[ok])[0, 1]))
+    return {k: float(np.mean(v)) for k, v in acc.items()}
+
+
+def describe_kinds() -> dict[str, Any]:
+    return dict(_KINDS)

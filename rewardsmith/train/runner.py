@@ -1,0 +1,105 @@
+"""Orchestrator side of training: start the keyless worker, stream its progress, enforce a timeout."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from rewardsmith.rundir import atomic_write_json, read_json
+
+# Variables the worker inherits. Everything else is dropped, and even these are dropped when their
+# name looks like a credential.
+_ENV_ALLOW = re.compile(
+    r"^(PATH|HOME|USER|LANG|LANGUAGE|LC_[A-Z]+|TZ|TMPDIR|TEMP|TMP|PYTHONPATH|PYTHONHASHSEED|PYTHONUTF8|"
+    r"VIRTUAL_ENV|XLA_FLAGS|JAX_[A-Z0-9_]+|TF_CPP_MIN_LOG_LEVEL|CUDA_VISIBLE_DEVICES|NVIDIA_[A-Z_]+|"
+    r"LD_LIBRARY_PATH|MUJOCO_GL|PYOPENGL_PLATFORM|OMP_NUM_THREADS|OPENBLAS_[A-Z0-9_]+|MKL_NUM_THREADS|"
+    r"REWARDSMITH_CPU_DEVICES|REWARDSMITH_TASK_PATH|SYSTEMROOT)$")
+_SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION", re.IGNORECASE)
+
+
+class WorkerError(RuntimeError):
+    """The worker crashed, hung or wrote no result; the message is one line for the user."""
+
+
+def worker_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    base = dict(os.environ if base is None else base)
+    return {k: v for k, v in base.items() if _ENV_ALLOW.match(k) and not _SECRET.search(k)}
+
+
+def run_worker(job: dict, workdir: Path, *, timeout_s: float,
+               on_event: Callable[[dict], None] | None = None) -> dict:
+    """Run one job in a fresh worker process; return its result or raise WorkerError."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    job_path, result_path, log_path = workdir / "job.json", workdir / "result.json", workdir / "worker.log"
+    if result_path.exists():
+        result_path.unlink()
+    atomic_write_json(job_path, job)
+    env = worker_env()
+    # the worker imports this very package; make sure it can when running from a source tree
+    pkg_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH", "")) if p)
+    cmd = [sys.executable, "-m", "rewardsmith.train.worker", str(job_path), str(result_path)]
+    with open(log_path, "w", encoding="utf-8") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=env,
+                                text=True, start_new_session=True, cwd=str(workdir))
+        reader = threading.Thread(target=_pump, args=(proc, on_event, log), daemon=True)
+        reader.start()
+        t0 = time.monotonic()
+        try:
+            rc = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+            reader.join(5)
+            raise WorkerError(f"training worker exceeded its {timeout_s:g} s timeout and was stopped "
+                              f"(worker log: {log_path})") from None
+        reader.join(5)
+    if rc != 0:
+        tail = _last_line(log_path)
+        how = f"was killed by signal {-rc}" if rc < 0 else f"exited with code {rc}"
+        raise WorkerError(f"training worker {how} after {time.monotonic() - t0:.0f} s: {tail} (log: {log_path})")
+    if not result_path.exists():
+        raise WorkerError(f"training worker wrote no result (log: {log_path})")
+    return read_json(result_path)
+
+
+def _pump(proc: subprocess.Popen, on_event, log) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            log.write(line + "\n")
+            continue
+        if on_event is not None:
+            try:
+                on_event(event)
+            except Exception:  # noqa: BLE001 - a display problem never stops training
+                pass
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1][:300] if lines else "no output"

@@ -1,0 +1,63 @@
+"""Turning one member's raw training outputs into ~10 checkpoints and evaluation statistics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from rewardsmith.records import MemberResult
+from rewardsmith.tasks.base import Task
+from rewardsmith.train.ppo import PPOConfig
+
+NUM_CHECKPOINTS = 10
+
+
+def _f(x) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def member_results(out: dict, seed: int, component_names: list[str], task: Task, config: PPOConfig) -> dict:
+    curve = {k: np.asarray(v) for k, v in out["curve"].items()}
+    n_updates = len(curve["reward"])
+    chunks = np.array_split(np.arange(n_updates), min(NUM_CHECKPOINTS, n_updates))
+    per_update = config.num_envs * config.num_steps
+    fitness_curve, length_curve, reward_curve, steps = [], [], [], []
+    comp_curves: dict[str, list[float]] = {n: [] for n in component_names}
+    for ch in chunks:
+        eps = curve["episodes"][ch].sum()
+        fitness_curve.append(_f(curve["fitness_sum"][ch].sum() / eps) if eps > 0 else None)
+        length_curve.append(_f(curve["length_sum"][ch].sum() / eps) if eps > 0 else None)
+        reward_curve.append(_f(curve["reward"][ch].mean()))
+        for j, n in enumerate(component_names):
+            comp_curves[n].append(_f(curve["components"][ch, j].mean()))
+        steps.append(int((ch[-1] + 1) * per_update))
+    ev = out["eval"]
+    fitness = np.asarray(ev["fitness"], np.float64)
+    nonfinite = int(out["nonfinite_rewards"])
+    reason = ""
+    if nonfinite:
+        reason = f"reward was NaN/inf on {nonfinite} training steps (masked)"
+    elif not bool(out["params_finite"]):
+        reason = "policy parameters became NaN/inf (masked)"
+    elif not np.all(np.isfinite(fitness)):
+        reason = "evaluation fitness is NaN/inf (masked)"
+    ok = not reason
+    evaluation = {
+        "fitness_mean": _f(fitness.mean()),
+        "fitness_std": _f(fitness.std()),
+        "length_mean": _f(np.mean(ev["length"])),
+        "terminated_frac": _f(np.mean(ev["terminated"])),
+        "episodes": int(fitness.size),
+        "reward_per_step": _f(ev["reward"]),
+        "components_per_step": {n: _f(ev["components"][j]) for j, n in enumerate(component_names)},
+        "fields": {name: {"min": _f(ev["field_min"][j]), "mean": _f(ev["field_mean"][j]), "max": _f(ev["field_max"][j])}
+                   for j, name in enumerate(task.schema.names)},
+        "action_abs_mean": _f(ev["action_abs_mean"]),
+    }
+    return MemberResult(
+        seed=int(seed), ok=ok, fitness=evaluation["fitness_mean"] if ok else None, reason=reason,
+        checkpoints=steps, fitness_curve=fitness_curve, length_curve=length_curve, reward_curve=reward_curve,
+        component_curves=comp_curves, eval=evaluation,
+    ).__dict__

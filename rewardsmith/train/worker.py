@@ -1,0 +1,111 @@
+"""The training worker: the only process that executes candidate code.
+
+Run as ``python -m rewardsmith.train.worker JOB.json RESULT.json``. The orchestrator starts it with an
+environment that holds no API keys (see ``runner.worker_env``). It loads each candidate, traces it,
+rolls it out once, trains all survivors x seeds in one program, and writes RESULT.json atomically.
+Progress goes to stdout as JSON lines.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _configure_devices() -> None:
+    # Both CPU cores as devices: must happen before jax is imported.
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in flags:
+        n = max(1, int(os.environ.get("REWARDSMITH_CPU_DEVICES", "0")) or (os.cpu_count() or 1))
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+
+
+def emit(event: str, **data) -> None:
+    import json
+
+    print(json.dumps({"event": event, **data}), flush=True)
+
+
+def run_job(job: dict) -> dict:
+    import time
+
+    import jax
+    import numpy as np
+
+    from rewardsmith.records import Validation
+    from rewardsmith.tasks import get_task
+    from rewardsmith.train.ppo import MAX_COMPONENTS, PPOConfig
+    from rewardsmith.train.population import train_population
+    from rewardsmith.train.stats import member_results
+    from rewardsmith.validate.trace import rollout_check, shape_check
+
+    t_start = time.perf_counter()
+    task = get_task(job["task"]["name"], job["task"].get("file"))
+    config = PPOConfig.from_dict(job["ppo"])
+    seeds = [int(s) for s in job["seeds"]]
+    result: dict = {"candidates": {}, "env_names": sorted(os.environ) if job.get("report_env") else None}
+
+    validations: dict[str, Validation] = {}
+    branches: dict[str, object] = {}
+    for cand in job["candidates"]:
+        v, branch = shape_check(cand["source"], cand["id"], task, MAX_COMPONENTS)
+        validations[cand["id"]] = v
+        if branch is not None:
+            branches[cand["id"]] = branch
+        emit("shape_checked", id=cand["id"], ok=v.ok, reason=v.reason)
+
+    ids = list(branches)
+    try:
+        reasons = rollout_check(task, [branches[i] for i in ids], seed=int(job.get("check_seed", 0)))
+    except Exception:  # noqa: BLE001 - fall back to checking one by one to find the culprit
+        reasons = []
+        for i in ids:
+            try:
+                reasons.append(rollout_check(task, [branches[i]])[0])
+            except Exception as e:  # noqa: BLE001
+                from rewardsmith.validate.load import describe_exception
+
+                reasons.append(f"rollout failed: {describe_exception(e, i)}")
+    for i, reason in zip(ids, reasons):
+        if reason is not None:
+            validations[i] = Validation(ok=False, stage="trace", reason=reason)
+            del branches[i]
+        emit("rollout_checked", id=i, ok=reason is None, reason=reason or "")
+    t_checked = time.perf_counter()
+
+    for cid, v in validations.items():
+        result["candidates"][cid] = {"validation": v.__dict__, "members": []}
+
+    ids = list(branches)
+    if ids:
+        member_branch = [b for b in range(len(ids)) for _ in seeds]
+        member_seed = [s for _ in ids for s in seeds]
+        emit("training", candidates=ids, members=len(member_branch), devices=len(jax.devices()))
+        out, timing = train_population(task, config, [branches[i] for i in ids], member_branch, member_seed)
+        for m, (b, s) in enumerate(zip(member_branch, member_seed)):
+            one = jax.tree.map(lambda x: np.asarray(x)[m], out)
+            cid = ids[b]
+            result["candidates"][cid]["members"].append(
+                member_results(one, s, validations[cid].components, task, config))
+        result["timing"] = {**timing, "check_s": t_checked - t_start}
+        emit("trained", **result["timing"])
+    result["timing"] = {**result.get("timing", {}), "total_s": time.perf_counter() - t_start}
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m rewardsmith.train.worker JOB.json RESULT.json", file=sys.stderr)
+        return 2
+    _configure_devices()
+    from rewardsmith.rundir import atomic_write_json, read_json
+
+    job = read_json(argv[0])
+    result = run_job(job)
+    atomic_write_json(argv[1], result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
