@@ -127,6 +127,14 @@ def render(terms: list[Term], schema: StateSchema, header: str) -> str:
             f"{body}\n    total = {total}\n    return total, {{{comps}}}\n")
 
 
+def _dedupe(terms: list[Term]) -> list[Term]:
+    """One term per (kind, field): a repeated term only rescales its twin."""
+    out: dict[str, Term] = {}
+    for t in terms:
+        out.setdefault(t.name, t)
+    return list(out.values())
+
+
 def _signature(terms: list[Term]) -> str:
     return json.dumps([dataclasses.asdict(t) for t in terms], sort_keys=True)
 
@@ -151,7 +159,7 @@ class OfflineProposer:
             if len(out) < ctx.k - n_fresh and parents:
                 proposal = self._child(rng, ctx, parents)
             else:
-                terms = [_random_term(rng, schema) for _ in range(rng.randint(1, 3))]
+                terms = _dedupe([_random_term(rng, schema) for _ in range(rng.randint(1, 3))])
                 proposal = (terms, [], "random program from schema terms")
             terms, parent_ids, what = proposal
             sig = _signature(terms)
@@ -180,7 +188,7 @@ class OfflineProposer:
             what = f"removed {gone.name} from {p.id}"
         elif op == "add" and len(terms) < MAX_TERMS:
             t = _random_term(rng, ctx.task.schema)
-            terms.append(t)
+            terms = _dedupe(terms + [t])
             what = f"added {t.name} to {p.id}"
         elif op == "crossover" and len(parents) > 1:
             q = rng.choice([c for c in parents if c.id != p.id])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from rewardsmith.records import Candidate
@@ -17,7 +19,8 @@ def _mean_curve(curves: list[list]) -> list[float | None]:
     if not curves:
         return []
     arr = np.array([[np.nan if v is None else v for v in c] for c in curves], float)
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no episode ended there
         m = np.nanmean(arr, 0)
     return [None if not np.isfinite(v) else float(v) for v in m]
 

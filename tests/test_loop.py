@@ -1,0 +1,81 @@
+import importlib.util
+import json
+
+import jax.numpy as jnp
+import pytest
+
+from rewardsmith.errors import UserError
+from rewardsmith.evolve import loop
+from rewardsmith.evolve.loop import run
+from rewardsmith.train.runner import WorkerError
+
+from conftest import tiny_cfg
+
+
+def test_tiny_run_end_to_end(tmp_path):
+    summary = run(tiny_cfg(), tmp_path)
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk == summary
+    assert summary["status"] == "complete"
+    assert summary["task"] == "cartpole"
+    assert "offline proposer" in summary["proposer"] and "no LLM" in summary["proposer"]
+    assert summary["best_fitness"] is not None and summary["best_fitness"] > 0
+    assert summary["human_baseline_fitness"] is not None and summary["sparse_baseline_fitness"] is not None
+    assert [g["generation"] for g in summary["per_generation_best"]] == [0, 1]
+    assert summary["wall_time_s"] > 0
+    # every candidate is stored under its stable id with source, validation and statistics
+    best_id = summary["best_candidate_id"]
+    cdir = tmp_path / "generations" / f"gen_{int(best_id[1:3]):02d}" / "candidates" / best_id
+    rec = json.loads((cdir / "candidate.json").read_text())
+    assert rec["id"] == best_id and rec["validation"]["ok"] and rec["members"]
+    assert (cdir / "reward.py").read_text() == rec["source"]
+    assert len(rec["members"][0]["fitness_curve"]) >= 2
+    assert (tmp_path / "baselines" / "baseline-human" / "candidate.json").exists()
+    assert json.loads((tmp_path / "config.json").read_text())["task"]["name"] == "cartpole"
+    # best_reward.py is standalone and importable
+    spec = importlib.util.spec_from_file_location("best_reward", tmp_path / "best_reward.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    from rewardsmith.tasks import get_task
+
+    schema = get_task("cartpole").schema
+    s = schema.make_state({n: jnp.float32(0.01) for n in schema.names})
+    total, comps = mod.compute_reward(s, jnp.int32(1), s)
+    assert jnp.isfinite(total) and set(comps) == set(mod.COMPONENTS)
+
+
+def test_crashed_worker_fails_its_generation_and_the_run_goes_on(tmp_path, monkeypatch):
+    real = loop.run_worker
+    calls = {"n": 0}
+
+    def flaky(job, workdir, **kw):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise WorkerError("training worker was killed by signal 9 after 3 s: boom")
+        return real(job, workdir, **kw)
+
+    monkeypatch.setattr(loop, "run_worker", flaky)
+    summary = run(tiny_cfg(iterations=1, max_generation_retries=1), tmp_path)
+    assert calls["n"] == 2
+    assert summary["status"] == "complete" and summary["best_fitness"] is not None
+    gen0 = json.loads((tmp_path / "generations" / "gen_00" / "generation.json").read_text())
+    assert "killed by signal 9" in gen0["worker_error"]
+    failed = json.loads((tmp_path / "generations" / "gen_00" / "candidates" / gen0["candidate_ids"][0]
+                         / "candidate.json").read_text())
+    assert failed["status"] == "failed" and "worker failure" in failed["note"]
+    assert (tmp_path / "generations" / "gen_00" / "generation_retry1.json").exists()
+    # baselines were retried with the generation and trained
+    assert summary["human_baseline_fitness"] is not None
+
+
+@pytest.mark.parametrize("over,msg", [
+    ({"task": {"name": "nope", "file": None}}, "unknown task 'nope'; known tasks: cartpole"),
+    ({"train": {"bogus": 1}}, "unknown PPO settings: ['bogus']"),
+    ({"samples": 0}, "samples must be a positive integer"),
+    ({"llm": {"provider": "nope"}}, "unknown llm provider 'nope'"),
+])
+def test_bad_input_is_a_clear_error_before_any_work(tmp_path, over, msg):
+    with pytest.raises(UserError) as e:
+        run(tiny_cfg(**over), tmp_path / "run")
+    assert msg in str(e.value)
+    assert not (tmp_path / "run" / "generations").exists()

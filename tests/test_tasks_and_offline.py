@@ -1,0 +1,90 @@
+import jax
+import jax.numpy as jnp
+import pytest
+
+from rewardsmith.propose.base import ProposalContext
+from rewardsmith.propose.offline import OfflineProposer
+from rewardsmith.records import Candidate, MemberResult
+from rewardsmith.tasks import UnknownTaskError, get_task, list_tasks
+
+USER_TASK = """
+name: my_cartpole
+description: Balance a pole, my way.
+env: {backend: gymnax, id: CartPole-v1}
+hooks: rewardsmith.tasks.gymnax_env:CARTPOLE
+schema:
+  fields:
+    - {name: x, shape: [], unit: m, range: [-2.4, 2.4], doc: cart position}
+    - {name: x_dot, shape: [], unit: m/s, doc: cart velocity}
+    - {name: theta, shape: [], unit: rad, kind: angle, doc: pole angle}
+    - {name: theta_dot, shape: [], unit: rad/s, doc: pole angular velocity}
+    - {name: step, shape: [], unit: steps, kind: count, doc: steps so far}
+  action: {kind: discrete, n: 2, doc: left or right}
+fitness: {doc: episode length, target: 500}
+baselines: {human: human.py, sparse: sparse.py}
+ppo: {num_envs: 4}
+"""
+
+
+def test_registry_lists_builtin_tasks_and_rejects_unknown():
+    assert {"cartpole", "pendulum", "mountain_car_continuous"} <= set(list_tasks())
+    with pytest.raises(UnknownTaskError, match="known tasks: cartpole"):
+        get_task("nope")
+
+
+@pytest.mark.parametrize("name", ["cartpole", "pendulum", "mountain_car_continuous"])
+def test_task_env_steps_and_schema_view(name):
+    task = get_task(name)
+    env = task.make_env()
+    obs, es = env.reset(jax.random.PRNGKey(0))
+    assert obs.shape == (env.obs_size,)
+    act = task.schema.action
+    a = jnp.int32(1) if act.kind == "discrete" else jnp.zeros(act.shape)
+    obs2, es2, r, term, trunc = env.step(jax.random.PRNGKey(1), es, a)
+    view = task.schema.make_state(task.hooks.state_view(es2))
+    for f in task.schema.fields:
+        v = getattr(view, f.name)
+        assert v.shape == f.shape and v.dtype == jnp.float32
+    assert task.fitness_doc and task.description
+    assert "compute_reward" in task.human_reward and "compute_reward" in task.sparse_reward
+    # the proposer's view never includes fitness or baselines
+    assert set(task.prompt_view()) == {"name", "description", "schema"}
+
+
+def test_user_task_from_yaml(tmp_path, monkeypatch):
+    d = tmp_path / "my_cartpole"
+    d.mkdir()
+    (d / "task.yaml").write_text(USER_TASK)
+    cp = get_task("cartpole")
+    (d / "human.py").write_text(cp.human_reward)
+    (d / "sparse.py").write_text(cp.sparse_reward)
+    t = get_task("my_cartpole", d / "task.yaml")
+    assert t.name == "my_cartpole" and t.ppo == {"num_envs": 4}
+    monkeypatch.setenv("REWARDSMITH_TASK_PATH", str(tmp_path))
+    assert "my_cartpole" in list_tasks() and get_task("my_cartpole").description.startswith("Balance")
+
+
+def _scored(c_source, cid, meta, fitness, comp_curves, fit_curve):
+    m = MemberResult(seed=0, ok=True, fitness=fitness, fitness_curve=fit_curve, component_curves=comp_curves)
+    return Candidate(id=cid, generation=0, source=c_source, origin="offline", meta=meta, members=[m],
+                     fitness=fitness, status="trained")
+
+
+def test_offline_proposer_evolves_from_the_fittest():
+    task = get_task("cartpole")
+    prop = OfflineProposer()
+    gen0 = prop.propose(ProposalContext(task=task, generation=0, k=6, history=[], seed=3))
+    assert len({p.source for p in gen0}) == 6
+    assert all("not by an LLM" in p.source for p in gen0)
+    history = []
+    for i, p in enumerate(gen0):
+        names = [t["kind"] + ("_" + t["field"] if t["field"] else "") for t in p.meta["terms"]]
+        curves = {n: [float(i), float(i + 1), float(i + 2)] for n in names}
+        history.append(_scored(p.source, f"g00-{i}", p.meta, float(100 * i), curves, [1.0, 2.0, 3.0]))
+    gen1 = prop.propose(ProposalContext(task=task, generation=1, k=6, history=history, seed=3))
+    assert len(gen1) == 6
+    children = [p for p in gen1 if p.parents]
+    assert len(children) >= 4  # most of a later generation descends from earlier programs
+    top_ids = {"g00-5", "g00-4", "g00-3"}
+    assert sum(p.parents[0] in top_ids for p in children) >= len(children) // 2
+    assert not {p.source for p in gen1} & {p.source for p in gen0}

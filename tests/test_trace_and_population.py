@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+
+from rewardsmith.tasks import get_task
+from rewardsmith.train.ppo import MAX_COMPONENTS, PPOConfig
+from rewardsmith.train.population import train_population
+from rewardsmith.train.stats import member_results
+from rewardsmith.validate.trace import rollout_check, shape_check
+
+from conftest import TINY_TRAIN
+
+NAN_REWARD = """import jax.numpy as jnp
+
+
+def compute_reward(state, action, next_state):
+    r = jnp.log(next_state.x)
+    return r, {"log_x": r}
+"""
+
+LATE_NAN_REWARD = """import jax.numpy as jnp
+
+
+def compute_reward(state, action, next_state):
+    # finite for a random policy, NaN once an episode runs past 30 steps
+    r = jnp.where(next_state.step > 30.0, jnp.nan, 1.0)
+    return r, {"r": r}
+"""
+
+
+@pytest.fixture(scope="module")
+def cartpole():
+    return get_task("cartpole")
+
+
+def branch(task, source, name="c"):
+    v, b = shape_check(source, name, task, MAX_COMPONENTS)
+    assert v.ok, v.reason
+    return b
+
+
+@pytest.mark.parametrize("body,expected", [
+    ("return 1.0", "must return (total_reward, components_dict)"),
+    ("return jnp.zeros(3), {}", "total reward must be a scalar"),
+    ("return 1.0, {'a': jnp.zeros(2)}", "component 'a' must be a scalar"),
+    ("return 1.0, [1.0]", "components must be a dict"),
+    ("return next_state.x + jnp.zeros((2, 3)) @ jnp.zeros((4,)), {}", "tracing failed: line 5"),
+    ("return 1.0, {" + ", ".join(f"'c{i}': 1.0" for i in range(9)) + "}", "at most 8 components"),
+])
+def test_shape_check_rejects_bad_outputs(cartpole, body, expected):
+    src = f"import jax.numpy as jnp\n\n\ndef compute_reward(state, action, next_state):\n    {body}\n"
+    v, b = shape_check(src, "bad", cartpole, MAX_COMPONENTS)
+    assert not v.ok and b is None
+    assert expected in v.reason, v.reason
+
+
+def test_shape_check_accepts_baselines_and_names_components(cartpole):
+    v, b = shape_check(cartpole.human_reward, "h", cartpole, MAX_COMPONENTS)
+    assert v.ok and v.components == ["alive"] and b is not None
+
+
+def test_loader_blocks_imports_outside_the_allow_list(cartpole):
+    v, _ = shape_check("import os\n\ndef compute_reward(state, action, next_state):\n    return 1.0, {}\n",
+                       "x", cartpole, MAX_COMPONENTS)
+    assert not v.ok and "import of 'os' is not allowed" in v.reason
+
+
+def test_rollout_check_flags_nan_and_passes_finite(cartpole):
+    reasons = rollout_check(cartpole, [branch(cartpole, cartpole.human_reward), branch(cartpole, NAN_REWARD)])
+    assert reasons[0] is None
+    assert reasons[1] is not None and "not finite" in reasons[1] and "x=" in reasons[1]
+
+
+def test_nan_member_is_masked_and_siblings_are_unaffected(cartpole):
+    """A member whose reward goes NaN mid-training is reported; its siblings train exactly as without it."""
+    cfg = PPOConfig.from_dict({**cartpole.ppo, **TINY_TRAIN})
+    good = branch(cartpole, cartpole.human_reward, "good")
+    late_nan = branch(cartpole, LATE_NAN_REWARD, "nan")
+    other = branch(cartpole, cartpole.sparse_reward, "other")
+    out_nan, timing = train_population(cartpole, cfg, [good, late_nan], [0, 1, 0, 1], [0, 0, 1, 1])
+    out_ref, _ = train_population(cartpole, cfg, [good, other], [0, 1, 0, 1], [0, 0, 1, 1])
+    assert timing["devices"] == 2
+    for m in (0, 2):  # the good members
+        np.testing.assert_allclose(out_nan["eval"]["fitness"][m], out_ref["eval"]["fitness"][m], rtol=1e-6)
+        np.testing.assert_allclose(out_nan["curve"]["reward"][m], out_ref["curve"]["reward"][m], rtol=1e-6)
+        assert out_nan["nonfinite_rewards"][m] == 0
+    assert out_nan["nonfinite_rewards"][1] > 0
+    one = {k: (v[1] if not isinstance(v, dict) else {kk: vv[1] for kk, vv in v.items()}) for k, v in out_nan.items()}
+    rec = member_results(one, 0, ["r"], cartpole, cfg)
+    assert rec["ok"] is False and rec["fitness"] is None and "NaN" in rec["reason"]
+    good_one = {k: (v[0] if not isinstance(v, dict) else {kk: vv[0] for kk, vv in v.items()})
+                for k, v in out_nan.items()}
+    rec = member_results(good_one, 0, ["alive"], cartpole, cfg)
+    assert rec["ok"] and rec["fitness"] > 0
+    assert len(rec["fitness_curve"]) == len(rec["checkpoints"]) == len(rec["component_curves"]["alive"])

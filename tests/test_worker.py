@@ -1,0 +1,55 @@
+import os
+
+import pytest
+
+from rewardsmith.tasks import get_task
+from rewardsmith.train.runner import WorkerError, run_worker, worker_env
+
+from conftest import TINY_TRAIN
+
+SECRETS = {"OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": "x", "AWS_SECRET_ACCESS_KEY": "x",
+           "HF_TOKEN": "x", "MY_SERVICE_PASSWORD": "x", "GITHUB_TOKEN": "x", "JAX_AUTH_TOKEN": "x",
+           "AZURE_API_KEY": "x", "GEMINI_API_KEY": "x"}
+
+
+def test_worker_env_holds_no_credentials():
+    env = worker_env({**SECRETS, "PATH": "/usr/bin", "HOME": "/root", "XLA_FLAGS": "--x", "RANDOM_VAR": "1"})
+    assert env == {"PATH": "/usr/bin", "HOME": "/root", "XLA_FLAGS": "--x"}
+
+
+def _job(task, candidates, **over):
+    job = {"task": {"name": task.name, "file": None}, "ppo": {**task.ppo, **TINY_TRAIN}, "seeds": [0],
+           "candidates": candidates, "check_seed": 0}
+    job.update(over)
+    return job
+
+
+def test_worker_process_never_sees_api_keys(tmp_path, monkeypatch):
+    for k, v in SECRETS.items():
+        monkeypatch.setenv(k, v)
+    task = get_task("cartpole")
+    events = []
+    result = run_worker(_job(task, [{"id": "h", "source": task.human_reward}], report_env=True),
+                        tmp_path, timeout_s=300, on_event=events.append)
+    names = set(result["env_names"])
+    assert not names & set(SECRETS), names & set(SECRETS)
+    assert not [n for n in names if "KEY" in n or "TOKEN" in n or "SECRET" in n]
+    assert result["candidates"]["h"]["validation"]["ok"]
+    assert result["candidates"]["h"]["members"][0]["ok"]
+    assert any(e["event"] == "trained" for e in events)
+
+
+def test_worker_crash_is_one_clear_error(tmp_path):
+    task = get_task("cartpole")
+    job = _job(task, [{"id": "h", "source": task.human_reward}])
+    job["task"]["name"] = "no_such_task"
+    with pytest.raises(WorkerError) as e:
+        run_worker(job, tmp_path, timeout_s=300)
+    msg = str(e.value)
+    assert "exited with code" in msg and "unknown task 'no_such_task'" in msg and "\n" not in msg
+
+
+def test_hung_worker_is_stopped_at_timeout(tmp_path):
+    task = get_task("cartpole")
+    with pytest.raises(WorkerError, match="exceeded its 0.5 s timeout"):
+        run_worker(_job(task, [{"id": "h", "source": task.human_reward}]), tmp_path, timeout_s=0.5)
