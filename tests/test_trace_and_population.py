@@ -92,3 +92,22 @@ def test_nan_member_is_masked_and_siblings_are_unaffected(cartpole):
     rec = member_results(good_one, 0, ["alive"], cartpole, cfg)
     assert rec["ok"] and rec["fitness"] > 0
     assert len(rec["fitness_curve"]) == len(rec["checkpoints"]) == len(rec["component_curves"]["alive"])
+
+
+def test_candidate_code_runs_jax_ops_first_in_a_fresh_process():
+    """jaxlib imports through the calling frame's builtins; the guarded loader must allow that."""
+    import subprocess
+    import sys
+
+    code = (
+        "import jax, jax.numpy as jnp\n"
+        "from rewardsmith.validate.load import load_reward_fn\n"
+        "src = 'import jax.numpy as jnp\\n\\ndef compute_reward(state, action, next_state):\\n"
+        "    r = jnp.exp(-jnp.abs(next_state) / 0.3)\\n    return r, {\"r\": r}\\n'\n"
+        "fn = load_reward_fn(src)\n"
+        "s = jax.ShapeDtypeStruct((), jnp.float32)\n"
+        "print(jax.eval_shape(fn, s, s, s)[0].shape)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert out.stdout.strip() == "()"

@@ -115,6 +115,9 @@ def run(cfg: Any, run_dir: str | Path, display: Any = None) -> dict:
                 proposals = []
                 if getattr(e, "fatal", False):
                     raise
+            if not proposals and getattr(proposer, "exhausted", ""):
+                display.message(f"LLM budget reached ({proposer.exhausted}): no more proposals")
+                break
             known = {c.id for c in history}
             cands: list[Candidate] = []
             for p in proposals:
@@ -164,6 +167,8 @@ def run(cfg: Any, run_dir: str | Path, display: Any = None) -> dict:
                 break
             display.message(f"generation {gen}: every candidate failed"
                             + (" - retrying" if attempt < max_retries else " - giving up on this generation"))
+        if getattr(proposer, "exhausted", ""):
+            break
         if stop_at_target and best is not None and task.fitness_target is not None \
                 and best.fitness >= task.fitness_target:  # type: ignore[operator]
             display.message(f"fitness target {task.fitness_target} reached: stopping early")
@@ -282,6 +287,8 @@ def _summary(task, proposer, ppo, cfg, seeds, history, generations, baselines, b
         "iterations": cfg.get("iterations"),
         "samples": cfg.get("samples"),
         "wall_time_s": round(time.time() - t_start, 2),
+        "llm": proposer.usage() if hasattr(proposer, "usage") else None,
+        "stopped_by_budget": getattr(proposer, "exhausted", "") or None,
     }
 
 

@@ -14,7 +14,12 @@ def make_proposer(llm_cfg: Mapping[str, Any], run_dir: Path | None = None) -> Pr
     provider = (llm_cfg or {}).get("provider", "offline")
     if provider in (None, "", "offline"):
         return OfflineProposer()
-    raise UserError(f"unknown llm provider {provider!r}; available: offline")
+    from rewardsmith.propose.llm import LLMProposer
+    from rewardsmith.propose.llm_client import LLMSettings
+
+    proposer = LLMProposer(LLMSettings.from_cfg(dict(llm_cfg)), run_dir=run_dir)
+    proposer.preflight()
+    return proposer
 
 
 __all__ = ["OfflineProposer", "Proposal", "ProposalContext", "Proposer", "make_proposer"]

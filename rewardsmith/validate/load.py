@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import math
 import importlib
+import sys
 import traceback
 from typing import Any, Callable
 
@@ -19,6 +20,11 @@ class RewardLoadError(Exception):
 
 
 def _guarded_import(name, globals=None, locals=None, fromlist=(), level=0):
+    # C extensions (jaxlib's dispatch) import through the *calling frame's* builtins via
+    # PyImport_Import, which passes an empty list as fromlist; import statements pass None or a
+    # tuple. Those internal imports only ever fetch modules that are already loaded.
+    if isinstance(fromlist, list) and not fromlist and level == 0 and name in sys.modules:
+        return importlib.__import__(name, globals, locals, fromlist, level)
     if level != 0:
         raise ImportError("relative imports are not allowed in reward code")
     wanted = {name} | {f"{name}.{f}" for f in (fromlist or ()) if f"{name}.{f}" in rules.ALLOWED_MODULES}

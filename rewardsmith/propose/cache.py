@@ -1,0 +1,56 @@
+"""A content-addressed response cache for LLM calls (litellm's own cache is not used).
+
+Key: model, api_base, messages, sampling parameters and the sample index. Modes:
+``readwrite`` reads hits and stores misses; ``replay`` only reads (a miss is an error, no call is
+made); ``off`` neither reads nor writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from rewardsmith.rundir import atomic_write_json
+
+MODES = ("readwrite", "replay", "off")
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "rewardsmith" / "llm"
+
+
+def cache_key(model: str, api_base: str | None, messages: list[dict], params: dict, sample: int) -> str:
+    blob = json.dumps({"model": model, "api_base": api_base, "messages": messages, "params": params,
+                       "sample": sample}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class ResponseCache:
+    def __init__(self, directory: str | os.PathLike | None, mode: str = "readwrite"):
+        if mode not in MODES:
+            raise ValueError(f"llm.cache must be one of {MODES}, got {mode!r}")
+        self.mode = mode
+        self.dir = Path(directory) if directory else default_cache_dir()
+
+    def _path(self, key: str) -> Path:
+        return self.dir / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        if self.mode == "off":
+            return None
+        path = self._path(key)
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None  # a damaged entry is a miss
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        if self.mode != "readwrite":
+            return
+        atomic_write_json(self._path(key), value)

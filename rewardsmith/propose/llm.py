@@ -1,0 +1,139 @@
+"""The LLM proposer: prompts from files, K samples per generation, code extraction, and
+regeneration with the validation error fed back (bounded attempts per slot)."""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from rewardsmith.propose.base import Proposal, ProposalContext
+from rewardsmith.propose.llm_client import BudgetExhausted, LLMClient, LLMSettings
+from rewardsmith.propose.prompts import PromptSet
+from rewardsmith.records import Candidate
+from rewardsmith.rundir import atomic_write_json
+from rewardsmith.validate.static import check_source
+
+_BLOCK = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+
+
+def extract_code(text: str) -> str | None:
+    """The last fenced code block that defines compute_reward (None when there is none)."""
+    blocks = [b for b in _BLOCK.findall(text or "") if "def compute_reward" in b]
+    return blocks[-1].strip() + "\n" if blocks else None
+
+
+class LLMProposer:
+    def __init__(self, settings: LLMSettings, run_dir: Path | None = None):
+        self.settings = settings
+        self.client = LLMClient(settings)
+        self.prompts = PromptSet(settings.prompts_dir)
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.model = settings.model_id
+        self.label = f"LLM {settings.model_id} via litellm"
+        self.origin = f"llm:{settings.model_id}"
+        self.exhausted = ""
+
+    def preflight(self) -> None:
+        self.client.preflight()
+
+    # -- prompt ------------------------------------------------------------------------------
+    def messages(self, ctx: ProposalContext) -> list[dict]:
+        view = ctx.task.prompt_view()
+        msgs = [
+            {"role": "system", "content": self.prompts.render("system")},
+            {"role": "user", "content": self.prompts.render(
+                "task", task_name=view["name"], description=view["description"], schema=view["schema"],
+                source_excerpt="")},
+        ]
+        best = _best(ctx.history)
+        if ctx.generation > 0 and (ctx.reflection or best is not None):
+            if best is not None:
+                msgs.append({"role": "assistant", "content": f"```python\n{best.source.strip()}\n```"})
+            feedback = self.prompts.render("reflection", generation=ctx.generation - 1, statistics=ctx.reflection)
+            if ctx.human_feedback:
+                feedback += "\n\n" + self.prompts.render("human_feedback", feedback=ctx.human_feedback)
+            msgs.append({"role": "user", "content": feedback})
+        elif ctx.human_feedback:
+            msgs.append({"role": "user", "content": self.prompts.render("human_feedback",
+                                                                         feedback=ctx.human_feedback)})
+        return msgs
+
+    # -- proposing -----------------------------------------------------------------------------
+    def propose(self, ctx: ProposalContext) -> list[Proposal]:
+        base = self.messages(ctx)
+        slots = list(range(ctx.k))
+        conversations = {s: list(base) for s in slots}
+        attempts: dict[int, list[dict]] = {s: [] for s in slots}
+        first: dict[int, str] = {}
+        try:
+            texts = self.client.complete(base, slots, generation=ctx.generation, attempt=0) \
+                if self.client.supports_n() or self.client.cache.mode == "replay" else None
+            if texts is not None:
+                first = dict(zip(slots, texts))
+        except BudgetExhausted as e:
+            self.exhausted = str(e)
+            self._save(ctx, conversations, attempts)
+            return []
+
+        def run_slot(s: int) -> Proposal | None:
+            convo = conversations[s]
+            for attempt in range(self.settings.max_attempts):
+                if attempt == 0 and s in first:
+                    text = first[s]
+                else:
+                    text = self.client.complete(convo, [s], generation=ctx.generation, attempt=attempt)[0]
+                convo.append({"role": "assistant", "content": text})
+                code = extract_code(text)
+                if code is None:
+                    error = "the answer has no ```python code block defining compute_reward(state, action, next_state)"
+                else:
+                    violations = check_source(code, ctx.task.schema.names)
+                    error = "; ".join(str(v) for v in violations[:5]) if violations else ""
+                attempts[s].append({"attempt": attempt, "error": error})
+                if not error:
+                    return Proposal(source=code, note=f"LLM sample {s}, attempt {attempt + 1}",
+                                    meta={"slot": s, "attempts": attempts[s], "model": self.model})
+                convo.append({"role": "user", "content": self.prompts.render("code_error", error=error)})
+            # out of attempts: hand the last code to validation anyway so the rejection is recorded
+            code = extract_code(convo[-2]["content"]) if len(convo) >= 2 else None
+            if code is not None:
+                return Proposal(source=code, note=f"LLM sample {s}: still invalid after "
+                                f"{self.settings.max_attempts} attempts", meta={"slot": s, "attempts": attempts[s]})
+            return None
+
+        results: dict[int, Proposal | None] = {}
+        errors: list[BaseException] = []
+        with ThreadPoolExecutor(max_workers=max(1, self.settings.concurrency)) as pool:
+            futures = {s: pool.submit(run_slot, s) for s in slots}
+            for s, f in futures.items():
+                try:
+                    results[s] = f.result()
+                except BudgetExhausted as e:
+                    self.exhausted = str(e)
+                    results[s] = None
+                except BaseException as e:  # noqa: BLE001 - saved, then re-raised below
+                    errors.append(e)
+                    results[s] = None
+        self._save(ctx, conversations, attempts)
+        if errors and not any(results.values()):
+            raise errors[0]
+        return [p for s in slots if (p := results[s]) is not None]
+
+    def _save(self, ctx: ProposalContext, conversations, attempts) -> None:
+        if self.run_dir is None:
+            return
+        d = self.run_dir / "llm" / f"gen_{ctx.generation:02d}"
+        for s, convo in conversations.items():
+            atomic_write_json(d / f"slot_{s:02d}.json", {"messages": convo, "attempts": attempts[s]})
+        atomic_write_json(d / "usage.json", self.client.totals(ctx.generation))
+        atomic_write_json(self.run_dir / "llm" / "calls.json", [c.__dict__ for c in self.client.calls])
+
+    def usage(self) -> dict:
+        return {"model": self.model, **self.client.totals(),
+                "per_generation": {g: self.client.totals(g) for g in sorted({c.generation for c in self.client.calls})}}
+
+
+def _best(history: list[Candidate]) -> Candidate | None:
+    scored = [c for c in history if c.fitness is not None and not c.origin.startswith("baseline")]
+    return max(scored, key=lambda c: c.fitness) if scored else None

@@ -1,0 +1,291 @@
+"""LLM calls through litellm: lazy import, explicit timeout, retries with backoff, our own cache,
+token and cost accounting, and an optional budget."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import socket
+import threading
+import time
+from typing import Any
+from urllib.parse import urlparse
+
+from rewardsmith.errors import UserError
+from rewardsmith.propose.cache import ResponseCache, cache_key
+
+# provider preset -> (litellm prefix, needs an api key by default, default api_base)
+PROVIDERS = {
+    "openai": ("openai", True, None),
+    "anthropic": ("anthropic", True, None),
+    "ollama": ("ollama", False, "http://localhost:11434"),
+    "vllm": ("hosted_vllm", False, "http://localhost:8000/v1"),
+    "openai_compatible": ("openai", False, None),
+}
+_RETRYABLE_NAMES = {"RateLimitError", "Timeout", "APITimeoutError", "APIConnectionError", "InternalServerError",
+                    "ServiceUnavailableError", "BadGatewayError", "TimeoutError"}
+_RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+
+
+class LLMError(UserError):
+    """The provider refused or kept failing; one line naming what went wrong."""
+
+
+class BudgetExhausted(Exception):
+    pass
+
+
+class CacheMiss(LLMError):
+    pass
+
+
+@dataclasses.dataclass
+class LLMSettings:
+    provider: str
+    model: str
+    api_base: str | None = None
+    api_key_env: str | None = None
+    temperature: float = 1.0
+    max_tokens_per_call: int = 2048
+    timeout_s: float = 120.0
+    max_retries: int = 4
+    retry_backoff_s: float = 1.0
+    concurrency: int = 4
+    n_mode: str = "auto"  # auto | n | fanout
+    cache: str = "readwrite"
+    cache_dir: str | None = None
+    max_cost_usd: float | None = None
+    max_tokens: int | None = None
+    max_attempts: int = 3
+    prompts_dir: str | None = None
+
+    @classmethod
+    def from_cfg(cls, cfg: dict) -> "LLMSettings":
+        cfg = {k: v for k, v in dict(cfg).items() if v is not None and v != "???"}
+        provider = cfg.get("provider")
+        if provider not in PROVIDERS:
+            raise UserError(f"unknown llm provider {provider!r}; available: offline, {', '.join(PROVIDERS)}")
+        if not cfg.get("model"):
+            raise UserError(f"llm={provider} needs a model: add llm.model=<name>")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(cfg) - names
+        if unknown:
+            raise UserError(f"unknown llm settings: {sorted(unknown)}")
+        s = cls(**cfg)
+        if s.n_mode not in ("auto", "n", "fanout"):
+            raise UserError(f"llm.n_mode must be auto, n or fanout; got {s.n_mode!r}")
+        if s.cache not in ("readwrite", "replay", "off"):
+            raise UserError(f"llm.cache must be readwrite, replay or off; got {s.cache!r}")
+        if s.api_base is None:
+            s.api_base = PROVIDERS[provider][2]
+        if provider == "openai_compatible" and not s.api_base:
+            raise UserError("llm=openai_compatible needs llm.api_base=<url of the server>")
+        return s
+
+    @property
+    def model_id(self) -> str:
+        prefix = PROVIDERS[self.provider][0]
+        return self.model if self.model.startswith(prefix + "/") else f"{prefix}/{self.model}"
+
+
+@dataclasses.dataclass
+class CallRecord:
+    generation: int
+    slot: int
+    attempt: int
+    n: int
+    cached: bool
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cost_usd: float | None  # None: unknown (e.g. a local model without a price)
+    seconds: float
+    retries: int = 0
+
+
+def _litellm():
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the price map
+    try:
+        import litellm
+    except ImportError:
+        raise UserError("the LLM proposer needs litellm: pip install 'rewardsmith[llm]'") from None
+
+    litellm.telemetry = False
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+class LLMClient:
+    def __init__(self, settings: LLMSettings, env: dict[str, str] | None = None):
+        self.s = settings
+        env = dict(os.environ if env is None else env)
+        self.api_key = env.get(settings.api_key_env) if settings.api_key_env else None
+        self.cache = ResponseCache(settings.cache_dir, settings.cache)
+        self.calls: list[CallRecord] = []
+        self._lock = threading.Lock()
+        self._supports_n: bool | None = None
+
+    # -- before any work ----------------------------------------------------------------------
+    def preflight(self) -> None:
+        """Missing key or unreachable server: one clear line, before anything starts."""
+        if self.s.cache == "replay":
+            return  # replaying needs neither key nor server
+        needs_key = PROVIDERS[self.s.provider][1]
+        if self.s.api_key_env and not self.api_key and needs_key:
+            raise UserError(f"llm={self.s.provider} needs an API key: set the environment variable "
+                            f"{self.s.api_key_env} (or use llm=offline)")
+        if self.s.api_key_env and not self.api_key and not needs_key and self.s.provider == "openai_compatible":
+            raise UserError(f"llm.api_key_env={self.s.api_key_env} is set but that environment variable is empty")
+        if self.s.api_base:
+            u = urlparse(self.s.api_base)
+            host, port = u.hostname, u.port or (443 if u.scheme == "https" else 80)
+            try:
+                with socket.create_connection((host, port), timeout=min(5.0, self.s.timeout_s)):
+                    pass
+            except OSError as e:
+                raise UserError(f"cannot reach the LLM server at {self.s.api_base}: {e.strerror or e}") from None
+
+    def supports_n(self) -> bool:
+        if self.s.n_mode != "auto":
+            return self.s.n_mode == "n"
+        if self._supports_n is None:
+            litellm = _litellm()
+            try:
+                params = litellm.get_supported_openai_params(model=self.s.model,
+                                                             custom_llm_provider=PROVIDERS[self.s.provider][0])
+            except Exception:  # noqa: BLE001 - unknown model: be conservative
+                params = None
+            self._supports_n = bool(params) and "n" in params
+        return self._supports_n
+
+    # -- accounting ----------------------------------------------------------------------------
+    def totals(self, generation: int | None = None) -> dict[str, Any]:
+        calls = [c for c in self.calls if generation is None or c.generation == generation]
+        live = [c for c in calls if not c.cached]
+        known = [c.cost_usd for c in live if c.cost_usd is not None]
+        unknown = sum(1 for c in live if c.cost_usd is None)
+        return {
+            "calls": len(live), "cached_calls": len(calls) - len(live),
+            "prompt_tokens": sum(c.prompt_tokens or 0 for c in live),
+            "completion_tokens": sum(c.completion_tokens or 0 for c in live),
+            "cost_usd": (sum(known) if not unknown else ("unknown" if not known else
+                                                         f"{sum(known):.6f} + unknown ({unknown} calls)")),
+            "retries": sum(c.retries for c in live),
+        }
+
+    def _check_budget(self) -> None:
+        t = self.totals()
+        if self.s.max_tokens is not None and t["prompt_tokens"] + t["completion_tokens"] >= self.s.max_tokens:
+            raise BudgetExhausted(f"token budget of {self.s.max_tokens} reached")
+        if self.s.max_cost_usd is not None:
+            spent = sum(c.cost_usd or 0.0 for c in self.calls if not c.cached)
+            if spent >= self.s.max_cost_usd:
+                raise BudgetExhausted(f"cost budget of ${self.s.max_cost_usd} reached")
+
+    # -- calls ---------------------------------------------------------------------------------
+    def complete(self, messages: list[dict], samples: list[int], *, generation: int, attempt: int) -> list[str]:
+        """Return one completion text per sample index (n>1 in one call where allowed)."""
+        params = {"temperature": self.s.temperature, "max_tokens": self.s.max_tokens_per_call}
+        keys = [cache_key(self.s.model_id, self.s.api_base, messages, params, s) for s in samples]
+        out: dict[int, str] = {}
+        for s, k in zip(samples, keys):
+            hit = self.cache.get(k)
+            if hit is not None:
+                out[s] = hit["content"]
+                self._record(CallRecord(generation, s, attempt, 1, True, hit.get("prompt_tokens"),
+                                        hit.get("completion_tokens"), hit.get("cost_usd"), 0.0))
+        missing = [(s, k) for s, k in zip(samples, keys) if s not in out]
+        if missing and self.cache.mode == "replay":
+            raise CacheMiss(f"llm.cache=replay but {len(missing)} response(s) are not in the cache at "
+                            f"{self.cache.dir}; run with llm.cache=readwrite to call the provider")
+        if not missing:
+            return [out[s] for s in samples]
+        self._check_budget()
+        if len(missing) > 1 and self.supports_n():
+            texts, rec = self._call(messages, len(missing), params)
+            rec.generation, rec.slot, rec.attempt = generation, missing[0][0], attempt
+            self._record(rec)
+            share = _share(rec, len(texts))
+            for (s, k), text in zip(missing, texts):
+                out[s] = text
+                self.cache.put(k, {"content": text, **share})
+            if len(texts) < len(missing):  # provider ignored n: fill the rest one by one
+                for s, k in missing[len(texts):]:
+                    out[s] = self._single(messages, params, s, k, generation, attempt)
+        else:
+            for s, k in missing:
+                out[s] = self._single(messages, params, s, k, generation, attempt)
+        return [out[s] for s in samples]
+
+    def _single(self, messages, params, s, k, generation, attempt) -> str:
+        self._check_budget()
+        texts, rec = self._call(messages, 1, params)
+        rec.generation, rec.slot, rec.attempt = generation, s, attempt
+        self._record(rec)
+        self.cache.put(k, {"content": texts[0], **_share(rec, 1)})
+        return texts[0]
+
+    def _record(self, rec: CallRecord) -> None:
+        with self._lock:
+            self.calls.append(rec)
+
+    def _call(self, messages, n, params) -> tuple[list[str], CallRecord]:
+        litellm = _litellm()
+        kwargs: dict[str, Any] = {"model": self.s.model_id, "messages": messages, "timeout": self.s.timeout_s,
+                                  "num_retries": 0, **params}
+        if n > 1:
+            kwargs["n"] = n
+        if self.s.api_base:
+            kwargs["api_base"] = self.s.api_base
+        if self.api_key:
+            kwargs["api_key"] = self.api_key
+        elif self.s.provider in ("openai_compatible", "vllm"):
+            kwargs["api_key"] = "none"  # local servers often need a placeholder
+        retries = 0
+        t0 = time.monotonic()
+        while True:
+            try:
+                resp = completion(litellm, **kwargs)
+                break
+            except Exception as e:  # noqa: BLE001
+                if not _retryable(e) or retries >= self.s.max_retries:
+                    why = "gave up after retries" if _retryable(e) else "request refused"
+                    raise LLMError(f"LLM call to {self.s.model_id} failed ({why}): {type(e).__name__}: "
+                                   f"{_one_line(e)}") from None
+                delay = self.s.retry_backoff_s * (2 ** retries) * (1 + random.random() * 0.25)
+                retries += 1
+                time.sleep(min(delay, 60.0))
+        texts = [(c.message.content or "") for c in resp.choices]
+        usage = getattr(resp, "usage", None)
+        cost = None
+        try:
+            cost = float(litellm.completion_cost(completion_response=resp))
+            if cost == 0.0 and self.s.provider in ("ollama", "vllm", "openai_compatible"):
+                cost = None  # no price for a local model: unknown, not free
+        except Exception:  # noqa: BLE001 - unmapped model
+            cost = None
+        return texts, CallRecord(0, 0, 0, n, False, getattr(usage, "prompt_tokens", None),
+                                 getattr(usage, "completion_tokens", None), cost, time.monotonic() - t0, retries)
+
+
+def completion(litellm, **kwargs):
+    """The one place a request leaves the process (tests wrap it to count calls)."""
+    return litellm.completion(**kwargs)
+
+
+def _share(rec: CallRecord, n: int) -> dict:
+    div = max(1, n)
+    return {"prompt_tokens": rec.prompt_tokens, "completion_tokens": (rec.completion_tokens or 0) // div,
+            "cost_usd": None if rec.cost_usd is None else rec.cost_usd / div}
+
+
+def _retryable(e: Exception) -> bool:
+    if type(e).__name__ in _RETRYABLE_NAMES:
+        return True
+    status = getattr(e, "status_code", None)
+    return isinstance(status, int) and status in _RETRYABLE_STATUS
+
+
+def _one_line(e: Exception) -> str:
+    text = " ".join(str(e).split())
+    return text[:300]

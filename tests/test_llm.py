@@ -1,0 +1,150 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rewardsmith.errors import UserError
+from rewardsmith.evolve import run
+from rewardsmith.propose import make_proposer
+from rewardsmith.propose import llm_client
+from rewardsmith.propose.base import ProposalContext
+from rewardsmith.propose.llm import extract_code
+from rewardsmith.tasks import get_task
+
+from conftest import tiny_cfg
+from llm_server import GOOD, ScriptedLLM, good
+
+
+def llm_cfg(url, cache_dir, **over):
+    cfg = {"provider": "openai_compatible", "model": "test-model", "api_base": url, "api_key_env": None,
+           "timeout_s": 1.0, "max_retries": 3, "retry_backoff_s": 0.05, "concurrency": 1, "n_mode": "fanout",
+           "max_attempts": 3, "cache": "readwrite", "cache_dir": str(cache_dir), "temperature": 1.0}
+    cfg.update(over)
+    return cfg
+
+
+def user_contents(req):
+    return "\n".join(m["content"] for m in req["body"]["messages"] if m["role"] == "user")
+
+
+def test_llm_run_against_local_server_regenerates_and_replays(tmp_path):
+    cache = tmp_path / "cache"
+    script = ["429", "prose", "bad", "timeout"]
+    with ScriptedLLM(script, sleep_s=3.0) as server:
+        cfg = tiny_cfg(llm=llm_cfg(server.url, cache), iterations=2, samples=2, baselines=False)
+        summary = run(cfg, tmp_path / "run1")
+        reqs = list(server.requests)
+        assert summary["status"] == "complete"
+        assert summary["proposer_kind"] == "llm" and "LLM openai/test-model" in summary["proposer"]
+        # the bad answers were regenerated with the error text in the next request
+        fixes = [user_contents(r) for r in reqs if "could not be used" in user_contents(r)]
+        assert any("no ```python code block" in f for f in fixes)
+        assert any("import of 'os' is not allowed" in f for f in fixes)
+        # the 429 and the timeout were retried
+        assert summary["llm"]["retries"] >= 2
+        assert summary["llm"]["calls"] == len(reqs) - summary["llm"]["retries"]
+        assert summary["llm"]["prompt_tokens"] > 0
+        assert summary["llm"]["cost_usd"] == "unknown"  # a local model has no price: not 0
+        # generation 1 was told about generation 0
+        gen1 = [r for r in reqs if "Generation 0 has been trained" in user_contents(r)]
+        assert gen1 and "task fitness" in user_contents(gen1[0])
+        # conversations and attempt history are kept in the run dir
+        slots = sorted((tmp_path / "run1" / "llm" / "gen_00").glob("slot_*.json"))
+        assert len(slots) == 2
+        histories = [json.loads(p.read_text())["attempts"] for p in slots]
+        assert any(len(h) >= 2 and h[0]["error"] for h in histories)
+        cands = [json.loads(p.read_text()) for p in (tmp_path / "run1").rglob("candidate.json")]
+        assert all(c["origin"] == "llm:openai/test-model" for c in cands)
+
+        # the same run again, replayed from the cache: zero HTTP requests
+        n_before = len(server.requests)
+        cfg2 = tiny_cfg(llm=llm_cfg(server.url, cache, cache="replay"), iterations=2, samples=2, baselines=False)
+        summary2 = run(cfg2, tmp_path / "run2")
+        assert len(server.requests) == n_before
+        assert summary2["llm"]["calls"] == 0 and summary2["llm"]["cached_calls"] > 0
+        ids1 = sorted(c["id"] for c in cands)
+        ids2 = sorted(json.loads(p.read_text())["id"] for p in (tmp_path / "run2").rglob("candidate.json"))
+        assert ids1 == ids2
+
+
+def test_n_samples_in_one_request_where_supported(tmp_path):
+    with ScriptedLLM([]) as server:
+        prop = make_proposer(llm_cfg(server.url, tmp_path / "c", n_mode="n"), run_dir=tmp_path)
+        props = prop.propose(ProposalContext(task=get_task("cartpole"), generation=0, k=3, history=[]))
+        assert len(server.requests) == 1 and server.requests[0]["body"]["n"] == 3
+        assert len({p.source for p in props}) == 3
+
+
+def test_providers_without_n_get_k_concurrent_calls(tmp_path, monkeypatch):
+    """litellm's offline mock hook stands in for the provider; Anthropic has no `n`."""
+    calls = []
+    real = llm_client.completion
+
+    def mocked(litellm, **kwargs):
+        calls.append(kwargs)
+        return real(litellm, mock_response=good(len(calls)), **kwargs)
+
+    monkeypatch.setattr(llm_client, "completion", mocked)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    cfg = {"provider": "anthropic", "model": "claude-3-5-haiku-20241022", "api_key_env": "ANTHROPIC_API_KEY",
+           "cache": "off", "concurrency": 4, "timeout_s": 5}
+    prop = make_proposer(cfg, run_dir=tmp_path)
+    assert prop.client.supports_n() is False
+    props = prop.propose(ProposalContext(task=get_task("cartpole"), generation=0, k=4, history=[]))
+    assert len(calls) == 4 and all("n" not in c for c in calls)
+    assert all(c["timeout"] == 5 for c in calls)
+    assert len(props) == 4
+    assert prop.usage()["calls"] == 4
+
+
+def test_openai_supports_n_per_litellm(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    prop = make_proposer({"provider": "openai", "model": "gpt-4o-mini", "api_key_env": "OPENAI_API_KEY"})
+    assert prop.client.supports_n() is True
+
+
+def test_missing_key_is_one_line_naming_the_variable(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(UserError, match="set the environment variable OPENAI_API_KEY"):
+        make_proposer({"provider": "openai", "model": "gpt-4o-mini", "api_key_env": "OPENAI_API_KEY"})
+
+
+def test_unreachable_server_is_one_line_naming_the_url(tmp_path):
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    url = f"http://127.0.0.1:{port}/v1"
+    with pytest.raises(UserError, match=f"cannot reach the LLM server at {url}"):
+        run(tiny_cfg(llm=llm_cfg(url, tmp_path / "c")), tmp_path / "run")
+    assert not (tmp_path / "run" / "generations").exists()
+
+
+def test_token_budget_stops_proposing_cleanly(tmp_path):
+    with ScriptedLLM([]) as server:
+        cfg = tiny_cfg(llm=llm_cfg(server.url, tmp_path / "c", max_tokens=1), iterations=3, samples=2,
+                       baselines=False)
+        summary = run(cfg, tmp_path / "run")
+    assert "token budget of 1 reached" in summary["stopped_by_budget"]
+    assert len(summary["per_generation_best"]) == 1  # generation 0 trained, then proposing stopped
+    assert summary["best_fitness"] is not None
+
+
+def test_extract_code():
+    assert extract_code("no code") is None
+    assert extract_code("```python\nx = 1\n```") is None
+    code = extract_code(GOOD.format(temp=0.1))
+    assert code.startswith("import jax.numpy") and "def compute_reward" in code
+    two = "```python\ndef compute_reward(a, b, c):\n    return 1\n```\ntext\n```\ndef compute_reward(state, action, next_state):\n    pass\n```"
+    assert "state, action" in extract_code(two)
+
+
+def test_offline_runs_never_import_litellm():
+    code = ("import sys; import rewardsmith.evolve.loop, rewardsmith.cli.main, rewardsmith.propose; "
+            "from rewardsmith.propose import make_proposer; make_proposer({'provider': 'offline'}); "
+            "print('litellm' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
