@@ -149,7 +149,8 @@ def run(cfg: Any, run_dir: str | Path, display: Any = None) -> dict:
                 if best is None or c.fitness > best.fitness:  # type: ignore[operator]
                     best = c
             gen_best = max(trained, key=lambda c: c.fitness) if trained else None
-            reflection = generation_reflection(cands, best)
+            reflection = generation_reflection(cands, best, termination=task.termination,
+                                               max_chars=int(cfg.get("reflection_max_chars", 8000)))
             rec = GenerationRecord(index=gen, attempt=attempt, candidate_ids=[c.id for c in cands],
                                    best_id=gen_best.id if gen_best else None,
                                    best_fitness=gen_best.fitness if gen_best else None,
@@ -162,6 +163,7 @@ def run(cfg: Any, run_dir: str | Path, display: Any = None) -> dict:
             atomic_write_json(rd.root / "summary.json", summary)
             if best is not None:
                 write_best_reward(rd.root / "best_reward.py", best, task, summary)
+            write_report_safely(rd.root, display)
             display.generation_done(gen, gen_best, best)
             if trained:
                 break
@@ -174,15 +176,65 @@ def run(cfg: Any, run_dir: str | Path, display: Any = None) -> dict:
             display.message(f"fitness target {task.fitness_target} reached: stopping early")
             break
 
+    final = None
+    if cfg.get("final_eval", True) and best is not None:
+        final = final_evaluation(rd, task, ppo, cfg, best, baselines, base_seed, timeout_s, display)
     summary = _summary(task, proposer, ppo, cfg, seeds, history, generations, baselines, best, t_start,
-                       "complete" if best is not None else "no_candidate_trained")
+                       "complete" if best is not None else "no_candidate_trained", final)
     atomic_write_json(rd.root / "summary.json", summary)
+    write_report_safely(rd.root, display)
     display.finish(summary)
     return summary
 
 
+def write_report_safely(root: Path, display) -> None:
+    try:
+        from rewardsmith.report import write_report
+
+        write_report(root)
+    except Exception as e:  # noqa: BLE001 - a report problem never loses the run
+        display.message(f"report.html could not be written: {type(e).__name__}: {e}")
+
+
+HNS_FORMULA = "HNS = (F_candidate - F_sparse) / |F_human - F_sparse|"
+
+
+def hns(f_cand, f_human, f_sparse):
+    if f_cand is None or f_human is None or f_sparse is None or abs(f_human - f_sparse) <= 1e-12:
+        return None
+    return (f_cand - f_sparse) / abs(f_human - f_sparse)
+
+
+def final_evaluation(rd: RunDir, task: Task, ppo: PPOConfig, cfg: Mapping[str, Any], best: Candidate,
+                     baselines: dict[str, Candidate], base_seed: int, timeout_s: float, display) -> dict:
+    """Retrain the best candidate and both baselines with ``eval_seeds`` fresh seeds at the final budget."""
+    n = _positive_int(cfg, "eval_seeds", 5)
+    final_steps = cfg.get("final_total_timesteps")
+    if final_steps:
+        ppo = dataclasses.replace(ppo, total_timesteps=int(final_steps))
+    seeds = [base_seed * 1000 + 500 + i for i in range(n)]
+    entries = {"best": best.source, "human": task.human_reward, "sparse": task.sparse_reward}
+    cands = [Candidate(id=f"final-{k}", generation=-1, source=src, origin=k) for k, src in entries.items()]
+    display.message(f"final evaluation: best {best.id} and both baselines, {n} seeds each, "
+                    f"{ppo.env_steps} env steps")
+    err = _train(rd, 0, 0, task, ppo, seeds, cands, timeout_s, display, workdir=rd.root / "final" / "worker")
+    out: dict[str, Any] = {"eval_seeds": seeds, "env_steps_per_member": ppo.env_steps, "worker_error": err or None,
+                           "hns_formula": HNS_FORMULA}
+    for key, c in zip(entries, cands):
+        fits = [m.fitness for m in c.members if m.ok and m.fitness is not None]
+        out[key] = {"id": best.id if key == "best" else BASELINE_IDS[key],
+                    "fitness_mean": float(np.mean(fits)) if fits else None,
+                    "fitness_std": float(np.std(fits)) if fits else None,
+                    "per_seed": [m.fitness for m in c.members],
+                    "failed_seeds": sum(1 for m in c.members if not m.ok)}
+        atomic_write_json(rd.root / "final" / f"{key}.json", c.to_json())
+    out["hns"] = hns(out["best"]["fitness_mean"], out["human"]["fitness_mean"], out["sparse"]["fitness_mean"])
+    atomic_write_json(rd.root / "final" / "final.json", out)
+    return out
+
+
 def _train(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOConfig, seeds: list[int],
-           cands: list[Candidate], timeout_s: float, display) -> str:
+           cands: list[Candidate], timeout_s: float, display, workdir: Path | None = None) -> str:
     by_id = {c.id: c for c in cands}
     for c in cands:
         c.status = "checking"
@@ -208,7 +260,7 @@ def _train(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOConfig, seeds
             display.message(f"compiled in {ev.get('compile_s', 0):.1f} s, trained in {ev.get('train_s', 0):.1f} s")
         display.candidates(cands)
 
-    workdir = rd.gen_dir(gen) / "worker" / f"attempt_{attempt}"
+    workdir = workdir or rd.gen_dir(gen) / "worker" / f"attempt_{attempt}"
     try:
         result = run_worker(job, workdir, timeout_s=timeout_s, on_event=on_event)
     except WorkerError as e:
@@ -251,14 +303,13 @@ def _write(rd: RunDir, c: Candidate) -> None:
         rd.write_candidate(c)
 
 
-def _summary(task, proposer, ppo, cfg, seeds, history, generations, baselines, best, t_start, status) -> dict:
+def _summary(task, proposer, ppo, cfg, seeds, history, generations, baselines, best, t_start, status,
+             final=None) -> dict:
     human = baselines.get("human")
     sparse = baselines.get("sparse")
     f_h = human.fitness if human else None
     f_s = sparse.fitness if sparse else None
-    hns = None
-    if best is not None and f_h is not None and f_s is not None and abs(f_h - f_s) > 1e-12:
-        hns = (best.fitness - f_s) / abs(f_h - f_s)
+    search_hns = hns(best.fitness if best else None, f_h, f_s)
     per_gen: dict[int, dict] = {}
     for g in generations:
         if g.best_fitness is not None or g.index not in per_gen:
@@ -278,7 +329,10 @@ def _summary(task, proposer, ppo, cfg, seeds, history, generations, baselines, b
         "best_fitness_std": best.fitness_std if best else None,
         "human_baseline_fitness": f_h,
         "sparse_baseline_fitness": f_s,
-        "human_normalised_score": hns,
+        "human_normalised_score": final["hns"] if final else search_hns,
+        "hns_formula": HNS_FORMULA,
+        "search_hns": search_hns,
+        "final_evaluation": final,
         "fitness_doc": task.fitness_doc,
         "per_generation_best": [per_gen[k] for k in sorted(per_gen)],
         "candidates": counts,

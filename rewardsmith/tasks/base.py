@@ -56,6 +56,8 @@ class Task:
     ppo: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     # Fitness at or above this counts as solved (used for early stop and reporting).
     fitness_target: float | None = None
+    # What the environment's own termination means: "failure", "success" or "none" (time limit only).
+    termination: str = "none"
     source_file: str = ""
 
     def make_env(self) -> EnvAdapter:

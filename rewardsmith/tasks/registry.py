@@ -94,6 +94,7 @@ def load_task_file(path: str | os.PathLike) -> Task:
         env_config=dict(data["env"]),
         fitness_doc=str(data["fitness"].get("doc", "")),
         fitness_target=data["fitness"].get("target"),
+        termination=str(data["fitness"].get("termination", "none")),
         human_reward=(base / baselines["human"]).read_text(),
         sparse_reward=(base / baselines["sparse"]).read_text(),
         ppo=dict(data.get("ppo", {})),

@@ -49,6 +49,8 @@ def member_results(out: dict, seed: int, component_names: list[str], task: Task,
         "fitness_std": _f(fitness.std()),
         "length_mean": _f(np.mean(ev["length"])),
         "terminated_frac": _f(np.mean(ev["terminated"])),
+        "length_terminated_mean": (_f(np.mean(np.asarray(ev["length"])[np.asarray(ev["terminated"], bool)]))
+                                   if np.any(ev["terminated"]) else None),
         "episodes": int(fitness.size),
         "reward_per_step": _f(ev["reward"]),
         "components_per_step": {n: _f(ev["components"][j]) for j, n in enumerate(component_names)},

@@ -1,0 +1,209 @@
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from rewardsmith.records import Candidate
+from rewardsmith.reflect.diagnostics import diagnose
+from rewardsmith.reflect.text import mean_curves
+from rewardsmith.report.svg import chart
+from rewardsmith.rundir import atomic_write_text, read_json
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1180px;color:#222;padding:0 16px}
+h1{font-size:22px;margin-bottom:4px} h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
+h3{font-size:15px;margin:18px 0 6px} .sub{color:#666;margin-top:0}
+table{border-collapse:collapse;font-size:13px;margin:6px 0} td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f5f5f5} td.num{text-align:right;font-variant-numeric:tabular-nums}
+.trained{color:#1a7f37}.rejected,.failed{color:#c62828}.best{background:#fff8dc}
+.charts{display:flex;flex-wrap:wrap;gap:12px} .chart text{font-size:11px;fill:#333} .chart .title{font-size:13px;font-weight:600}
+pre{background:#f8f8f8;padding:10px;overflow-x:auto;font-size:12.5px;border:1px solid #eee}
+.flag{color:#b00020;font-weight:600} details{margin:6px 0} summary{cursor:pointer}
+.kv td:first-child{font-weight:600;background:#fafafa} .empty{color:#888;font-style:italic;padding:8px}
+"""
+
+
+def _f(x, digits=4) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, str):
+        return html.escape(x)
+    return f"{x:.{digits}g}"
+
+
+def _e(x) -> str:
+    return html.escape(str(x))
+
+
+def _highlight(code: str) -> str:
+    try:
+        from pygments import highlight
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import PythonLexer
+
+        return highlight(code, PythonLexer(), HtmlFormatter(noclasses=True, nowrap=False, style="friendly"))
+    except Exception:  # noqa: BLE001 - plain code when pygments is unavailable
+        return f"<pre>{_e(code)}</pre>"
+
+
+def _load_candidates(root: Path) -> tuple[list[Candidate], dict[str, Candidate]]:
+    cands = [Candidate.from_json(read_json(p)) for p in sorted(root.glob("generations/gen_*/candidates/*/candidate.json"))]
+    base = {}
+    for p in sorted(root.glob("baselines/*/candidate.json")):
+        c = Candidate.from_json(read_json(p))
+        base[c.id] = c
+    return cands, base
+
+
+def _steps_curve(c: Candidate, key: str) -> list[dict]:
+    series = []
+    for m in c.members:
+        if not m.ok:
+            continue
+        series.append({"x": m.checkpoints, "y": getattr(m, key), "seed": m.seed})
+    return series
+
+
+def build_report(root: str | Path) -> str:
+    root = Path(root)
+    if not (root / "summary.json").is_file():
+        raise FileNotFoundError(f"{root} is not a rewardsmith run directory (no summary.json)")
+    summary = read_json(root / "summary.json")
+    cands, baselines = _load_candidates(root)
+    by_id = {c.id: c for c in cands}
+    gens = []
+    for p in sorted(root.glob("generations/gen_*/generation*.json")):
+        gens.append(read_json(p))
+    gens.sort(key=lambda g: (g["index"], g["attempt"]))
+    best = by_id.get(summary.get("best_candidate_id") or "")
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>rewardsmith · "
+             f"{_e(summary.get('task'))}</title><style>{CSS}</style></head><body>"]
+    parts.append(f"<h1>rewardsmith · {_e(summary.get('task'))}</h1>")
+    parts.append(f"<p class='sub'>{_e(summary.get('proposer'))} · status {_e(summary.get('status'))} · "
+                 f"wall time {_f(summary.get('wall_time_s'))} s · {_e(root.name)}</p>")
+
+    # -- key numbers ------------------------------------------------------------------------------
+    final = summary.get("final_evaluation") or {}
+    rows = [("best candidate", _e(summary.get("best_candidate_id"))),
+            ("fitness (search)", f"{_f(summary.get('best_fitness'))} ± {_f(summary.get('best_fitness_std'))}"),
+            ("human baseline (search)", _f(summary.get("human_baseline_fitness"))),
+            ("sparse baseline (search)", _f(summary.get("sparse_baseline_fitness"))),
+            ("fitness metric", _e(summary.get("fitness_doc")))]
+    if final:
+        for k in ("best", "human", "sparse"):
+            e = final.get(k) or {}
+            rows.append((f"final evaluation: {k}", f"{_f(e.get('fitness_mean'))} ± {_f(e.get('fitness_std'))} "
+                         f"over {len(final.get('eval_seeds', []))} seeds"))
+    rows.append(("human-normalised score", f"{_f(summary.get('human_normalised_score'))} "
+                 f"<span class='sub'>({_e(summary.get('hns_formula', ''))})</span>"))
+    rows.append(("env steps per member", _e(summary.get("env_steps_per_member"))))
+    llm = summary.get("llm")
+    if llm:
+        rows.append(("LLM", f"{_e(llm.get('model'))}: {llm.get('calls')} calls ({llm.get('cached_calls')} cached), "
+                     f"{llm.get('prompt_tokens')} prompt + {llm.get('completion_tokens')} completion tokens, "
+                     f"cost {_e(llm.get('cost_usd'))} USD"))
+    if summary.get("stopped_by_budget"):
+        rows.append(("stopped", _e(summary["stopped_by_budget"])))
+    parts.append("<table class='kv'>" + "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows) + "</table>")
+
+    # -- charts -----------------------------------------------------------------------------------
+    parts.append("<h2>Fitness over generations</h2><div class='charts'>")
+    pts = [c for c in cands if c.fitness is not None]
+    series = [{"label": "candidates", "x": [c.generation for c in pts], "y": [c.fitness for c in pts],
+               "points_only": True, "color": "#9ecae1"}]
+    pg = summary.get("per_generation_best") or []
+    run_best, acc = [], None
+    for g in pg:
+        if g.get("best_fitness") is not None:
+            acc = g["best_fitness"] if acc is None else max(acc, g["best_fitness"])
+        run_best.append(acc)
+    series.append({"label": "best so far", "x": [g["generation"] for g in pg], "y": run_best, "color": "#08519c"})
+    for key, label, color in (("human_baseline_fitness", "human baseline", "#2ca02c"),
+                              ("sparse_baseline_fitness", "sparse baseline", "#7f7f7f")):
+        if summary.get(key) is not None and pg:
+            series.append({"label": label, "x": [pg[0]["generation"], pg[-1]["generation"]],
+                           "y": [summary[key]] * 2, "dashed": True, "color": color})
+    parts.append(chart(series, "task fitness of every trained candidate", "generation", "fitness"))
+    parts.append("</div>")
+
+    parts.append("<h2>Training curves</h2><div class='charts'>")
+    curve_series = []
+    for label, c in [("best " + (best.id if best else ""), best)] + [(k, v) for k, v in baselines.items()]:
+        if c is None:
+            continue
+        for s in _steps_curve(c, "fitness_curve"):
+            curve_series.append({"label": f"{label} seed {s['seed']}", "x": s["x"], "y": s["y"],
+                                 "dashed": c.origin.startswith("baseline")})
+    parts.append(chart(curve_series, "task fitness during training (completed episodes)", "env steps", "fitness"))
+    if best is not None:
+        mc = mean_curves(best)
+        steps = next((m.checkpoints for m in best.members if m.ok), [])
+        comp_series = [{"label": k.replace("component ", ""), "x": steps, "y": v}
+                       for k, v in mc.items() if k.startswith("component ")]
+        comp_series.append({"label": "total reward", "x": steps, "y": mc.get("total reward", []), "dashed": True})
+        parts.append(chart(comp_series, f"reward components of {best.id} (mean over seeds)", "env steps",
+                           "mean per step"))
+    parts.append("</div>")
+
+    # -- best code ----------------------------------------------------------------------------------
+    if best is not None:
+        parts.append(f"<h2>Best reward: {_e(best.id)}</h2>")
+        comps = {k[len('component '):]: v for k, v in mean_curves(best).items() if k.startswith("component ")}
+        mc = mean_curves(best)
+        if mc:
+            d = diagnose(comps, mc["total reward"], mc["task fitness"])
+            if d.lines():
+                parts.append("<ul>" + "".join(f"<li class='{'flag' if 'HACKING' in ln else ''}'>{_e(ln)}</li>"
+                                              for ln in d.lines()) + "</ul>")
+        parts.append(_highlight(best.source))
+
+    # -- generations ------------------------------------------------------------------------------
+    parts.append("<h2>Generations</h2>")
+    for g in gens:
+        title = f"generation {g['index']}" + (f" (retry {g['attempt']})" if g["attempt"] else "")
+        parts.append(f"<h3>{title} · {_f(g.get('wall_s'))} s</h3>")
+        if g.get("worker_error"):
+            parts.append(f"<p class='flag'>{_e(g['worker_error'])}</p>")
+        parts.append("<table><tr><th>candidate</th><th>origin</th><th>status</th><th>fitness</th>"
+                     "<th>note / rejection reason</th><th>flags</th></tr>")
+        for cid in g["candidate_ids"]:
+            c = by_id.get(cid)
+            if c is None:
+                continue
+            reason = c.validation.reason if c.validation is not None and not c.validation.ok else c.note
+            mc = mean_curves(c)
+            flags = ""
+            if mc:
+                comps = {k[len('component '):]: v for k, v in mc.items() if k.startswith("component ")}
+                d = diagnose(comps, mc["total reward"], mc["task fitness"])
+                flags = "<span class='flag'>reward hacking?</span>" if d.hacking else ""
+                if d.dominant:
+                    flags += f" {_e(d.dominant)} dominates"
+            cls = "best" if best is not None and cid == best.id else ""
+            fit = f"{_f(c.fitness)} ± {_f(c.fitness_std)}" if c.fitness is not None else ""
+            parts.append(f"<tr class='{cls}'><td><details><summary>{_e(cid)}</summary>{_highlight(c.source)}"
+                         f"</details></td><td>{_e(c.origin)}</td><td class='{_e(c.status)}'>{_e(c.status)}</td>"
+                         f"<td class='num'>{fit}</td><td>{_e(reason)}</td><td>{flags}</td></tr>")
+        parts.append("</table>")
+        if g.get("reflection"):
+            parts.append(f"<details><summary>feedback text built from this generation</summary>"
+                         f"<pre>{_e(g['reflection'])}</pre></details>")
+
+    if baselines:
+        parts.append("<h2>Baselines</h2>")
+        for c in baselines.values():
+            parts.append(f"<h3>{_e(c.id)}: fitness {_f(c.fitness)} ± {_f(c.fitness_std)}</h3>{_highlight(c.source)}")
+
+    parts.append("<h2>Configuration</h2>")
+    if (root / "config.json").is_file():
+        parts.append(f"<pre>{_e(json.dumps(read_json(root / 'config.json'), indent=2))}</pre>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(root: str | Path) -> Path:
+    root = Path(root)
+    out = root / "report.html"
+    atomic_write_text(out, build_report(root))
+    return out
