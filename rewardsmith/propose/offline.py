@@ -58,14 +58,15 @@ _PRIOR = {"near_zero": 0.3, "sq_penalty": 0.2, "abs_penalty": 0.15, "value": 0.1
           "progress": 0.1}
 
 
-def _random_term(rng: random.Random, schema: StateSchema) -> Term:
+def _random_term(rng: random.Random, schema: StateSchema, field: Field | None = None) -> Term:
     fields = _usable_fields(schema)
     roll = rng.random()
-    if roll < 0.08:
+    if field is None and roll < 0.08:
         return Term("alive", weight=_rand_weight(rng))
-    if roll < 0.14 and schema.action.kind == "continuous":
+    if field is None and roll < 0.14 and schema.action.kind == "continuous":
         return Term("action_cost", weight=_rand_weight(rng) * 0.1)
-    f = rng.choice(fields)
+    # angles usually carry the goal (upright, heading): tried more often
+    f = field or rng.choices(fields, [3.0 if f.kind == "angle" else 1.0 for f in fields])[0]
     # prior: shaping terms that are bounded and peak at a set point are tried most often
     prior = dict(_PRIOR)
     if f.kind == "angle":
@@ -154,12 +155,18 @@ class OfflineProposer:
         out: list[Proposal] = []
         n_fresh = ctx.k if not parents else max(1, round(ctx.k * self.fresh_fraction))
         attempts = 0
+        n_started, offset = 0, rng.randrange(len(_usable_fields(schema)))
         while len(out) < ctx.k and attempts < 50 * ctx.k:
             attempts += 1
             if len(out) < ctx.k - n_fresh and parents:
                 proposal = self._child(rng, ctx, parents)
             else:
-                terms = _dedupe([_random_term(rng, schema) for _ in range(rng.randint(1, 3))])
+                # fresh programs cover the schema: each starts from the next field in turn
+                fields = _usable_fields(schema)
+                primary = fields[(n_started + offset) % len(fields)]
+                n_started += 1
+                terms = _dedupe([_random_term(rng, schema, primary)]
+                                + [_random_term(rng, schema) for _ in range(rng.randint(0, 2))])
                 proposal = (terms, [], "random program from schema terms")
             terms, parent_ids, what = proposal
             sig = _signature(terms)

@@ -1,0 +1,61 @@
+"""``rewardsmith-export run_dir=PATH out=my_reward.py [format=jax|numpy] [candidate=ID]``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from rewardsmith.errors import UserError
+
+
+def export(run_dir: str | Path, out: str | Path, fmt: str = "jax", candidate: str | None = None) -> Path:
+    from rewardsmith.export.module import render_export
+    from rewardsmith.export.numpy_transform import NumpyExportError
+    from rewardsmith.records import Candidate
+    from rewardsmith.rundir import atomic_write_text, read_json
+    from rewardsmith.tasks import get_task
+
+    root = Path(run_dir)
+    if not (root / "summary.json").is_file():
+        raise UserError(f"{root} is not a rewardsmith run directory (no summary.json)")
+    summary = read_json(root / "summary.json")
+    cid = candidate or summary.get("best_candidate_id")
+    if not cid:
+        raise UserError(f"{root} has no best candidate yet; name one with candidate=<id>")
+    hits = list(root.glob(f"generations/gen_*/candidates/{cid}/candidate.json")) + \
+        list(root.glob(f"baselines/{cid}/candidate.json"))
+    if not hits:
+        raise UserError(f"no candidate {cid!r} in {root}")
+    cand = Candidate.from_json(read_json(hits[0]))
+    if cand.validation is None or not cand.validation.ok:
+        raise UserError(f"candidate {cid} did not pass validation; nothing to export")
+    task = get_task(summary["task"])
+    try:
+        text = render_export(cand, task, {"run_dir": str(root.resolve()), "proposer": summary.get("proposer"),
+                                          "model": summary.get("model")}, fmt)
+    except NumpyExportError as e:
+        raise UserError(f"cannot export {cid} as numpy: {e}") from None
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    atomic_write_text(out, text)
+    return Path(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rewardsmith.report.cli import parse_kv
+
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = parse_kv(argv, {"run_dir", "out", "format", "candidate"})
+        if "run_dir" not in args or "out" not in args:
+            raise UserError("usage: rewardsmith-export run_dir=PATH out=FILE.py [format=jax|numpy] [candidate=ID]")
+        path = export(args["run_dir"], args["out"], args.get("format", "jax"), args.get("candidate"))
+    except (UserError, ValueError) as e:
+        print(f"rewardsmith-export: error: {e}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""``rewardsmith.load_reward``: use a designed reward in your own training code."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from rewardsmith.errors import UserError
+from rewardsmith.rundir import read_json
+from rewardsmith.tasks import StateSchema, get_task
+from rewardsmith.train.ppo import MAX_COMPONENTS
+from rewardsmith.validate.static import check_source
+from rewardsmith.validate.trace import shape_check
+
+_TASK_LINE = re.compile(r"^# task: (\S+)", re.MULTILINE)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedReward:
+    """A validated reward: call it like ``compute_reward``; the schema and components come along."""
+
+    fn: Callable
+    task: str
+    schema: StateSchema
+    components: tuple[str, ...]
+    source: str
+    path: str
+
+    def __call__(self, state: Any, action: Any, next_state: Any):
+        return self.fn(state, action, next_state)
+
+    def make_state(self, **fields: Any):
+        """Build a ``state`` object from field values (e.g. from your own environment's state)."""
+        return self.schema.make_state(fields)
+
+
+def _resolve(path_or_run_dir: str | Path, candidate: str | None) -> tuple[Path, str | None]:
+    p = Path(path_or_run_dir)
+    if p.is_dir():
+        if candidate:
+            hits = list(p.glob(f"generations/gen_*/candidates/{candidate}/reward.py")) + \
+                list(p.glob(f"baselines/{candidate}/reward.py"))
+            if not hits:
+                raise UserError(f"no candidate {candidate!r} in run directory {p}")
+            return hits[0], None
+        if not (p / "best_reward.py").is_file():
+            raise UserError(f"{p} has no best_reward.py (is it a rewardsmith run directory?)")
+        task = read_json(p / "summary.json").get("task") if (p / "summary.json").is_file() else None
+        return p / "best_reward.py", task
+    if not p.is_file():
+        raise UserError(f"no reward file or run directory at {p}")
+    return p, None
+
+
+def _task_of(path: Path, source: str, task: str | None) -> str:
+    if task:
+        return task
+    m = _TASK_LINE.search(source)
+    if m:
+        return m.group(1)
+    for parent in path.parents:
+        if (parent / "summary.json").is_file():
+            return read_json(parent / "summary.json")["task"]
+    raise UserError(f"cannot tell which task {path} is for: pass task=<name>")
+
+
+def load_reward(path_or_run_dir: str | Path, task: str | None = None, candidate: str | None = None) -> LoadedReward:
+    """Load a reward file, a run directory's best reward, or a run's candidate by id.
+
+    The source passes the same static gate and trace check as during the search before it is used.
+    """
+    path, run_task = _resolve(path_or_run_dir, candidate)
+    source = path.read_text(encoding="utf-8")
+    task_obj = get_task(_task_of(path, source, task or run_task))
+    violations = check_source(source, task_obj.schema.names)
+    if violations:
+        raise UserError(f"{path}: rejected by the static gate: {violations[0]}")
+    validation, _ = shape_check(source, path.stem, task_obj, MAX_COMPONENTS)
+    if not validation.ok:
+        raise UserError(f"{path}: rejected by the trace check: {validation.reason}")
+    from rewardsmith.validate.load import load_reward_fn
+
+    fn = load_reward_fn(source, path.stem)
+    return LoadedReward(fn=fn, task=task_obj.name, schema=task_obj.schema, components=tuple(validation.components),
+                        source=source, path=str(path))
