@@ -124,7 +124,7 @@ def build_report(root: str | Path) -> str:
         if summary.get(key) is not None and pg:
             series.append({"label": label, "x": [pg[0]["generation"], pg[-1]["generation"]],
                            "y": [summary[key]] * 2, "dashed": True, "color": color})
-    parts.append(chart(series, "task fitness of every trained candidate", "generation", "fitness"))
+    parts.append(chart(series, "task fitness of every trained candidate", "generation", "fitness", integer_x=True))
     parts.append("</div>")
 
     parts.append("<h2>Training curves</h2><div class='charts'>")

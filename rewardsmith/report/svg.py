@@ -10,10 +10,12 @@ PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
            "#bcbd22", "#17becf"]
 
 
-def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+def _ticks(lo: float, hi: float, n: int = 5, integer: bool = False) -> list[float]:
     if hi <= lo:
         hi = lo + 1.0
     raw = (hi - lo) / max(1, n - 1)
+    if integer:
+        raw = max(1.0, raw)
     mag = 10 ** math.floor(math.log10(raw))
     step = min((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw), default=raw)
     start = math.floor(lo / step) * step
@@ -31,7 +33,8 @@ def _fmt(v: float) -> str:
     return f"{v:g}" if float(v).is_integer() else f"{v:.3g}"
 
 
-def chart(series: Sequence[dict], title: str, xlabel: str, ylabel: str, width: int = 560, height: int = 280) -> str:
+def chart(series: Sequence[dict], title: str, xlabel: str, ylabel: str, width: int = 560, height: int = 280,
+          integer_x: bool = False) -> str:
     """``series``: dicts with label, x, y (None allowed), optional color, dashed, points_only."""
     pts = [(x, y) for s in series for x, y in zip(s["x"], s["y"]) if y is not None and math.isfinite(y)]
     if not pts:
@@ -41,6 +44,8 @@ def chart(series: Sequence[dict], title: str, xlabel: str, ylabel: str, width: i
     y0, y1 = min(ys), max(ys)
     if x1 == x0:
         x0, x1 = x0 - 1, x1 + 1
+    if integer_x:
+        x0, x1 = x0 - 0.2, x1 + 0.2
     if y1 == y0:
         y0, y1 = y0 - 1, y1 + 1
     pad = (y1 - y0) * 0.05
@@ -64,7 +69,7 @@ def chart(series: Sequence[dict], title: str, xlabel: str, ylabel: str, width: i
         if y0 <= t <= y1:
             out.append(f'<line x1="{ml}" x2="{ml + pw}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" stroke="#eee"/>'
                        f'<text x="{ml - 6}" y="{sy(t) + 4:.1f}" text-anchor="end" class="tick">{_fmt(t)}</text>')
-    for t in _ticks(x0, x1):
+    for t in _ticks(x0, x1, integer=integer_x):
         if x0 <= t <= x1:
             out.append(f'<text x="{sx(t):.1f}" y="{mt + ph + 16}" text-anchor="middle" class="tick">{_fmt(t)}</text>')
     out.append(f'<text x="{ml + pw / 2}" y="{mt + ph + 34}" text-anchor="middle" class="axis">{html.escape(xlabel)}</text>')
