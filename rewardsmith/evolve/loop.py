@@ -44,17 +44,27 @@ def _plain(cfg: Any) -> dict:
 def resolve_task(cfg: Mapping[str, Any]) -> Task:
     tcfg = cfg.get("task") or {}
     try:
-        return get_task(tcfg.get("name", ""), tcfg.get("file"))
+        return get_task(tcfg.get("name", ""), tcfg.get("file")).with_env_overrides(env_overrides(cfg))
     except UnknownTaskError as e:
         raise UserError(str(e)) from None
     except (FileNotFoundError, ValueError, TypeError, ImportError, AttributeError) as e:
         raise UserError(f"cannot load task: {e}") from None
 
 
+def env_overrides(cfg: Mapping[str, Any]) -> dict:
+    tcfg = cfg.get("task") or {}
+    return {"physics": tcfg["physics"]} if tcfg.get("physics") else {}
+
+
 def ppo_config(task: Task, cfg: Mapping[str, Any]) -> PPOConfig:
-    overrides = {k: v for k, v in (cfg.get("train") or {}).items() if v is not None}
+    overrides = {k: v for k, v in (cfg.get("train") or {}).items() if v is not None and k != "preset"}
+    preset = (cfg.get("train") or {}).get("preset")
+    if preset and preset not in task.presets:
+        raise UserError(f"task {task.name} has no training preset {preset!r}; "
+                        f"presets: {', '.join(sorted(task.presets)) or 'none'}")
+    base = {**task.ppo, **(task.presets.get(preset, {}) if preset else {})}
     try:
-        return PPOConfig.from_dict({**task.ppo, **overrides})
+        return PPOConfig.from_dict({**base, **overrides})
     except (TypeError, ValueError) as e:
         raise UserError(f"bad training setting: {e}") from None
 
@@ -239,7 +249,8 @@ def _train(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOConfig, seeds
     for c in cands:
         c.status = "checking"
     job = {
-        "task": {"name": task.name, "file": task.source_file if task.source_file else None},
+        "task": {"name": task.name, "file": task.source_file if task.source_file else None,
+                 "env": dict(task.env_config)},
         "ppo": dataclasses.asdict(ppo),
         "seeds": seeds,
         "candidates": [{"id": c.id, "source": c.source} for c in cands],

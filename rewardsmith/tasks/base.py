@@ -54,11 +54,19 @@ class Task:
     human_reward: str  # source of the environment's own reward, in the reward contract
     sparse_reward: str  # source of the success-only reward, in the reward contract
     ppo: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # named training budgets, e.g. cpu_smoke and gpu (selected with train=<preset>)
+    presets: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     # Fitness at or above this counts as solved (used for early stop and reporting).
     fitness_target: float | None = None
     # What the environment's own termination means: "failure", "success" or "none" (time limit only).
     termination: str = "none"
     source_file: str = ""
+
+    def with_env_overrides(self, overrides: Mapping[str, Any] | None) -> "Task":
+        """The same task with some environment settings replaced (e.g. Brax ``physics``)."""
+        if not overrides:
+            return self
+        return dataclasses.replace(self, env_config={**self.env_config, **overrides})
 
     def make_env(self) -> EnvAdapter:
         return self.hooks.make_env(self.env_config)

@@ -98,5 +98,6 @@ def load_task_file(path: str | os.PathLike) -> Task:
         human_reward=(base / baselines["human"]).read_text(),
         sparse_reward=(base / baselines["sparse"]).read_text(),
         ppo=dict(data.get("ppo", {})),
+        presets={k: dict(v) for k, v in (data.get("presets") or {}).items()},
         source_file=str(path),
     )

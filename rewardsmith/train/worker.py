@@ -41,6 +41,7 @@ def run_job(job: dict) -> dict:
 
     t_start = time.perf_counter()
     task = get_task(job["task"]["name"], job["task"].get("file"))
+    task = task.with_env_overrides(job["task"].get("env"))
     config = PPOConfig.from_dict(job["ppo"])
     seeds = [int(s) for s in job["seeds"]]
     result: dict = {"candidates": {}, "env_names": sorted(os.environ) if job.get("report_env") else None}

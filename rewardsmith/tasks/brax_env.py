@@ -1,0 +1,146 @@
+"""Brax environments behind the ``EnvAdapter`` protocol, and the state views of the Brax tasks.
+
+The adapter never auto-resets (the trainer computes the reward on the true next state first) and
+keeps its own step counter for the time limit. Every reset draws a fresh initial state from its own
+key, so reset states stay diverse. ``dt`` and the previous action travel in the env state so that
+state views can expose them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+
+from rewardsmith.tasks.base import TaskHooks
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class BraxEnvState:
+    inner: Any  # brax.envs.base.State
+    t: jax.Array
+    prev_action: jax.Array
+    dt: jax.Array
+
+
+class BraxAdapter:
+    def __init__(self, name: str, backend: str = "generalized", episode_length: int = 1000, **kwargs: Any):
+        try:
+            from brax import envs
+        except ImportError:
+            raise ImportError("Brax tasks need brax: pip install 'rewardsmith[brax]'") from None
+        self.env = envs.get_environment(name, backend=backend, **kwargs)
+        self.name, self.backend = name, backend
+        self.max_episode_steps = int(episode_length)
+        self.action_size = int(self.env.action_size)
+        # reading env.observation_size runs an un-jitted reset: use eval_shape instead
+        self.obs_size = int(jax.eval_shape(self.env.reset, jax.random.PRNGKey(0)).obs.shape[-1])
+        self.dt = float(self.env.dt)
+
+    def reset(self, key):
+        s = self.env.reset(key)
+        state = BraxEnvState(inner=s, t=jnp.int32(0), prev_action=jnp.zeros(self.action_size, jnp.float32),
+                             dt=jnp.float32(self.dt))
+        return s.obs.astype(jnp.float32), state
+
+    def step(self, key, env_state: BraxEnvState, action):
+        s2 = self.env.step(env_state.inner, action)
+        t = env_state.t + 1
+        new = BraxEnvState(inner=s2, t=t, prev_action=jnp.asarray(action, jnp.float32), dt=env_state.dt)
+        terminated = s2.done > 0.5
+        truncated = (t >= self.max_episode_steps) & ~terminated
+        return (s2.obs.astype(jnp.float32), new, jnp.asarray(s2.reward, jnp.float32), terminated, truncated)
+
+
+def _make(config: Mapping[str, Any]) -> BraxAdapter:
+    return BraxAdapter(config["id"], backend=config.get("physics", "spring"),
+                       episode_length=int(config.get("episode_length", 1000)), **dict(config.get("kwargs", {})))
+
+
+# --- quaternion helpers (brax uses w, x, y, z) ---------------------------------------------------
+
+def _rotate(q, v):
+    w, r = q[0], q[1:]
+    return v + 2.0 * jnp.cross(r, jnp.cross(r, v) + w * v)
+
+
+def _free_body_view(es: BraxEnvState, q_start: int, qd_start: int, target=(1000.0, 0.0, 0.0)) -> dict:
+    ps = es.inner.pipeline_state
+    pos, rot = ps.x.pos[0].astype(jnp.float32), ps.x.rot[0].astype(jnp.float32)
+    vel, ang = ps.xd.vel[0].astype(jnp.float32), ps.xd.ang[0].astype(jnp.float32)
+    up = _rotate(rot, jnp.array([0.0, 0.0, 1.0]))
+    heading = _rotate(rot, jnp.array([1.0, 0.0, 0.0]))
+    targets = jnp.asarray(target, jnp.float32)
+    dof_pos, dof_vel = ps.q[q_start:].astype(jnp.float32), ps.qd[qd_start:].astype(jnp.float32)
+    to_target = targets - pos
+    to_target = to_target.at[2].set(0.0)
+    view = {
+        "torso_pos": pos, "torso_rot": rot, "torso_vel": vel, "torso_ang_vel": ang,
+        "up_vec": up, "heading_vec": heading,
+        "joint_pos": dof_pos, "joint_vel": dof_vel,
+        "prev_action": es.prev_action, "dt": es.dt, "step": es.t.astype(jnp.float32),
+        # Isaac Gym names used by Eureka's prompts and rewards
+        "root_states": jnp.concatenate([pos, rot[1:], rot[:1], vel, ang]),  # xyzw quaternion
+        "dof_pos": dof_pos, "dof_vel": dof_vel, "targets": targets,
+        "potentials": -jnp.linalg.norm(to_target) / es.dt,
+    }
+    return view
+
+
+def _planar_view(es: BraxEnvState) -> dict:
+    ps = es.inner.pipeline_state
+    return {
+        "torso_pos": ps.x.pos[0].astype(jnp.float32), "torso_vel": ps.xd.vel[0].astype(jnp.float32),
+        "torso_angle": ps.q[2].astype(jnp.float32), "torso_ang_vel": ps.qd[2].astype(jnp.float32),
+        "joint_pos": ps.q[3:].astype(jnp.float32), "joint_vel": ps.qd[3:].astype(jnp.float32),
+        "prev_action": es.prev_action, "dt": es.dt, "step": es.t.astype(jnp.float32),
+    }
+
+
+def _x_progress(state, action, next_state, env_reward, terminated):
+    # metres the torso moved forward (+x) this step: the episodic sum is the distance run
+    return (next_state.torso_pos[0] - state.torso_pos[0]).astype(jnp.float32)
+
+
+def _alive(state, action, next_state, env_reward, terminated):
+    return jnp.float32(1.0)
+
+
+def _pendulum_view(es: BraxEnvState) -> dict:
+    ps = es.inner.pipeline_state
+    return {"cart_pos": ps.q[0].astype(jnp.float32), "pole_angle": ps.q[1].astype(jnp.float32),
+            "cart_vel": ps.qd[0].astype(jnp.float32), "pole_ang_vel": ps.qd[1].astype(jnp.float32),
+            "prev_action": es.prev_action, "step": es.t.astype(jnp.float32)}
+
+
+def _reacher_view(es: BraxEnvState) -> dict:
+    from brax import base
+
+    ps = es.inner.pipeline_state
+    offset = base.Transform.create(pos=jnp.array([0.11, 0.0, 0.0]))
+    tip = ps.x.take(1).do(offset).pos.astype(jnp.float32)
+    tip_vel = offset.do(ps.xd.take(1)).vel.astype(jnp.float32)
+    target = ps.x.pos[2].astype(jnp.float32)
+    return {"fingertip_pos": tip, "fingertip_vel": tip_vel, "target_pos": target,
+            "tip_to_target": tip - target, "joint_pos": ps.q[:2].astype(jnp.float32),
+            "joint_vel": ps.qd[:2].astype(jnp.float32), "prev_action": es.prev_action,
+            "step": es.t.astype(jnp.float32)}
+
+
+def _reacher_fitness(state, action, next_state, env_reward, terminated):
+    # negative fingertip-to-target distance each step (metres); 0 is perfect
+    return -jnp.linalg.norm(next_state.tip_to_target).astype(jnp.float32)
+
+
+ANT = TaskHooks(make_env=_make, state_view=lambda es: _free_body_view(es, 7, 6), fitness_step=_x_progress)
+HUMANOID = TaskHooks(make_env=_make, state_view=lambda es: _free_body_view(es, 7, 6), fitness_step=_x_progress)
+HALFCHEETAH = TaskHooks(make_env=_make, state_view=_planar_view, fitness_step=_x_progress)
+HOPPER = TaskHooks(make_env=_make, state_view=_planar_view, fitness_step=_x_progress)
+INVERTED_PENDULUM = TaskHooks(make_env=_make, state_view=_pendulum_view, fitness_step=_alive)
+REACHER = TaskHooks(make_env=_make, state_view=_reacher_view, fitness_step=_reacher_fitness)
+
+__all__ = ["ANT", "HALFCHEETAH", "HOPPER", "HUMANOID", "INVERTED_PENDULUM", "REACHER", "BraxAdapter", "math"]

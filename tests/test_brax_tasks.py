@@ -1,0 +1,60 @@
+"""Brax tasks: schema views, baselines through the validator, a tiny training run (kept short for CI)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+pytest.importorskip("brax")
+
+from rewardsmith.tasks import get_task  # noqa: E402
+from rewardsmith.train.ppo import MAX_COMPONENTS, PPOConfig  # noqa: E402
+from rewardsmith.train.population import train_population  # noqa: E402
+from rewardsmith.validate.static import check_source  # noqa: E402
+from rewardsmith.validate.trace import shape_check  # noqa: E402
+
+BRAX_TASKS = ["ant", "humanoid", "halfcheetah", "hopper", "inverted_pendulum", "reacher"]
+
+
+@pytest.mark.parametrize("name", BRAX_TASKS)
+def test_brax_task_schema_matches_the_state(name):
+    task = get_task(name)
+    env = task.make_env()
+    _, es = env.reset(jax.random.PRNGKey(0))
+    view = jax.eval_shape(task.hooks.state_view, es)
+    assert set(view) == set(task.schema.names)
+    for f in task.schema.fields:
+        assert view[f.name].shape == f.shape, (f.name, view[f.name].shape, f.shape)
+        assert view[f.name].dtype == jnp.float32
+    assert task.schema.action.shape == (env.action_size,)
+    assert {"cpu_smoke", "gpu"} <= set(task.presets)
+    for src in (task.human_reward, task.sparse_reward):
+        assert check_source(src, task.schema.names) == []
+        v, _ = shape_check(src, "baseline", task, MAX_COMPONENTS)
+        assert v.ok, v.reason
+
+
+def test_ant_exposes_isaac_gym_names_consistently():
+    task = get_task("ant")
+    env = task.make_env()
+    _, es = jax.jit(env.reset)(jax.random.PRNGKey(1))
+    v = jax.jit(task.hooks.state_view)(es)
+    np.testing.assert_allclose(v["root_states"][:3], v["torso_pos"], rtol=1e-6)
+    np.testing.assert_allclose(v["root_states"][3:7], jnp.concatenate([v["torso_rot"][1:], v["torso_rot"][:1]]))
+    np.testing.assert_allclose(v["dof_pos"], v["joint_pos"])
+    np.testing.assert_allclose(np.linalg.norm(v["up_vec"]), 1.0, rtol=1e-5)
+    assert v["up_vec"][2] > 0.9  # starts upright
+    expected = -np.linalg.norm((v["targets"] - v["torso_pos"])[:2]) / v["dt"]
+    np.testing.assert_allclose(v["potentials"], expected, rtol=1e-5)
+
+
+def test_tiny_brax_training_in_one_program():
+    task = get_task("inverted_pendulum")
+    cfg = PPOConfig.from_dict({**task.ppo, "num_envs": 4, "num_steps": 8, "total_timesteps": 64,
+                               "num_minibatches": 2, "update_epochs": 1, "num_eval_envs": 2})
+    branches = [shape_check(src, n, task, MAX_COMPONENTS)[1]
+                for n, src in (("h", task.human_reward), ("s", task.sparse_reward))]
+    out, timing = train_population(task, cfg, branches, [0, 1], [0, 0])
+    assert timing["members"] == 2
+    assert np.all(np.isfinite(out["eval"]["fitness"])) and np.all(out["params_finite"])
+    assert np.all(out["eval"]["length"] >= 1)
