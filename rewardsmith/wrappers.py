@@ -54,3 +54,51 @@ class GymnaxRewardWrapper:
         info = {**info, "env_reward": env_reward, "reward_components": comps, "terminated": terminated,
                 "truncated": truncated, "final_observation": obs_st}
         return obs, new_state, jnp.asarray(total, jnp.float32), terminated, truncated, info
+
+
+def _brax_view(reward: LoadedReward, task_name: str | None):
+    task = get_task(task_name or reward.task)
+    return task, task.hooks.state_view
+
+
+class BraxRewardWrapper:
+    """A Brax ``Wrapper`` that replaces ``state.reward`` with ``reward`` and adds each component to
+    ``state.metrics`` as ``reward/<name>``. Wrap the raw environment before Brax's training wrappers::
+
+        env = envs.get_environment("ant", backend="spring")
+        env = BraxRewardWrapper(env, rewardsmith.load_reward("outputs/ant/<run>"))
+        make_policy, params, metrics = ppo.train(environment=env, num_timesteps=..., ...)
+
+    The step counter and previous action that some schemas expose are kept in ``state.info``.
+    """
+
+    def __new__(cls, env: Any, reward: Any, task: str | None = None):
+        from brax.envs.base import Wrapper
+
+        from rewardsmith.tasks.brax_env import BraxEnvState
+
+        _, view = _brax_view(reward, task)
+        names = tuple(getattr(reward, "components", ()))
+
+        class _Wrapper(Wrapper):
+            def _env_state(self, s):
+                return BraxEnvState(inner=s, t=s.info["rs_t"], prev_action=s.info["rs_prev_action"],
+                                    dt=jnp.float32(self.env.dt))
+
+            def reset(self, rng):
+                s = self.env.reset(rng)
+                info = {**s.info, "rs_t": jnp.int32(0), "rs_prev_action": jnp.zeros(self.env.action_size)}
+                metrics = {**s.metrics, **{f"reward/{n}": jnp.float32(0.0) for n in names}}
+                return s.replace(info=info, metrics=metrics)
+
+            def step(self, state, action):
+                ns = self.env.step(state, action)
+                ns = ns.replace(info={**ns.info, "rs_t": state.info["rs_t"] + 1,
+                                      "rs_prev_action": jnp.asarray(action, jnp.float32)})
+                s_view = reward.schema.make_state(view(self._env_state(state)))
+                ns_view = reward.schema.make_state(view(self._env_state(ns)))
+                total, comps = reward(s_view, action, ns_view)
+                metrics = {**ns.metrics, **{f"reward/{n}": jnp.asarray(comps[n], jnp.float32) for n in names}}
+                return ns.replace(reward=jnp.asarray(total, jnp.float32), metrics=metrics)
+
+        return _Wrapper(env)

@@ -20,7 +20,7 @@ def tiny_cfg(run_dir=None, **over):
         "llm": {"provider": "offline"},
         "train": dict(TINY_TRAIN),
         "iterations": 2, "samples": 3, "seeds": 1, "seed": 0, "baselines": True,
-        "stop_at_target": False, "max_generation_retries": 1, "worker_timeout_s": 600, "live": False,
+        "stop_at_target": False, "final_eval": False, "max_generation_retries": 1, "worker_timeout_s": 600, "live": False,
     }
     cfg.update(over)
     return cfg

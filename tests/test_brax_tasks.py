@@ -58,3 +58,24 @@ def test_tiny_brax_training_in_one_program():
     assert timing["members"] == 2
     assert np.all(np.isfinite(out["eval"]["fitness"])) and np.all(out["params_finite"])
     assert np.all(out["eval"]["length"] >= 1)
+
+
+def test_brax_run_writes_fitness_baselines_and_viewable_rollouts(tmp_path):
+    """A tiny Brax run through the whole loop: final evaluation records rollouts (viewer + GIF)."""
+    from conftest import tiny_cfg
+    from rewardsmith.evolve import run
+
+    cfg = tiny_cfg(task={"name": "inverted_pendulum", "file": None, "physics": "spring"}, iterations=1,
+                   samples=1, eval_seeds=1, final_eval=True,
+                   train={"num_envs": 4, "num_steps": 8, "total_timesteps": 256, "num_minibatches": 2,
+                          "update_epochs": 1, "num_eval_envs": 2})
+    summary = run(cfg, tmp_path)
+    assert summary["status"] == "complete"
+    assert summary["human_baseline_fitness"] is not None and summary["final_evaluation"]["human"]["fitness_mean"]
+    rollouts = tmp_path / "final" / "rollouts"
+    for key in ("final-best", "final-human", "final-sparse"):
+        assert (rollouts / f"{key}.json").exists() and (rollouts / f"{key}.gif").stat().st_size > 100
+        page = (rollouts / f"{key}.html").read_text()
+        assert "<canvas" in page and "https://" not in page and "http://" not in page
+    report = (tmp_path / "report.html").read_text()
+    assert "data:image/gif;base64," in report and "final/rollouts/final-best.html" in report

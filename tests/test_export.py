@@ -168,3 +168,28 @@ def test_gymnax_wrapper_trains_in_a_plain_loop(tiny_run):
     assert jnp.all(jnp.isfinite(w)) and float(jnp.abs(w).sum()) > 0
     _, r, comps = rollout(w, jax.random.PRNGKey(9))
     assert set(comps) == set(reward.components) and jnp.all(jnp.isfinite(r))
+
+
+def test_brax_wrapper_trains_with_brax_own_ppo(tmp_path):
+    """Export a reward for a Brax task and train with brax.training.agents.ppo.train through the wrapper."""
+    pytest.importorskip("brax")
+    from brax import envs
+    from brax.training.agents.ppo import train as brax_ppo
+
+    from rewardsmith.wrappers import BraxRewardWrapper
+
+    task = get_task("inverted_pendulum")
+    reward_file = tmp_path / "ip_reward.py"
+    reward_file.write_text("# task: inverted_pendulum\n" + task.human_reward.replace(
+        'alive = jnp.float32(1.0)', 'alive = jnp.float32(1.0) - 0.1 * jnp.abs(next_state.pole_angle)'))
+    reward = rewardsmith.load_reward(reward_file)
+    env = BraxRewardWrapper(envs.get_environment("inverted_pendulum", backend="spring"), reward)
+    s = jax.jit(env.reset)(jax.random.PRNGKey(0))
+    s2 = jax.jit(env.step)(s, jnp.zeros(env.action_size))
+    assert float(s2.reward) == pytest.approx(1.0 - 0.1 * abs(float(s2.pipeline_state.q[1])), rel=1e-5)
+    assert "reward/alive" in s2.metrics and int(s2.info["rs_t"]) == 1
+    make_policy, params, metrics = brax_ppo.train(
+        environment=env, num_timesteps=512, episode_length=50, num_envs=4, batch_size=4, num_minibatches=2,
+        unroll_length=8, num_updates_per_batch=1, num_evals=2, seed=0)
+    assert np.isfinite(metrics["eval/episode_reward"])
+    assert "eval/episode_reward/alive" in metrics

@@ -69,7 +69,7 @@ def test_crashed_worker_fails_its_generation_and_the_run_goes_on(tmp_path, monke
 
 
 @pytest.mark.parametrize("over,msg", [
-    ({"task": {"name": "nope", "file": None}}, "unknown task 'nope'; known tasks: cartpole"),
+    ({"task": {"name": "nope", "file": None}}, "unknown task 'nope'; known tasks: ant, cartpole"),
     ({"train": {"bogus": 1}}, "unknown PPO settings: ['bogus']"),
     ({"samples": 0}, "samples must be a positive integer"),
     ({"llm": {"provider": "nope"}}, "unknown llm provider 'nope'"),

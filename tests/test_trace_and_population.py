@@ -1,3 +1,4 @@
+import jax
 import numpy as np
 import pytest
 
@@ -84,11 +85,10 @@ def test_nan_member_is_masked_and_siblings_are_unaffected(cartpole):
         np.testing.assert_allclose(out_nan["curve"]["reward"][m], out_ref["curve"]["reward"][m], rtol=1e-6)
         assert out_nan["nonfinite_rewards"][m] == 0
     assert out_nan["nonfinite_rewards"][1] > 0
-    one = {k: (v[1] if not isinstance(v, dict) else {kk: vv[1] for kk, vv in v.items()}) for k, v in out_nan.items()}
+    one = jax.tree.map(lambda v: v[1], out_nan)
     rec = member_results(one, 0, ["r"], cartpole, cfg)
     assert rec["ok"] is False and rec["fitness"] is None and "NaN" in rec["reason"]
-    good_one = {k: (v[0] if not isinstance(v, dict) else {kk: vv[0] for kk, vv in v.items()})
-                for k, v in out_nan.items()}
+    good_one = jax.tree.map(lambda v: v[0], out_nan)
     rec = member_results(good_one, 0, ["alive"], cartpole, cfg)
     assert rec["ok"] and rec["fitness"] > 0
     assert len(rec["fitness_curve"]) == len(rec["checkpoints"]) == len(rec["component_curves"]["alive"])

@@ -227,7 +227,8 @@ def final_evaluation(rd: RunDir, task: Task, ppo: PPOConfig, cfg: Mapping[str, A
     cands = [Candidate(id=f"final-{k}", generation=-1, source=src, origin=k) for k, src in entries.items()]
     display.message(f"final evaluation: best {best.id} and both baselines, {n} seeds each, "
                     f"{ppo.env_steps} env steps")
-    err = _train(rd, 0, 0, task, ppo, seeds, cands, timeout_s, display, workdir=rd.root / "final" / "worker")
+    err = _train(rd, 0, 0, task, ppo, seeds, cands, timeout_s, display, workdir=rd.root / "final" / "worker",
+                 record_rollouts=bool(cfg.get("record_rollouts", True)))
     out: dict[str, Any] = {"eval_seeds": seeds, "env_steps_per_member": ppo.env_steps, "worker_error": err or None,
                            "hns_formula": HNS_FORMULA}
     for key, c in zip(entries, cands):
@@ -244,7 +245,8 @@ def final_evaluation(rd: RunDir, task: Task, ppo: PPOConfig, cfg: Mapping[str, A
 
 
 def _train(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOConfig, seeds: list[int],
-           cands: list[Candidate], timeout_s: float, display, workdir: Path | None = None) -> str:
+           cands: list[Candidate], timeout_s: float, display, workdir: Path | None = None,
+           record_rollouts: bool = False) -> str:
     by_id = {c.id: c for c in cands}
     for c in cands:
         c.status = "checking"
@@ -255,6 +257,7 @@ def _train(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOConfig, seeds
         "seeds": seeds,
         "candidates": [{"id": c.id, "source": c.source} for c in cands],
         "check_seed": gen,
+        "record_rollouts": record_rollouts,
     }
 
     def on_event(ev: dict) -> None:
@@ -285,6 +288,8 @@ def _train(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOConfig, seeds
         return str(e)
     from rewardsmith.records import MemberResult
 
+    if result.get("rollouts"):
+        _save_rollouts(workdir.parent / "rollouts", result["rollouts"], task, display)
     for cid, res in result["candidates"].items():
         c = by_id[cid]
         c.validation = Validation(**res["validation"])
@@ -301,6 +306,19 @@ def _train(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOConfig, seeds
             c.status = "failed"
     display.candidates(cands)
     return ""
+
+
+def _save_rollouts(directory: Path, rollouts: dict, task: Task, display) -> None:
+    """rollouts/<id>.json, an offline viewer (.html) and an animated GIF per recorded policy."""
+    from rewardsmith.report.rollout_view import write_gif, write_viewer
+
+    for cid, r in rollouts.items():
+        atomic_write_json(directory / f"{cid}.json", r)
+        write_viewer(r, directory / f"{cid}.html", f"{task.name} · {cid}")
+        try:
+            write_gif(r, directory / f"{cid}.gif")
+        except Exception as e:  # noqa: BLE001 - the viewer is written; the GIF is a convenience
+            display.message(f"rollout GIF for {cid} not written: {type(e).__name__}: {e}")
 
 
 def _write(rd: RunDir, c: Candidate) -> None:

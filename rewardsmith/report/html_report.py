@@ -146,6 +146,21 @@ def build_report(root: str | Path) -> str:
                            "mean per step"))
     parts.append("</div>")
 
+    # -- rollouts -----------------------------------------------------------------------------------
+    gifs = sorted((root / "final" / "rollouts").glob("*.gif"))
+    if gifs:
+        import base64
+
+        parts.append("<h2>Rollouts (final evaluation, deterministic policy)</h2><div class='charts'>")
+        for g in gifs:
+            data = base64.b64encode(g.read_bytes()).decode("ascii")
+            label = {"final-best": "best candidate", "final-human": "human baseline",
+                     "final-sparse": "sparse baseline"}.get(g.stem, g.stem)
+            parts.append(f"<figure><img alt='rollout of {_e(label)}' src='data:image/gif;base64,{data}'>"
+                         f"<figcaption>{_e(label)} · <a href='final/rollouts/{_e(g.stem)}.html'>interactive "
+                         f"viewer</a></figcaption></figure>")
+        parts.append("</div>")
+
     # -- best code ----------------------------------------------------------------------------------
     if best is not None:
         parts.append(f"<h2>Best reward: {_e(best.id)}</h2>")

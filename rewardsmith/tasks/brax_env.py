@@ -41,6 +41,13 @@ class BraxAdapter:
         self.obs_size = int(jax.eval_shape(self.env.reset, jax.random.PRNGKey(0)).obs.shape[-1])
         self.dt = float(self.env.dt)
 
+    def body_positions(self, env_state: BraxEnvState) -> jax.Array:
+        """World positions of every body, for the rollout viewer."""
+        return env_state.inner.pipeline_state.x.pos.astype(jnp.float32)
+
+    def body_parents(self) -> list[int]:
+        return [int(p) for p in self.env.sys.link_parents]
+
     def reset(self, key):
         s = self.env.reset(key)
         state = BraxEnvState(inner=s, t=jnp.int32(0), prev_action=jnp.zeros(self.action_size, jnp.float32),

@@ -280,6 +280,7 @@ def make_train(config: PPOConfig, task: Task, reward_fns: Sequence[RewardBranch]
         evaluation = _evaluate(carry, idx)
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(carry["params"])]))
         return {"curve": curve, "eval": evaluation, "params_finite": finite,
+                "policy": {"params": carry["params"], "obs_stats": carry["obs_stats"]},
                 "nonfinite_rewards": curve["nonfinite"].sum()}
 
     def _evaluate(c, idx):
@@ -328,6 +329,18 @@ def make_train(config: PPOConfig, task: Task, reward_fns: Sequence[RewardBranch]
         }
 
     return train
+
+
+def deterministic_action(config: PPOConfig, task: Task, policy_state: dict, obs: jax.Array) -> jax.Array:
+    """The trained policy's deterministic action (argmax / mean), as the environment receives it."""
+    act = task.schema.action
+    stats = policy_state["obs_stats"]
+    if config.normalize_obs:
+        obs = jnp.clip((obs - stats["mean"]) / jnp.sqrt(stats["var"] + 1e-8), -10.0, 10.0)
+    out = _mlp(policy_state["params"]["actor"], obs)
+    if act.kind == "discrete":
+        return jnp.argmax(out).astype(jnp.int32)
+    return jnp.clip(out, act.low, act.high).reshape(act.shape)
 
 
 def _gauss_logp(x, mean, log_std):

@@ -90,8 +90,33 @@ def run_job(job: dict) -> dict:
                 member_results(one, s, validations[cid].components, task, config))
         result["timing"] = {**timing, "check_s": t_checked - t_start}
         emit("trained", **result["timing"])
+        if job.get("record_rollouts"):
+            result["rollouts"] = _record(task, config, out, ids, member_branch, result)
     result["timing"] = {**result.get("timing", {}), "total_s": time.perf_counter() - t_start}
     return result
+
+
+def _record(task, config, out, ids, member_branch, result) -> dict:
+    """One deterministic rollout per candidate (its first usable seed), for the viewer."""
+    import jax
+    import numpy as np
+
+    from rewardsmith.train.rollout import can_record, record_rollout
+
+    if not can_record(task.make_env()):
+        return {}
+    rollouts = {}
+    for b, cid in enumerate(ids):
+        members = [m for m, mb in enumerate(member_branch) if mb == b]
+        oks = [m for m, rec in zip(members, result["candidates"][cid]["members"]) if rec["ok"]]
+        if not oks:
+            continue
+        policy = jax.tree.map(lambda x: np.asarray(x)[oks[0]], out["policy"])
+        try:
+            rollouts[cid] = record_rollout(task, config, policy)
+        except Exception as e:  # noqa: BLE001 - a viewer problem never fails training
+            emit("rollout_failed", id=cid, reason=f"{type(e).__name__}: {e}")
+    return rollouts
 
 
 def main(argv: list[str] | None = None) -> int:
