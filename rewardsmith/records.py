@@ -75,3 +75,4 @@ class GenerationRecord:
     wall_s: float
     worker_error: str = ""
     reflection: str = ""  # the feedback text built from this generation for the next one
+    human_feedback: str = ""  # a person's feedback this generation's proposer was given

@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 
@@ -24,3 +25,27 @@ def tiny_cfg(run_dir=None, **over):
     }
     cfg.update(over)
     return cfg
+
+
+def _chromium():
+    for b in ("/usr/bin/chromium", "/usr/bin/chromium-browser"):
+        if Path(b).exists() and Path("/usr/bin/chromedriver").exists():
+            return b
+    if os.environ.get("CI"):
+        pytest.fail("CI needs Debian's chromium and chromium-driver (.ci/run installs them)")
+    pytest.skip("chromium/chromedriver not installed")
+
+
+def chrome_driver():
+    """Headless Debian Chromium through chromedriver (.ci/run installs both); skipped outside CI when absent."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = _chromium()
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+              "--window-size=1600,1200"):
+        opts.add_argument(a)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)

@@ -76,6 +76,8 @@ def test_brax_run_writes_fitness_baselines_and_viewable_rollouts(tmp_path):
     for key in ("final-best", "final-human", "final-sparse"):
         assert (rollouts / f"{key}.json").exists() and (rollouts / f"{key}.gif").stat().st_size > 100
         page = (rollouts / f"{key}.html").read_text()
-        assert "<canvas" in page and "https://" not in page and "http://" not in page
+        external = page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+        assert "rsViewer(" in page and "https://" not in external and "http://" not in external
+        assert "<svg" in page  # charts of the state fields and reward over the episode
     report = (tmp_path / "report.html").read_text()
     assert "data:image/gif;base64," in report and "final/rollouts/final-best.html" in report

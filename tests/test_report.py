@@ -8,7 +8,7 @@ import pytest
 from rewardsmith.evolve import run
 from rewardsmith.report import build_report
 
-from conftest import tiny_cfg
+from conftest import chrome_driver, tiny_cfg
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +60,35 @@ def test_report_survives_a_run_with_failures(tmp_path):
     (tmp_path / "summary.json").write_text(json.dumps({"task": "cartpole", "status": "running"}))
     page = build_report(tmp_path)
     assert "no data" in page
+
+
+def test_report_opens_in_headless_chromium_offline_and_shows_plots(finished_run, tmp_path):
+    """As a new user would: open report.html in a browser; nothing is fetched, the charts and the rollout
+    animations render, and a screenshot is not blank."""
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    root, summary = finished_run
+    driver = chrome_driver()
+    try:
+        driver.get((root / "report.html").resolve().as_uri())
+        assert summary["task"] in driver.title
+        fetched = driver.execute_script(
+            "return performance.getEntriesByType('resource').map(e => e.name)")
+        assert not [u for u in fetched if not u.startswith(("data:", "file:"))], fetched
+        severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not severe, severe
+        charts = driver.find_elements(By.CSS_SELECTOR, "svg.chart")
+        assert len(charts) >= 3 and all(c.size["width"] > 100 and c.size["height"] > 100 for c in charts)
+        drawn = driver.execute_script(
+            "return [...document.querySelectorAll('svg.chart path')].filter(p => p.getTotalLength() > 10).length")
+        assert drawn >= 3  # curves, not just empty axes
+        gifs = driver.execute_script(
+            "return [...document.querySelectorAll('img')].map(i => [i.complete, i.naturalWidth])")
+        assert len(gifs) == 3 and all(ok and w > 100 for ok, w in gifs)  # best, human, sparse rollouts
+        shot = tmp_path / "report.png"
+        driver.save_screenshot(str(shot))
+    finally:
+        driver.quit()
+    img = Image.open(shot).convert("RGB")
+    assert img.size[0] >= 1000 and len(img.getcolors(maxcolors=1 << 20) or []) > 50

@@ -50,6 +50,21 @@ class Display:
         ]
         print("\n".join(lines), file=self.stream, flush=True)
 
+    def pause(self) -> None:
+        """Stop the live view (before asking the person anything: prompts inside Live garble the screen)."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+            self._paused = True
+
+    def resume(self) -> None:
+        if getattr(self, "_paused", False) and self.live_enabled:
+            from rich.live import Live
+
+            self._paused = False
+            self._live = Live(self._render(), console=self._console, refresh_per_second=4, transient=False)
+            self._live.start()
+
     # -- updates ------------------------------------------------------------------------------
     def generation(self, gen: int, attempt: int) -> None:
         self.gen = gen

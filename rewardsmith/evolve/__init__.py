@@ -1,3 +1,3 @@
-from rewardsmith.evolve.loop import run
+from rewardsmith.evolve.loop import resume, run
 
-__all__ = ["run"]
+__all__ = ["resume", "run"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,7 +22,7 @@ from rewardsmith.propose import make_proposer
 from rewardsmith.propose.base import ProposalContext
 from rewardsmith.records import Candidate, GenerationRecord, Validation, candidate_id
 from rewardsmith.reflect import generation_reflection
-from rewardsmith.rundir import RunDir, atomic_write_json
+from rewardsmith.rundir import RunDir, atomic_write_json, read_json
 from rewardsmith.tasks import Task, UnknownTaskError, get_task
 from rewardsmith.train.ppo import PPOConfig
 from rewardsmith.train.runner import WorkerError, run_worker
@@ -76,48 +77,225 @@ def _positive_int(cfg: Mapping[str, Any], key: str, default: int) -> int:
     return value
 
 
+@dataclasses.dataclass
+class SearchState:
+    """Everything the loop knows; rebuilt from the run directory alone when a run is resumed."""
+
+    cfg: dict
+    task: Task
+    ppo: PPOConfig
+    seeds: list[int]
+    history: list[Candidate] = dataclasses.field(default_factory=list)
+    generations: list[GenerationRecord] = dataclasses.field(default_factory=list)
+    baselines: dict[str, Candidate] = dataclasses.field(default_factory=dict)
+    reflection: str = ""
+    next_gen: int = 0
+    wall_before_s: float = 0.0  # wall time of earlier sessions of this run
+    sessions: int = 1
+
+    def feedback(self, rd: RunDir) -> list:
+        from rewardsmith.feedback.records import load_feedback
+
+        return load_feedback(rd.root)
+
+    def selection_mode(self, feedback: list) -> str:
+        """The latest feedback's choice, else the configured one (default: fitness)."""
+        return feedback[-1].selection if feedback else str(self.cfg.get("selection") or "fitness")
+
+    def ranking(self, feedback: list) -> list[Candidate]:
+        from rewardsmith.feedback.records import elo_ratings, rank_candidates
+
+        return rank_candidates(self.history, elo_ratings(feedback), self.selection_mode(feedback))
+
+
+def _check_cfg(cfg: Mapping[str, Any]) -> tuple[Task, PPOConfig, list[int]]:
+    task = resolve_task(cfg)
+    _positive_int(cfg, "iterations", 3)
+    _positive_int(cfg, "samples", 6)
+    n_seeds = _positive_int(cfg, "seeds", 2)
+    ppo = ppo_config(task, cfg)
+    if cfg.get("feedback") not in (None, False, "", "none", "terminal", "web", "file"):
+        raise UserError(f"feedback must be none, terminal, web or file, got {cfg.get('feedback')!r}")
+    if cfg.get("feedback") == "terminal" and not sys.stdin.isatty():
+        raise UserError("feedback=terminal needs an interactive terminal (stdin is not a TTY); use "
+                        "feedback=web, or feedback=file feedback_file=FEEDBACK.yaml")
+    selection = cfg.get("selection") or "fitness"
+    if selection not in ("fitness", "preference", "both"):
+        raise UserError(f"selection must be fitness, preference or both, got {selection!r}")
+    base_seed = int(cfg.get("seed", 0))
+    return task, ppo, [base_seed * 1000 + s for s in range(n_seeds)]
+
+
 def run(cfg: Any, run_dir: str | Path, display: Any = None) -> dict:
     """Run a whole search; returns the summary (also written to run_dir/summary.json)."""
     cfg = _plain(cfg)
-    task = resolve_task(cfg)
-    iterations = _positive_int(cfg, "iterations", 3)
-    samples = _positive_int(cfg, "samples", 6)
-    n_seeds = _positive_int(cfg, "seeds", 2)
-    ppo = ppo_config(task, cfg)
+    task, ppo, seeds = _check_cfg(cfg)
+    if (Path(run_dir) / "summary.json").exists():
+        raise UserError(f"{run_dir} already holds a run; continue it with rewardsmith-resume run_dir={run_dir}")
     proposer = make_proposer(cfg.get("llm") or {"provider": "offline"}, run_dir=Path(run_dir))
+    rd = RunDir(run_dir)
+    atomic_write_json(rd.root / "config.json", cfg)
+    state = SearchState(cfg=cfg, task=task, ppo=ppo, seeds=seeds)
+    if cfg.get("baselines", True):
+        for kind, source in (("human", task.human_reward), ("sparse", task.sparse_reward)):
+            state.baselines[kind] = Candidate(id=BASELINE_IDS[kind], generation=0, source=source,
+                                              origin=f"baseline:{kind}", note=f"{kind} baseline")
+    return _search(state, rd, proposer, display or _NullDisplay(), int(cfg.get("iterations", 3)))
+
+
+def resume(run_dir: str | Path, iterations: int | None = None, overrides: Mapping[str, Any] | None = None,
+           display: Any = None) -> dict:
+    """Continue a run from its run directory alone: an interrupted run finishes its configured
+    generations; a finished one gets ``iterations`` more (default 1). Human feedback in
+    ``feedback.json`` reaches the next generation's proposer, and its selection mode ranks candidates."""
+    rd_path = Path(run_dir)
+    if not (rd_path / "config.json").is_file() or not (rd_path / "summary.json").is_file():
+        raise UserError(f"{run_dir} is not a rewardsmith run directory (no config.json/summary.json)")
+    cfg = read_json(rd_path / "config.json")
+    for k, v in (overrides or {}).items():
+        cfg[k] = v
+    task, ppo, seeds = _check_cfg(cfg)
+    summary = read_json(rd_path / "summary.json")
+    rd = RunDir(rd_path)
+    state = SearchState(cfg=cfg, task=task, ppo=ppo, seeds=seeds,
+                        wall_before_s=float(summary.get("wall_time_s") or 0.0),
+                        sessions=int(summary.get("sessions") or 1) + 1)
+    _load_state(state, rd)
+    if iterations is None:
+        left = int(cfg.get("iterations", 3)) - state.next_gen
+        iterations = left if summary.get("status") == "running" and left > 0 else 1
+    if iterations < 1:
+        raise UserError(f"iterations must be a positive integer, got {iterations!r}")
+    cfg["iterations"] = state.next_gen + iterations
+    atomic_write_json(rd.root / "config.json", cfg)
+    proposer = make_proposer(cfg.get("llm") or {"provider": "offline"}, run_dir=rd.root)
+    if hasattr(proposer, "restore"):
+        proposer.restore()
+    return _search(state, rd, proposer, display or _NullDisplay(), iterations)
+
+
+def _load_state(state: SearchState, rd: RunDir) -> None:
+    """Rebuild history, generation records, baselines and the last reflection from the run directory.
+    A generation that was interrupted (candidates but no generation record) is moved to
+    ``interrupted/``, not deleted."""
+    records: list[GenerationRecord] = []
+    for path in sorted(rd.root.glob("generations/gen_*/generation*.json")):
+        records.append(GenerationRecord(**read_json(path)))
+    records.sort(key=lambda r: (r.index, r.attempt))
+    done = sorted({r.index for r in records})
+    # generations must be contiguous from 0; anything after a gap or without a record is incomplete
+    complete = 0
+    while complete in done:
+        complete += 1
+    for d in sorted(rd.root.glob("generations/gen_*")):
+        try:
+            idx = int(d.name.split("_")[1])
+        except (IndexError, ValueError):
+            continue
+        if idx >= complete:
+            aside = rd.root / "interrupted"
+            aside.mkdir(exist_ok=True)
+            k = 1
+            while (aside / f"{d.name}-{k}").exists():
+                k += 1
+            d.rename(aside / f"{d.name}-{k}")
+    state.generations = [r for r in records if r.index < complete]
+    ids = [cid for r in state.generations for cid in r.candidate_ids]
+    by_id: dict[str, Candidate] = {}
+    for path in rd.root.glob("generations/gen_*/candidates/*/candidate.json"):
+        c = Candidate.from_json(read_json(path))
+        by_id[c.id] = c
+    seen: set[str] = set()
+    state.history = []
+    for cid in ids:
+        if cid in by_id and cid not in seen:
+            seen.add(cid)
+            state.history.append(by_id[cid])
+    for kind, bid in BASELINE_IDS.items():
+        path = rd.root / "baselines" / bid / "candidate.json"
+        if path.is_file():
+            state.baselines[kind] = Candidate.from_json(read_json(path))
+        elif state.cfg.get("baselines", True):
+            source = state.task.human_reward if kind == "human" else state.task.sparse_reward
+            state.baselines[kind] = Candidate(id=bid, generation=0, source=source, origin=f"baseline:{kind}",
+                                              note=f"{kind} baseline")
+    state.reflection = state.generations[-1].reflection if state.generations else ""
+    state.next_gen = complete
+
+
+def _human_context(state: SearchState, feedback: list) -> tuple[str, list[dict]]:
+    """The latest human feedback in words, and term constraints from every feedback's text."""
+    if not feedback:
+        return "", []
+    from rewardsmith.feedback.constraints import text_constraints
+    from rewardsmith.feedback.records import feedback_text
+
+    fitness = {c.id: c.fitness for c in state.history}
+    text = feedback_text(feedback[-1], fitness)
+    constraints: dict[str, dict] = {}
+    for rec in feedback:  # later feedback on the same field wins
+        words = "\n".join(list(rec.comments.values()) + [rec.overall])
+        for c in text_constraints(words, state.task.schema)[0]:
+            constraints[c.field] = c.to_json()
+    return text, list(constraints.values())
+
+
+def _ask_feedback(rd: RunDir, cfg: Mapping[str, Any], display) -> None:
+    """``feedback=terminal|web|file``: ask a person about the generation just finished, with the live
+    view paused. A session that cannot start (nothing trained, no terminal) is reported, never fatal."""
+    from rewardsmith.feedback.cli import collect
+    from rewardsmith.feedback.records import FeedbackError
+    from rewardsmith.feedback.session import open_session
+
+    mode = str(cfg.get("feedback"))
+    display.pause()
+    try:
+        session = open_session(rd.root, top=int(cfg.get("feedback_top", 4)))
+        args = {"host": "127.0.0.1", "port": int(cfg.get("feedback_port", 8765))}
+        if cfg.get("feedback_file"):
+            args["file"] = str(cfg["feedback_file"])
+        if cfg.get("feedback_timeout_s"):
+            args["timeout_s"] = cfg["feedback_timeout_s"]
+        collect(session, mode, args, out=display.message)
+    except (FeedbackError, UserError) as e:
+        display.message(f"no human feedback for this generation: {e}")
+    finally:
+        display.resume()
+
+
+def _search(state: SearchState, rd: RunDir, proposer, display, iterations: int) -> dict:
+    cfg, task, ppo, seeds = state.cfg, state.task, state.ppo, state.seeds
+    samples = int(cfg.get("samples", 6))
     base_seed = int(cfg.get("seed", 0))
-    seeds = [base_seed * 1000 + s for s in range(n_seeds)]
     max_retries = int(cfg.get("max_generation_retries", 2))
     timeout_s = float(cfg.get("worker_timeout_s", 1800))
     stop_at_target = bool(cfg.get("stop_at_target", False))
-
-    rd = RunDir(run_dir)
-    display = display or _NullDisplay()
-    atomic_write_json(rd.root / "config.json", cfg)
     t_start = time.time()
-    history: list[Candidate] = []
-    generations: list[GenerationRecord] = []
-    baselines: dict[str, Candidate] = {}
-    best: Candidate | None = None
-    reflection = ""
-    summary = _summary(task, proposer, ppo, cfg, seeds, history, generations, baselines, best, t_start, "running")
-    atomic_write_json(rd.root / "summary.json", summary)
+
+    def summary(status: str, final=None) -> dict:
+        feedback = state.feedback(rd)
+        ranked = state.ranking(feedback)
+        return _summary(state, proposer, ranked[0] if ranked else None, t_start, status, final, feedback)
+
+    atomic_write_json(rd.root / "summary.json", summary("running"))
     display.start(task=task.name, proposer=proposer.label, run_dir=str(rd.root))
+    pending_baselines = [b for b in state.baselines.values() if b.status not in ("trained", "failed")]
 
-    pending_baselines = []
-    if cfg.get("baselines", True):
-        for kind, source in (("human", task.human_reward), ("sparse", task.sparse_reward)):
-            c = Candidate(id=BASELINE_IDS[kind], generation=0, source=source, origin=f"baseline:{kind}",
-                          note=f"{kind} baseline")
-            baselines[kind] = c
-            pending_baselines.append(c)
-
-    for gen in range(iterations):
+    last_gen = state.next_gen + iterations - 1
+    for gen in range(state.next_gen, last_gen + 1):
+        feedback = state.feedback(rd)
+        human_text, constraints = _human_context(state, feedback)
         for attempt in range(max_retries + 1):
             t_gen = time.time()
             display.generation(gen, attempt)
-            ctx = ProposalContext(task=task, generation=gen, k=samples, history=list(history),
-                                  reflection=reflection, seed=base_seed)
+            ranking = [c.id for c in state.ranking(feedback)]
+            ctx = ProposalContext(task=task, generation=gen, k=samples, history=list(state.history),
+                                  reflection=state.reflection, seed=base_seed, human_feedback=human_text,
+                                  ranking=ranking if feedback else None, constraints=constraints)
+            atomic_write_json(rd.gen_dir(gen) / f"proposer_input{'' if attempt == 0 else f'_retry{attempt}'}.json",
+                              {"proposer": proposer.label, "reflection": ctx.reflection,
+                               "human_feedback": ctx.human_feedback, "constraints": ctx.constraints,
+                               "selection": state.selection_mode(feedback), "ranking": ranking[:10]})
             try:
                 proposals = proposer.propose(ctx)
             except Exception as e:  # noqa: BLE001 - a proposer failure ends proposing, not the run
@@ -128,7 +306,7 @@ def run(cfg: Any, run_dir: str | Path, display: Any = None) -> dict:
             if not proposals and getattr(proposer, "exhausted", ""):
                 display.message(f"LLM budget reached ({proposer.exhausted}): no more proposals")
                 break
-            known = {c.id for c in history}
+            known = {c.id for c in state.history}
             cands: list[Candidate] = []
             for p in proposals:
                 cid = candidate_id(gen, p.source)
@@ -150,51 +328,57 @@ def run(cfg: Any, run_dir: str | Path, display: Any = None) -> dict:
                 worker_error = _train(rd, gen, attempt, task, ppo, seeds, to_train, timeout_s, display)
             for c in cands + pending_baselines:
                 _write(rd, c)
-            history.extend(cands)
+            state.history.extend(cands)
             trained = [c for c in cands if c.fitness is not None]
             if pending_baselines and all(b.status in ("trained", "failed") for b in pending_baselines) \
                     and not worker_error:
                 pending_baselines = []
-            for c in trained:
-                if best is None or c.fitness > best.fitness:  # type: ignore[operator]
-                    best = c
+            ranked = state.ranking(feedback)
+            best = ranked[0] if ranked else None
             gen_best = max(trained, key=lambda c: c.fitness) if trained else None
-            reflection = generation_reflection(cands, best, termination=task.termination,
-                                               max_chars=int(cfg.get("reflection_max_chars", 8000)))
+            state.reflection = generation_reflection(cands, best, termination=task.termination,
+                                                     max_chars=int(cfg.get("reflection_max_chars", 8000)))
             rec = GenerationRecord(index=gen, attempt=attempt, candidate_ids=[c.id for c in cands],
                                    best_id=gen_best.id if gen_best else None,
                                    best_fitness=gen_best.fitness if gen_best else None,
-                                   wall_s=time.time() - t_gen, worker_error=worker_error, reflection=reflection)
-            generations.append(rec)
+                                   wall_s=time.time() - t_gen, worker_error=worker_error,
+                                   reflection=state.reflection, human_feedback=human_text)
+            state.generations.append(rec)
             atomic_write_json(rd.gen_dir(gen) / f"generation{'' if attempt == 0 else f'_retry{attempt}'}.json",
                               dataclasses.asdict(rec))
-            summary = _summary(task, proposer, ppo, cfg, seeds, history, generations, baselines, best, t_start,
-                               "running")
-            atomic_write_json(rd.root / "summary.json", summary)
+            s = summary("running")
+            atomic_write_json(rd.root / "summary.json", s)
             if best is not None:
-                write_best_reward(rd.root / "best_reward.py", best, task, summary)
+                write_best_reward(rd.root / "best_reward.py", best, task, s)
             write_report_safely(rd.root, display)
             display.generation_done(gen, gen_best, best)
             if trained:
                 break
             display.message(f"generation {gen}: every candidate failed"
                             + (" - retrying" if attempt < max_retries else " - giving up on this generation"))
+        state.next_gen = gen + 1
         if getattr(proposer, "exhausted", ""):
             break
-        if stop_at_target and best is not None and task.fitness_target is not None \
-                and best.fitness >= task.fitness_target:  # type: ignore[operator]
+        if cfg.get("feedback") and gen < last_gen:
+            _ask_feedback(rd, cfg, display)
+        ranked = state.ranking(state.feedback(rd))
+        if stop_at_target and ranked and task.fitness_target is not None \
+                and max(c.fitness for c in ranked) >= task.fitness_target:  # type: ignore[type-var]
             display.message(f"fitness target {task.fitness_target} reached: stopping early")
             break
 
+    ranked = state.ranking(state.feedback(rd))
+    best = ranked[0] if ranked else None
     final = None
     if cfg.get("final_eval", True) and best is not None:
-        final = final_evaluation(rd, task, ppo, cfg, best, baselines, base_seed, timeout_s, display)
-    summary = _summary(task, proposer, ppo, cfg, seeds, history, generations, baselines, best, t_start,
-                       "complete" if best is not None else "no_candidate_trained", final)
-    atomic_write_json(rd.root / "summary.json", summary)
+        final = final_evaluation(rd, task, ppo, cfg, best, state.baselines, base_seed, timeout_s, display)
+    s = summary("complete" if best is not None else "no_candidate_trained", final)
+    atomic_write_json(rd.root / "summary.json", s)
+    if best is not None:
+        write_best_reward(rd.root / "best_reward.py", best, task, s)
     write_report_safely(rd.root, display)
-    display.finish(summary)
-    return summary
+    display.finish(s)
+    return s
 
 
 def write_report_safely(root: Path, display) -> None:
@@ -223,12 +407,18 @@ def final_evaluation(rd: RunDir, task: Task, ppo: PPOConfig, cfg: Mapping[str, A
     if final_steps:
         ppo = dataclasses.replace(ppo, total_timesteps=int(final_steps))
     seeds = [base_seed * 1000 + 500 + i for i in range(n)]
+    final_dir = rd.root / "final"
+    if final_dir.exists():  # an earlier session's final evaluation: kept beside the new one
+        k = 1
+        while (rd.root / f"final.before-resume-{k}").exists():
+            k += 1
+        final_dir.rename(rd.root / f"final.before-resume-{k}")
     entries = {"best": best.source, "human": task.human_reward, "sparse": task.sparse_reward}
     cands = [Candidate(id=f"final-{k}", generation=-1, source=src, origin=k) for k, src in entries.items()]
     display.message(f"final evaluation: best {best.id} and both baselines, {n} seeds each, "
                     f"{ppo.env_steps} env steps")
     err = _train(rd, 0, 0, task, ppo, seeds, cands, timeout_s, display, workdir=rd.root / "final" / "worker",
-                 record_rollouts=bool(cfg.get("record_rollouts", True)))
+                 rollout_dir=rd.root / "final" / "rollouts" if cfg.get("record_rollouts", True) else None)
     out: dict[str, Any] = {"eval_seeds": seeds, "env_steps_per_member": ppo.env_steps, "worker_error": err or None,
                            "hns_formula": HNS_FORMULA}
     for key, c in zip(entries, cands):
@@ -246,7 +436,9 @@ def final_evaluation(rd: RunDir, task: Task, ppo: PPOConfig, cfg: Mapping[str, A
 
 def _train(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOConfig, seeds: list[int],
            cands: list[Candidate], timeout_s: float, display, workdir: Path | None = None,
-           record_rollouts: bool = False) -> str:
+           rollout_dir: Path | None = None) -> str:
+    """Train ``cands`` in one worker; rollouts go beside each candidate's record, or, with
+    ``rollout_dir``, into that folder with an offline viewer and a GIF each."""
     by_id = {c.id: c for c in cands}
     for c in cands:
         c.status = "checking"
@@ -257,7 +449,7 @@ def _train(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOConfig, seeds
         "seeds": seeds,
         "candidates": [{"id": c.id, "source": c.source} for c in cands],
         "check_seed": gen,
-        "record_rollouts": record_rollouts,
+        "record_rollouts": True,
     }
 
     def on_event(ev: dict) -> None:
@@ -288,10 +480,15 @@ def _train(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOConfig, seeds
         return str(e)
     from rewardsmith.records import MemberResult
 
-    if result.get("rollouts"):
-        _save_rollouts(workdir.parent / "rollouts", result["rollouts"], task, display)
     for cid, res in result["candidates"].items():
         c = by_id[cid]
+        if res.get("rollout"):
+            if rollout_dir is not None:
+                _save_rollout(rollout_dir, cid, res["rollout"], task, display)
+            elif not c.origin.startswith("baseline:"):
+                atomic_write_json(rd.candidate_dir(c.generation, c.id) / "rollout.json", res["rollout"])
+            else:
+                atomic_write_json(rd.root / "baselines" / c.id / "rollout.json", res["rollout"])
         c.validation = Validation(**res["validation"])
         c.members = [MemberResult(**m) for m in res["members"]]
         if not c.validation.ok:
@@ -308,15 +505,15 @@ def _train(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOConfig, seeds
     return ""
 
 
-def _save_rollouts(directory: Path, rollouts: dict, task: Task, display) -> None:
-    """rollouts/<id>.json, an offline viewer (.html) and an animated GIF per recorded policy."""
+def _save_rollout(directory: Path, cid: str, rollout: dict, task: Task, display) -> None:
+    """<id>.json, an offline viewer (<id>.html) and, for tasks that draw themselves, an animated GIF."""
     from rewardsmith.report.rollout_view import write_gif, write_viewer
 
-    for cid, r in rollouts.items():
-        atomic_write_json(directory / f"{cid}.json", r)
-        write_viewer(r, directory / f"{cid}.html", f"{task.name} · {cid}")
+    atomic_write_json(directory / f"{cid}.json", rollout)
+    write_viewer(rollout, directory / f"{cid}.html", f"{task.name} · {cid}")
+    if rollout.get("frames"):
         try:
-            write_gif(r, directory / f"{cid}.gif")
+            write_gif(rollout, directory / f"{cid}.gif")
         except Exception as e:  # noqa: BLE001 - the viewer is written; the GIF is a convenience
             display.message(f"rollout GIF for {cid} not written: {type(e).__name__}: {e}")
 
@@ -332,21 +529,25 @@ def _write(rd: RunDir, c: Candidate) -> None:
         rd.write_candidate(c)
 
 
-def _summary(task, proposer, ppo, cfg, seeds, history, generations, baselines, best, t_start, status,
-             final=None) -> dict:
-    human = baselines.get("human")
-    sparse = baselines.get("sparse")
+def _summary(state: SearchState, proposer, best: Candidate | None, t_start: float, status: str,
+             final=None, feedback: list | None = None) -> dict:
+    from rewardsmith.feedback.records import elo_ratings
+
+    task, cfg, history = state.task, state.cfg, state.history
+    human = state.baselines.get("human")
+    sparse = state.baselines.get("sparse")
     f_h = human.fitness if human else None
     f_s = sparse.fitness if sparse else None
     search_hns = hns(best.fitness if best else None, f_h, f_s)
     per_gen: dict[int, dict] = {}
-    for g in generations:
+    for g in state.generations:
         if g.best_fitness is not None or g.index not in per_gen:
             per_gen[g.index] = {"generation": g.index, "attempts": g.attempt + 1, "best_id": g.best_id,
                                 "best_fitness": g.best_fitness}
     counts: dict[str, int] = {}
     for c in history:
         counts[c.status] = counts.get(c.status, 0) + 1
+    feedback = feedback or []
     return {
         "status": status,
         "task": task.name,
@@ -356,6 +557,7 @@ def _summary(task, proposer, ppo, cfg, seeds, history, generations, baselines, b
         "best_candidate_id": best.id if best else None,
         "best_fitness": best.fitness if best else None,
         "best_fitness_std": best.fitness_std if best else None,
+        "selection": state.selection_mode(feedback),
         "human_baseline_fitness": f_h,
         "sparse_baseline_fitness": f_s,
         "human_normalised_score": final["hns"] if final else search_hns,
@@ -365,11 +567,15 @@ def _summary(task, proposer, ppo, cfg, seeds, history, generations, baselines, b
         "fitness_doc": task.fitness_doc,
         "per_generation_best": [per_gen[k] for k in sorted(per_gen)],
         "candidates": counts,
-        "seeds": seeds,
-        "env_steps_per_member": ppo.env_steps,
+        "seeds": state.seeds,
+        "env_steps_per_member": state.ppo.env_steps,
         "iterations": cfg.get("iterations"),
         "samples": cfg.get("samples"),
-        "wall_time_s": round(time.time() - t_start, 2),
+        "human_feedback": {"generations": [r.generation for r in feedback],
+                           "preference_ratings": {k: round(v, 1) for k, v in elo_ratings(feedback).items()}}
+        if feedback else None,
+        "sessions": state.sessions,
+        "wall_time_s": round(state.wall_before_s + time.time() - t_start, 2),
         "llm": proposer.usage() if hasattr(proposer, "usage") else None,
         "stopped_by_budget": getattr(proposer, "exhausted", "") or None,
     }

@@ -24,8 +24,13 @@ class ProposalContext:
     k: int
     history: list[Candidate]  # every candidate so far with its validation and results
     reflection: str = ""  # feedback text built from the previous generation
-    human_feedback: str = ""
+    human_feedback: str = ""  # a person's feedback on the previous generation, in plain words
     seed: int = 0
+    # candidate ids, best first, as the run's selection mode ranks them (fitness, preference or both);
+    # None means rank by fitness
+    ranking: list[str] | None = None
+    # term constraints read from human feedback (offline proposer): {"field", "direction", "sentence"}
+    constraints: list[dict] = dataclasses.field(default_factory=list)
 
 
 class Proposer(Protocol):

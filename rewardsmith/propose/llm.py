@@ -37,6 +37,15 @@ class LLMProposer:
     def preflight(self) -> None:
         self.client.preflight()
 
+    def restore(self) -> None:
+        """A resumed run: earlier calls count towards usage and the budget."""
+        from rewardsmith.propose.llm_client import CallRecord
+        from rewardsmith.rundir import read_json
+
+        path = self.run_dir / "llm" / "calls.json" if self.run_dir else None
+        if path is not None and path.is_file():
+            self.client.calls = [CallRecord(**c) for c in read_json(path)] + self.client.calls
+
     # -- prompt ------------------------------------------------------------------------------
     def messages(self, ctx: ProposalContext) -> list[dict]:
         view = ctx.task.prompt_view()
@@ -46,7 +55,7 @@ class LLMProposer:
                 "task", task_name=view["name"], description=view["description"], schema=view["schema"],
                 source_excerpt="")},
         ]
-        best = _best(ctx.history)
+        best = _best(ctx.history, ctx.ranking)
         if ctx.generation > 0 and (ctx.reflection or best is not None):
             if best is not None:
                 msgs.append({"role": "assistant", "content": f"```python\n{best.source.strip()}\n```"})
@@ -134,6 +143,12 @@ class LLMProposer:
                 "per_generation": {g: self.client.totals(g) for g in sorted({c.generation for c in self.client.calls})}}
 
 
-def _best(history: list[Candidate]) -> Candidate | None:
+def _best(history: list[Candidate], ranking: list[str] | None = None) -> Candidate | None:
+    """The candidate shown as the one to improve on: first in the run's ranking, else the fittest."""
     scored = [c for c in history if c.fitness is not None and not c.origin.startswith("baseline")]
+    if ranking:
+        by_id = {c.id: c for c in scored}
+        for cid in ranking:
+            if cid in by_id:
+                return by_id[cid]
     return max(scored, key=lambda c: c.fitness) if scored else None

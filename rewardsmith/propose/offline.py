@@ -151,7 +151,7 @@ class OfflineProposer:
         rng = random.Random(f"{ctx.seed}-{ctx.generation}-{len(ctx.history)}")
         schema = ctx.task.schema
         seen = {c.meta.get("signature") for c in ctx.history if c.meta.get("signature")}
-        parents = _rank_parents(ctx.history)
+        parents = _rank_parents(ctx.history, ranking=ctx.ranking)
         out: list[Proposal] = []
         n_fresh = ctx.k if not parents else max(1, round(ctx.k * self.fresh_fraction))
         attempts = 0
@@ -169,14 +169,22 @@ class OfflineProposer:
                                 + [_random_term(rng, schema) for _ in range(rng.randint(0, 2))])
                 proposal = (terms, [], "random program from schema terms")
             terms, parent_ids, what = proposal
+            if ctx.constraints:
+                terms, applied = apply_constraints(terms, ctx.constraints, schema)
+                if applied:
+                    what += "; human feedback: " + ", ".join(applied)
             sig = _signature(terms)
             if sig in seen or not terms:
                 continue
             seen.add(sig)
             header = (f"Reward written by rewardsmith's offline proposer (a program search over state-schema\n"
                       f"terms), not by an LLM. Generation {ctx.generation}: {what}.")
-            out.append(Proposal(source=render(terms, schema, header), note=what, parents=parent_ids,
-                                meta={"terms": [dataclasses.asdict(t) for t in terms], "signature": sig}))
+            meta = {"terms": [dataclasses.asdict(t) for t in terms], "signature": sig}
+            if ctx.constraints:
+                meta["constraints"] = list(ctx.constraints)
+            if ctx.human_feedback:
+                meta["human_feedback"] = ctx.human_feedback
+            out.append(Proposal(source=render(terms, schema, header), note=what, parents=parent_ids, meta=meta))
         return out
 
     def _child(self, rng: random.Random, ctx: ProposalContext, parents: list[Candidate]):
@@ -224,10 +232,53 @@ class OfflineProposer:
         return copy.deepcopy(terms), parent_ids, what
 
 
-def _rank_parents(history: list[Candidate], top: int = 6) -> list[Candidate]:
+def _rank_parents(history: list[Candidate], top: int = 6, ranking: list[str] | None = None) -> list[Candidate]:
+    """The fittest programs, or, when the run ranks by human preference too, in that order."""
     pool = [c for c in history if c.fitness is not None and "terms" in c.meta]
     pool.sort(key=lambda c: c.fitness, reverse=True)
+    if ranking:
+        pos = {cid: i for i, cid in enumerate(ranking)}
+        pool.sort(key=lambda c: pos.get(c.id, len(pos)))
     return pool[:top]
+
+
+_PENALTIES = ("sq_penalty", "abs_penalty", "near_zero")
+
+
+def apply_constraints(terms: list[Term], constraints: list[dict], schema: StateSchema) -> tuple[list[Term], list[str]]:
+    """Make ``terms`` obey term constraints from human feedback; returns (terms, what was changed)."""
+    terms = copy.deepcopy(terms)
+    applied: list[str] = []
+    fields = {f.name for f in schema.fields}
+    for c in constraints:
+        field, direction = c.get("field"), c.get("direction")
+        if field == "action":
+            if schema.action.kind == "continuous" and not any(t.kind == "action_cost" for t in terms):
+                terms.append(Term("action_cost", weight=0.1))
+                applied.append("added an action cost")
+            continue
+        if field not in fields:
+            continue
+        on_field = [t for t in terms if t.field == field]
+        if direction == "penalize":
+            # a bonus for magnitude or high values of the field works against the request
+            dropped = [t for t in on_field if t.kind == "magnitude" or (t.kind == "value" and t.sign > 0)]
+            terms = [t for t in terms if t not in dropped]
+            if not any(t.kind in _PENALTIES for t in on_field):
+                terms.append(Term("sq_penalty", field, weight=1.0))
+                applied.append(f"penalised {field}")
+            applied += [f"dropped {t.name}" for t in dropped]
+        elif direction == "encourage":
+            dropped = [t for t in on_field if t.kind in _PENALTIES]
+            terms = [t for t in terms if t not in dropped]
+            flipped = [t for t in on_field if t.kind == "value" and t.sign < 0]
+            for t in flipped:
+                t.sign = 1.0
+            if not any(t.kind in ("value", "magnitude") for t in terms if t.field == field):
+                terms.append(Term("value", field, weight=1.0, sign=1.0))
+                applied.append(f"rewarded {field}")
+            applied += [f"dropped {t.name}" for t in dropped] + [f"flipped {t.name} to reward it" for t in flipped]
+    return _dedupe(terms)[: MAX_TERMS + len(constraints)], applied
 
 
 def _term_influence(c: Candidate) -> dict[str, float]:

@@ -98,6 +98,12 @@ def build_report(root: str | Path) -> str:
     rows.append(("human-normalised score", f"{_f(summary.get('human_normalised_score'))} "
                  f"<span class='sub'>({_e(summary.get('hns_formula', ''))})</span>"))
     rows.append(("env steps per member", _e(summary.get("env_steps_per_member"))))
+    rows.append(("selection", _e(summary.get("selection", "fitness"))))
+    hf = summary.get("human_feedback")
+    if hf:
+        ratings = ", ".join(f"{_e(k)} {v:g}" for k, v in sorted(hf["preference_ratings"].items(),
+                                                               key=lambda kv: -kv[1]))
+        rows.append(("human feedback", f"on generation(s) {_e(hf['generations'])}; Elo: {ratings or 'none'}"))
     llm = summary.get("llm")
     if llm:
         rows.append(("LLM", f"{_e(llm.get('model'))}: {llm.get('calls')} calls ({llm.get('cached_calls')} cached), "
@@ -201,6 +207,9 @@ def build_report(root: str | Path) -> str:
                          f"</details></td><td>{_e(c.origin)}</td><td class='{_e(c.status)}'>{_e(c.status)}</td>"
                          f"<td class='num'>{fit}</td><td>{_e(reason)}</td><td>{flags}</td></tr>")
         parts.append("</table>")
+        if g.get("human_feedback"):
+            parts.append(f"<details open><summary>human feedback given to this generation's proposer</summary>"
+                         f"<pre>{_e(g['human_feedback'])}</pre></details>")
         if g.get("reflection"):
             parts.append(f"<details><summary>feedback text built from this generation</summary>"
                          f"<pre>{_e(g['reflection'])}</pre></details>")

@@ -1,56 +1,93 @@
-"""Offline rollout viewing: a self-contained HTML stick-figure viewer (inline canvas script, no CDN)
-and an animated GIF drawn with Pillow (headless; needs no OpenGL/EGL).
+"""Offline rollout viewing: a self-contained HTML viewer (inline canvas script, no CDN), inline SVG
+charts of the state fields and reward components over the episode, and an animated GIF drawn with
+Pillow (headless; needs no OpenGL/EGL).
 
-These draw each body as a dot and each parent-child link as a line, from recorded world positions:
-a skeleton view of the motion, not a rendering of the meshes."""
+The stick figure draws each body as a dot and each parent-child link as a line, from recorded world
+positions: a skeleton view of the motion, not a rendering of the meshes.
+"""
 
 from __future__ import annotations
 
 import html
 import json
+import os
 from pathlib import Path
 
+from rewardsmith.report.svg import chart
 from rewardsmith.rundir import atomic_write_text
 
-_VIEWER = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>__TITLE__</title>
-<style>body{font-family:system-ui,sans-serif;margin:16px;color:#222}canvas{border:1px solid #ccc;background:#fbfbfb}
-.row{display:flex;gap:12px;flex-wrap:wrap}button{font-size:14px}</style></head><body>
-<h2>__TITLE__</h2><p>Skeleton view: bodies as dots, joints as lines. Left: side view (x forward, z up),
-right: top view (x forward, y left). The camera follows the root body.</p>
-<div class="row"><canvas id="side" width="520" height="320"></canvas><canvas id="top" width="520" height="320"></canvas></div>
-<p><button id="play">pause</button> <input id="t" type="range" min="0" value="0" style="width:520px">
-<span id="lbl"></span></p>
-<script>
-const R = __DATA__;
-const F = R.frames, P = R.parents, N = F.length;
-const slider = document.getElementById('t'); slider.max = N - 1;
-let i = 0, playing = true;
-function draw(cv, a, b) {
-  const c = document.getElementById(cv).getContext('2d'), W = c.canvas.width, H = c.canvas.height;
-  const f = F[i], cx = f[0][0], cy = (b === 2) ? 0 : f[0][1], s = 110;
-  c.clearRect(0, 0, W, H);
-  c.strokeStyle = '#ddd'; c.beginPath();
-  for (let g = Math.floor(cx - 3); g <= cx + 3; g += 0.5) { const x = W/2 + (g - cx) * s; c.moveTo(x, 0); c.lineTo(x, H); }
-  c.stroke();
-  if (b === 2) { c.strokeStyle = '#888'; c.beginPath(); c.moveTo(0, H - 40); c.lineTo(W, H - 40); c.stroke(); }
-  const X = p => W/2 + (p[0] - cx) * s, Y = p => (b === 2) ? H - 40 - p[2] * s : H/2 - (p[1] - cy) * s;
-  c.strokeStyle = '#1f77b4'; c.lineWidth = 4; c.beginPath();
-  for (let k = 0; k < P.length; k++) if (P[k] >= 0) { c.moveTo(X(f[P[k]]), Y(f[P[k]])); c.lineTo(X(f[k]), Y(f[k])); }
-  c.stroke();
-  for (let k = 0; k < f.length; k++) { c.fillStyle = k === 0 ? '#d62728' : '#333'; c.beginPath(); c.arc(X(f[k]), Y(f[k]), 4, 0, 7); c.fill(); }
+# One function per page; every viewer on the page calls it with its own data.
+VIEWER_JS = """
+function rsViewer(root, R) {
+  const F = R.frames, P = R.parents, N = F.length, both = R.views.length > 1;
+  root.innerHTML = '<div class="rs-row"><canvas width="420" height="240"></canvas>' +
+    (both ? '<canvas width="420" height="240"></canvas>' : '') + '</div><div><button type="button">pause</button> ' +
+    '<input type="range" min="0" value="0" style="width:260px"> <span></span></div>';
+  const [side, top] = root.querySelectorAll('canvas'), btn = root.querySelector('button');
+  const slider = root.querySelector('input'), lbl = root.querySelector('span');
+  slider.max = N - 1;
+  let i = 0, playing = true;
+  function draw(cv, b) {
+    const c = cv.getContext('2d'), W = cv.width, H = cv.height, f = F[i], cx = f[0][0];
+    const cy = (b === 2) ? 0 : f[0][1], s = 90;
+    c.clearRect(0, 0, W, H);
+    c.strokeStyle = '#ddd'; c.lineWidth = 1; c.beginPath();
+    for (let g = Math.floor(cx - 3); g <= cx + 3; g += 0.5) { const x = W/2 + (g - cx) * s; c.moveTo(x, 0); c.lineTo(x, H); }
+    c.stroke();
+    if (b === 2) { c.strokeStyle = '#888'; c.beginPath(); c.moveTo(0, H - 30); c.lineTo(W, H - 30); c.stroke(); }
+    const X = p => W/2 + (p[0] - cx) * s, Y = p => (b === 2) ? H - 30 - p[2] * s : H/2 - (p[1] - cy) * s;
+    c.strokeStyle = '#1f77b4'; c.lineWidth = 4; c.beginPath();
+    for (let k = 0; k < P.length; k++) if (P[k] >= 0) { c.moveTo(X(f[P[k]]), Y(f[P[k]])); c.lineTo(X(f[k]), Y(f[k])); }
+    c.stroke();
+    for (let k = 0; k < f.length; k++) { c.fillStyle = k === 0 ? '#d62728' : '#333'; c.beginPath(); c.arc(X(f[k]), Y(f[k]), 4, 0, 7); c.fill(); }
+  }
+  function render() { draw(side, 2); if (both) draw(top, 1); slider.value = i;
+    lbl.textContent = 'frame ' + (i + 1) + '/' + N + '  t=' + (i * R.dt).toFixed(2) + ' s  x=' + F[i][0][0].toFixed(2) + ' m'; }
+  btn.onclick = () => { playing = !playing; btn.textContent = playing ? 'pause' : 'play'; };
+  slider.oninput = () => { i = +slider.value; render(); };
+  setInterval(() => { if (playing) { i = (i + 1) % N; render(); } }, Math.max(20, R.dt * 1000));
+  render();
 }
-function render() { draw('side', 0, 2); draw('top', 0, 1); slider.value = i;
-  document.getElementById('lbl').textContent = `frame ${i + 1}/${N}  t=${(i * R.dt).toFixed(2)} s  x=${F[i][0][0].toFixed(2)} m`; }
-document.getElementById('play').onclick = e => { playing = !playing; e.target.textContent = playing ? 'pause' : 'play'; };
-slider.oninput = () => { i = +slider.value; render(); };
-setInterval(() => { if (playing) { i = (i + 1) % N; render(); } }, Math.max(20, R.dt * 1000));
-render();
-</script></body></html>"""
+"""
+
+VIEWER_CSS = (".rs-row{display:flex;gap:8px;flex-wrap:wrap}.rs-row canvas{border:1px solid #ccc;background:#fbfbfb}"
+              ".chart text{font-size:11px;fill:#333}.chart .title{font-size:12px;font-weight:600}")
+
+
+def viewer_block(rollout: dict, dom_id: str, views: tuple[str, ...] = ("side", "top")) -> str:
+    """The animated stick figure (when the rollout has frames), for a page that includes VIEWER_JS:
+    a side view (x forward, z up) and, with ``views=("side", "top")``, a top view (x forward, y left)."""
+    if not rollout.get("frames"):
+        return "<p class='sub'>This task has no stick figure; the charts show the episode.</p>"
+    data = json.dumps({"frames": rollout["frames"], "parents": rollout["parents"], "dt": rollout["dt"],
+                       "views": list(views)})
+    data = data.replace("</", "<\\/")
+    return (f"<div id='{html.escape(dom_id)}'></div><script>rsViewer(document.getElementById("
+            f"{json.dumps(dom_id)}), {data});</script>")
+
+
+def trace_charts(rollout: dict, max_fields: int = 12, width: int = 300, height: int = 170) -> str:
+    """Small inline SVG charts: reward and components per step, then each state field over the episode."""
+    stride, n = rollout.get("stride", 1), len(rollout.get("reward", []))
+    t = [k * stride for k in range(n)]
+    out = []
+    series = [{"label": "total reward", "x": t, "y": rollout["reward"], "color": "#222"}]
+    series += [{"label": name, "x": t, "y": v} for name, v in rollout.get("components", {}).items()]
+    out.append(chart(series, "reward per step", "step", "reward", width=width * 2, height=height + 20))
+    for name, v in list(rollout.get("fields", {}).items())[:max_fields]:
+        out.append(chart([{"label": name, "x": t, "y": v}], name, "step", "", width=width, height=height))
+    return "<div class='charts'>" + "".join(out) + "</div>"
 
 
 def viewer_html(rollout: dict, title: str) -> str:
-    data = json.dumps({"frames": rollout["frames"], "parents": rollout["parents"], "dt": rollout["dt"]})
-    return _VIEWER.replace("__TITLE__", html.escape(title)).replace("__DATA__", data)
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>body{{font-family:system-ui,sans-serif;margin:16px;color:#222}}.charts{{display:flex;"
+            f"flex-wrap:wrap;gap:8px}}{VIEWER_CSS}</style><script>{VIEWER_JS}</script></head><body>"
+            f"<h2>{html.escape(title)}</h2><p>Deterministic policy, first evaluation episode: "
+            f"{rollout.get('episode_steps')} steps (seed {rollout.get('seed')}). Skeleton view: bodies as dots, "
+            f"joints as lines; left: side view (x forward, z up), right: top view (x forward, y left); the "
+            f"camera follows the root body (red).</p>"
+            f"{viewer_block(rollout, 'viewer')}{trace_charts(rollout)}</body></html>")
 
 
 def write_viewer(rollout: dict, path: str | Path, title: str) -> Path:
@@ -62,6 +99,8 @@ def write_gif(rollout: dict, path: str | Path, size: tuple[int, int] = (360, 220
     """Side view (x forward, z up), camera following the root body."""
     from PIL import Image, ImageDraw
 
+    if not rollout.get("frames"):
+        raise ValueError("the rollout has no body positions to draw")
     w, h = size
     scale = 80
     frames = []
@@ -89,5 +128,10 @@ def write_gif(rollout: dict, path: str | Path, size: tuple[int, int] = (360, 220
             d.ellipse([x - 3, y - 3, x + 3, y + 3], fill=col)
         frames.append(img)
     duration = max(20, int(rollout["dt"] * 1000))
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration, loop=0, optimize=True)
-    return Path(path)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=duration, loop=0,
+                   optimize=True)
+    os.replace(tmp, path)
+    return path

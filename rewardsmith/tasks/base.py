@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any, Callable, Mapping, Protocol
 
 import jax
+import jax.numpy as jnp
 
 from rewardsmith.tasks.schema import StateSchema
 
@@ -41,6 +42,11 @@ class TaskHooks:
     make_env: Callable[[Mapping[str, Any]], EnvAdapter]
     state_view: Callable[[Any], dict]
     fitness_step: Callable[..., jax.Array]
+    # Optional stick-figure for the rollout viewer, from the schema view: ``skeleton(view) -> [B, 3]``
+    # world positions (x forward, y left, z up) of B points, and each point's parent (-1: none).
+    # Adapters that know their bodies (Brax) provide ``body_positions``/``body_parents`` instead.
+    skeleton: Callable[[dict], jax.Array] | None = None
+    skeleton_parents: tuple[int, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +76,16 @@ class Task:
 
     def make_env(self) -> EnvAdapter:
         return self.hooks.make_env(self.env_config)
+
+    def skeleton(self, env: EnvAdapter | None = None):
+        """``(env_state -> positions [B, 3], parents)`` for the rollout viewer, or None."""
+        env = env if env is not None else self.make_env()
+        if hasattr(env, "body_positions") and hasattr(env, "body_parents"):
+            return env.body_positions, [int(p) for p in env.body_parents()]
+        if self.hooks.skeleton is not None:
+            view, fn = self.hooks.state_view, self.hooks.skeleton
+            return (lambda es: jnp.asarray(fn(view(es)), jnp.float32)), list(self.hooks.skeleton_parents)
+        return None
 
     def prompt_view(self) -> dict:
         """What a proposer may see: never the fitness function or the baselines."""

@@ -20,6 +20,8 @@ class GymnaxAdapter:
         self.obs_size = int(jax.eval_shape(lambda k: self.env.reset_env(k, self.params)[0],
                                            jax.random.PRNGKey(0)).size)
         self.max_episode_steps = int(self.params.max_steps_in_episode)
+        # seconds per step where the environment says (CartPole's tau, Pendulum's dt)
+        self.dt = float(getattr(self.params, "tau", getattr(self.params, "dt", 0.05)))
 
     def reset(self, key):
         obs, state = self.env.reset_env(key, self.params)
@@ -56,7 +58,15 @@ def _cartpole_fitness(state, action, next_state, env_reward, terminated):
     return jnp.float32(1.0)
 
 
-CARTPOLE = TaskHooks(make_env=_make, state_view=_cartpole_view, fitness_step=_cartpole_fitness)
+def _cartpole_skeleton(v):
+    # the cart on the track and the tip of its 1 m pole (x forward, z up)
+    x, th = v["x"], v["theta"]
+    return jnp.stack([jnp.stack([x, 0.0 * x, 0.1 + 0.0 * x]),
+                      jnp.stack([x + jnp.sin(th), 0.0 * x, 0.1 + jnp.cos(th)])])
+
+
+CARTPOLE = TaskHooks(make_env=_make, state_view=_cartpole_view, fitness_step=_cartpole_fitness,
+                     skeleton=_cartpole_skeleton, skeleton_parents=(-1, 0))
 
 
 # --- Pendulum-v1 -------------------------------------------------------------------------------
@@ -72,7 +82,15 @@ def _pendulum_fitness(state, action, next_state, env_reward, terminated):
     return env_reward
 
 
-PENDULUM = TaskHooks(make_env=_make, state_view=_pendulum_view, fitness_step=_pendulum_fitness)
+def _pendulum_skeleton(v):
+    # the pivot 1.2 m above the ground and the tip of the 1 m pendulum; theta = 0 is upright
+    th = v["theta"]
+    return jnp.stack([jnp.stack([0.0 * th, 0.0 * th, 1.2 + 0.0 * th]),
+                      jnp.stack([jnp.sin(th), 0.0 * th, 1.2 + jnp.cos(th)])])
+
+
+PENDULUM = TaskHooks(make_env=_make, state_view=_pendulum_view, fitness_step=_pendulum_fitness,
+                     skeleton=_pendulum_skeleton, skeleton_parents=(-1, 0))
 
 
 # --- MountainCarContinuous-v0 ------------------------------------------------------------------
@@ -86,4 +104,14 @@ def _mcc_fitness(state, action, next_state, env_reward, terminated):
     return jnp.where(terminated, 1.0, 0.0).astype(jnp.float32)
 
 
-MOUNTAIN_CAR_CONTINUOUS = TaskHooks(make_env=_make, state_view=_mcc_view, fitness_step=_mcc_fitness)
+def _mcc_skeleton(v):
+    # the car on the hill (height 0.45 sin(3 x) + 0.55) and the flag at x = 0.45
+    p = v["position"]
+    flag = 0.45 + 0.0 * p
+    return jnp.stack([jnp.stack([p, 0.0 * p, 0.45 * jnp.sin(3.0 * p) + 0.55]),
+                      jnp.stack([flag, 0.0 * p, 0.45 * jnp.sin(3.0 * flag) + 0.55]),
+                      jnp.stack([flag, 0.0 * p, 0.45 * jnp.sin(3.0 * flag) + 0.75])])
+
+
+MOUNTAIN_CAR_CONTINUOUS = TaskHooks(make_env=_make, state_view=_mcc_view, fitness_step=_mcc_fitness,
+                                    skeleton=_mcc_skeleton, skeleton_parents=(-1, -1, 1))

@@ -121,6 +121,7 @@ def make_train(config: PPOConfig, task: Task, reward_fns: Sequence[RewardBranch]
         raise ValueError(f"num_envs*num_steps={batch} is not divisible by num_minibatches={cfg.num_minibatches}")
     mb_size = batch // cfg.num_minibatches
     scalar_fields = [f.name for f in schema.fields]
+    skeleton = task.skeleton(env)  # (env_state -> body positions [B, 3], parents) or None
 
     def view(env_state):
         return schema.make_state(task.hooks.state_view(env_state))
@@ -280,7 +281,6 @@ def make_train(config: PPOConfig, task: Task, reward_fns: Sequence[RewardBranch]
         evaluation = _evaluate(carry, idx)
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(carry["params"])]))
         return {"curve": curve, "eval": evaluation, "params_finite": finite,
-                "policy": {"params": carry["params"], "obs_stats": carry["obs_stats"]},
                 "nonfinite_rewards": curve["nonfinite"].sum()}
 
     def _evaluate(c, idx):
@@ -317,11 +317,21 @@ def make_train(config: PPOConfig, task: Task, reward_fns: Sequence[RewardBranch]
                 "fsum": e["fsum"] + live[:, None] * mags,
                 "act": e["act"] + live * jnp.abs(jnp.asarray(env_a, jnp.float32)).reshape(n, -1).mean(-1),
             }
-            return out, None
+            # the first evaluation episode, step by step: what the rollout viewer and the feedback
+            # session show (schema fields, reward and components, and body positions when the task has them)
+            trace = {"alive": e["alive"][0], "fields": mags[0], "reward": jnp.nan_to_num(r[0]),
+                     "components": jnp.nan_to_num(comps[0])}
+            if skeleton is not None:
+                trace["bodies"] = skeleton[0](jax.tree.map(lambda x: x[0], es2))
+            return out, trace
 
-        e, _ = jax.lax.scan(step, init, None, env.max_episode_steps)
+        first_bodies = None if skeleton is None else skeleton[0](jax.tree.map(lambda x: x[0], init["es"]))
+        e, trace = jax.lax.scan(step, init, None, env.max_episode_steps)
+        if first_bodies is not None:
+            trace["first_bodies"] = first_bodies
         steps = jnp.maximum(e["len"].sum(), 1.0)
         return {
+            "trace": trace,
             "fitness": e["fit"], "length": e["len"], "terminated": e["term"],
             "components": e["comps"].sum(0) / steps, "reward": e["reward"].sum() / steps,
             "field_min": e["fmin"].min(0), "field_max": e["fmax"].max(0),
@@ -329,18 +339,6 @@ def make_train(config: PPOConfig, task: Task, reward_fns: Sequence[RewardBranch]
         }
 
     return train
-
-
-def deterministic_action(config: PPOConfig, task: Task, policy_state: dict, obs: jax.Array) -> jax.Array:
-    """The trained policy's deterministic action (argmax / mean), as the environment receives it."""
-    act = task.schema.action
-    stats = policy_state["obs_stats"]
-    if config.normalize_obs:
-        obs = jnp.clip((obs - stats["mean"]) / jnp.sqrt(stats["var"] + 1e-8), -10.0, 10.0)
-    out = _mlp(policy_state["params"]["actor"], obs)
-    if act.kind == "discrete":
-        return jnp.argmax(out).astype(jnp.int32)
-    return jnp.clip(out, act.low, act.high).reshape(act.shape)
 
 
 def _gauss_logp(x, mean, log_std):

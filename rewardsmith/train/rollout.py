@@ -1,42 +1,51 @@
-"""Recording a trained policy's rollout for viewing: body positions over one episode."""
+"""A trained policy's rollout, for people to watch: the first deterministic evaluation episode that the
+training program already runs, recorded step by step (no extra compile or rollout).
+
+The record holds, thinned to at most ``MAX_FRAMES`` frames: each schema field (vector fields as
+their norm), the reward and each component per step, and, where the task can draw itself, the world
+positions of its bodies with the parent of each (a stick figure).
+"""
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+import math
 
-from rewardsmith.tasks.base import Task
-from rewardsmith.train.ppo import PPOConfig, deterministic_action
+import numpy as np
 
 MAX_FRAMES = 250
 
 
-def can_record(env) -> bool:
-    return hasattr(env, "body_positions") and hasattr(env, "body_parents")
+def _clean(a: np.ndarray) -> list:
+    a = np.where(np.isfinite(a), a, 0.0)
+    return np.round(a.astype(np.float64), 4).tolist()
 
 
-def record_rollout(task: Task, config: PPOConfig, policy_state: dict, seed: int = 0) -> dict:
-    """One deterministic episode; returns frames of body positions [T, bodies, 3] and the skeleton."""
-    env = task.make_env()
-    stride = max(1, env.max_episode_steps // MAX_FRAMES)
-
-    @jax.jit
-    def run(key):
-        obs, es = env.reset(key)
-
-        def step(c, k):
-            obs, es, alive = c
-            a = deterministic_action(config, task, policy_state, obs)
-            obs2, es2, _, term, trunc = env.step(k, es, a)
-            return (obs2, es2, alive & ~(term | trunc)), (env.body_positions(es2), alive)
-
-        first = env.body_positions(es)
-        _, (pos, alive) = jax.lax.scan(step, (obs, es, jnp.bool_(True)), jax.random.split(key, env.max_episode_steps))
-        return first, pos, alive
-
-    first, pos, alive = jax.device_get(run(jax.random.PRNGKey(seed)))
-    n = int(np.sum(alive))  # frames while the episode was running
-    frames = np.concatenate([first[None], np.asarray(pos)[:n]], 0)[::stride]
-    return {"parents": [int(p) for p in env.body_parents()], "dt": float(getattr(env, "dt", 0.05)) * stride,
-            "frames": np.round(frames, 4).tolist(), "episode_steps": n}
+def rollout_from_trace(trace: dict, *, field_names: list[str], component_names: list[str],
+                       parents: list[int] | None, dt: float, seed: int) -> dict:
+    """Turn one member's evaluation trace (arrays with a leading time axis) into a JSON-able record."""
+    alive = np.asarray(trace["alive"], bool)
+    n = int(alive.sum()) if alive.all() else int(np.argmin(alive))  # steps while the episode ran
+    n = max(n, 1)
+    stride = max(1, math.ceil(n / MAX_FRAMES))
+    idx = np.arange(0, n, stride)
+    fields = np.asarray(trace["fields"])
+    comps = np.asarray(trace["components"])
+    rec = {
+        "seed": int(seed),
+        "episode_steps": n,
+        "stride": stride,
+        "dt": float(dt) * stride,
+        "fields": {name: _clean(fields[idx, j]) for j, name in enumerate(field_names)},
+        "reward": _clean(np.asarray(trace["reward"])[idx]),
+        "components": {name: _clean(comps[idx, j]) for j, name in enumerate(component_names)},
+        "parents": None,
+        "frames": None,
+    }
+    if parents is not None and "bodies" in trace:
+        bodies = np.asarray(trace["bodies"])
+        first = np.asarray(trace.get("first_bodies", bodies[0]))
+        # frame k shows the state before step k*stride: the initial state, then the states reached
+        frames = np.concatenate([first[None], bodies[: n]], 0)[np.append(idx, n)]
+        rec["parents"] = [int(p) for p in parents]
+        rec["frames"] = _clean(frames)
+    return rec

@@ -90,33 +90,34 @@ def run_job(job: dict) -> dict:
                 member_results(one, s, validations[cid].components, task, config))
         result["timing"] = {**timing, "check_s": t_checked - t_start}
         emit("trained", **result["timing"])
-        if job.get("record_rollouts"):
-            result["rollouts"] = _record(task, config, out, ids, member_branch, result)
+        if job.get("record_rollouts", True):
+            _attach_rollouts(task, out, ids, member_branch, member_seed, validations, result)
     result["timing"] = {**result.get("timing", {}), "total_s": time.perf_counter() - t_start}
     return result
 
 
-def _record(task, config, out, ids, member_branch, result) -> dict:
-    """One deterministic rollout per candidate (its first usable seed), for the viewer."""
-    import jax
+def _attach_rollouts(task, out, ids, member_branch, member_seed, validations, result) -> None:
+    """Each trained candidate's rollout (its first usable seed's evaluation episode) for viewing."""
     import numpy as np
 
-    from rewardsmith.train.rollout import can_record, record_rollout
+    from rewardsmith.train.rollout import rollout_from_trace
 
-    if not can_record(task.make_env()):
-        return {}
-    rollouts = {}
+    env = task.make_env()
+    sk = task.skeleton(env)
+    dt = float(getattr(env, "dt", 0.05) or 0.05)
     for b, cid in enumerate(ids):
         members = [m for m, mb in enumerate(member_branch) if mb == b]
-        oks = [m for m, rec in zip(members, result["candidates"][cid]["members"]) if rec["ok"]]
+        recs = result["candidates"][cid]["members"]
+        oks = [m for m, rec in zip(members, recs) if rec["ok"]]
         if not oks:
             continue
-        policy = jax.tree.map(lambda x: np.asarray(x)[oks[0]], out["policy"])
+        trace = {k: np.asarray(v)[oks[0]] for k, v in out["eval"]["trace"].items()}
         try:
-            rollouts[cid] = record_rollout(task, config, policy)
+            result["candidates"][cid]["rollout"] = rollout_from_trace(
+                trace, field_names=list(task.schema.names), component_names=list(validations[cid].components),
+                parents=sk[1] if sk else None, dt=dt, seed=member_seed[oks[0]])
         except Exception as e:  # noqa: BLE001 - a viewer problem never fails training
             emit("rollout_failed", id=cid, reason=f"{type(e).__name__}: {e}")
-    return rollouts
 
 
 def main(argv: list[str] | None = None) -> int:
