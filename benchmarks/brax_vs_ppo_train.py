@@ -2,7 +2,10 @@
 ``brax.training.agents.ppo.train`` with each reward in a wrapper. Prints the wall ratio and both sides'
 final task fitness (the task's ground truth, evaluated the same way for both).
 
-    python benchmarks/brax_vs_ppo_train.py [--k 8] [--task inverted_pendulum] [--steps 100000]
+    python benchmarks/brax_vs_ppo_train.py [--k 8] [--seeds 2] [--task inverted_pendulum] [--steps 100000]
+
+Every candidate is trained with ``--seeds`` seeds on both sides (single PPO runs on this task spread
+by hundreds of steps of episode length, so one seed per side cannot say which trainer is better).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ def main() -> None:
     p.add_argument("--k", type=int, default=8)
     p.add_argument("--task", default="inverted_pendulum")
     p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--seeds", type=int, default=2)
     args = p.parse_args()
 
     import functools
@@ -43,12 +47,15 @@ def main() -> None:
     props = OfflineProposer().propose(ProposalContext(task=task, generation=0, k=args.k, history=[], seed=2))
     checked = [shape_check(pr.source, str(i), task, MAX_COMPONENTS) for i, pr in enumerate(props)]
     branches = [b for _, b in checked]
-    print(f"{args.task}: K={args.k} candidates, {cfg.env_steps} env steps each, {jax.device_count()} devices", flush=True)
+    seeds = list(range(args.seeds))
+    print(f"{args.task}: K={args.k} candidates x {len(seeds)} seeds, {cfg.env_steps} env steps each, "
+          f"{jax.device_count()} devices", flush=True)
 
     t0 = time.perf_counter()
-    out, timing = train_population(task, cfg, branches, list(range(args.k)), [0] * args.k)
+    out, timing = train_population(task, cfg, branches, [b for b in range(args.k) for _ in seeds],
+                                   [s for _ in range(args.k) for s in seeds])
     ours_wall = time.perf_counter() - t0
-    ours_fit = np.asarray(out["eval"]["fitness"]).mean(1)
+    ours_fit = np.asarray(out["eval"]["fitness"]).mean(1).reshape(args.k, len(seeds))
     print(f"rewardsmith, one program: {ours_wall:.1f} s (compile {timing['compile_s']:.1f} s, "
           f"train {timing['train_s']:.1f} s)", flush=True)
 
@@ -90,17 +97,24 @@ def main() -> None:
             brax_ppo.train, num_timesteps=cfg.env_steps, episode_length=adapter.max_episode_steps,
             num_envs=cfg.num_envs, batch_size=batch, num_minibatches=n_mb, unroll_length=unroll,
             num_updates_per_batch=cfg.update_epochs, learning_rate=cfg.lr, entropy_cost=cfg.ent_coef,
-            discounting=cfg.gamma, gae_lambda=cfg.gae_lambda, normalize_observations=True, num_evals=2, seed=0)
-        make_policy, params, _ = train_fn(environment=env)
-        brax_fit.append(evaluate(make_policy, params))
-        print(f"  brax ppo.train candidate {i}: fitness {brax_fit[-1]:.1f} "
+            discounting=cfg.gamma, gae_lambda=cfg.gae_lambda, normalize_observations=True, num_evals=2)
+        fits = []
+        for s in seeds:
+            make_policy, params, _ = train_fn(environment=env, seed=s)
+            fits.append(evaluate(make_policy, params))
+        brax_fit.append(fits)
+        print(f"  brax ppo.train candidate {i}: fitness {', '.join(f'{f:.1f}' for f in fits)} "
               f"({time.perf_counter() - t0:.0f} s so far)", flush=True)
     brax_wall = time.perf_counter() - t0
-    print(f"brax ppo.train x {args.k}: {brax_wall:.1f} s")
-    print(f"\nwall ratio, {args.k} brax ppo.train runs / one rewardsmith program: {brax_wall / ours_wall:.2f}x")
-    print(f"mean final fitness: rewardsmith {np.mean(ours_fit):.1f}, brax ppo.train {np.mean(brax_fit):.1f}")
-    print(f"per candidate (rewardsmith / brax): "
-          + ", ".join(f"{a:.0f}/{b:.0f}" for a, b in zip(ours_fit, brax_fit)))
+    brax_fit = np.asarray(brax_fit)
+    runs = args.k * len(seeds)
+    print(f"brax ppo.train x {runs}: {brax_wall:.1f} s")
+    print(f"\nwall ratio, {runs} brax ppo.train runs / one rewardsmith program: {brax_wall / ours_wall:.2f}x")
+    for name, f in (("rewardsmith", ours_fit), ("brax ppo.train", brax_fit)):
+        per_seed = ", ".join(f"{v:.1f}" for v in f.mean(0))
+        print(f"mean final fitness, {name}: {f.mean():.1f} (per seed: {per_seed})")
+    print("per candidate, mean over seeds (rewardsmith / brax): "
+          + ", ".join(f"{a:.0f}/{b:.0f}" for a, b in zip(ours_fit.mean(1), brax_fit.mean(1))))
 
 
 if __name__ == "__main__":

@@ -340,3 +340,28 @@ def test_resume_refuses_what_is_not_a_run(tmp_path):
     (tmp_path / "summary.json").write_text("{}")
     with pytest.raises(UserError, match="already holds a run"):
         run(tiny_cfg(), tmp_path)
+
+
+def test_feedback_after_each_generation_inside_a_run(tmp_path):
+    """feedback=file: after generation 0 the loop reads the file, and generation 1's proposer gets it;
+    the default (feedback: none) asks nothing."""
+    from rewardsmith.evolve.loop import _feedback_mode
+
+    assert _feedback_mode({"feedback": "none"}) == "" and _feedback_mode({}) == ""
+    fb = tmp_path / "fb.json"
+    fb.write_text(json.dumps({"overall": "keep x near zero", "selection": "fitness"}))
+    messages = []
+
+    class Recorder:
+        def message(self, text):
+            messages.append(text)
+
+        def __getattr__(self, name):
+            return lambda *a, **k: None
+
+    summary = run(tiny_cfg(iterations=2, samples=2, baselines=False, feedback="file", feedback_file=str(fb)),
+                  tmp_path / "run", display=Recorder())
+    assert summary["human_feedback"]["generations"] == [0]  # not after the last generation
+    given = json.loads((tmp_path / "run" / "generations" / "gen_01" / "proposer_input.json").read_text())
+    assert "Overall: keep x near zero" in given["human_feedback"]
+    assert not any("no human feedback" in m for m in messages), messages

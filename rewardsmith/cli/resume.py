@@ -20,33 +20,24 @@ def resume_with_display(run_dir: str, iterations: int | None, live: str = "auto"
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rewardsmith.report.cli import parse_kv
+    from rewardsmith.cli.common import int_arg, parse_kv, run_command
 
     argv = sys.argv[1:] if argv is None else argv
-    try:
+
+    def body() -> int:
         args = parse_kv(argv, KEYS)
         if "run_dir" not in args:
             raise UserError("usage: rewardsmith-resume run_dir=PATH [iterations=N] "
                             "[selection=fitness|preference|both] [live=auto|true|false]")
-        iterations = None
-        if "iterations" in args:
-            try:
-                iterations = int(args["iterations"])
-            except ValueError:
-                raise UserError(f"iterations must be a positive integer, got {args['iterations']!r}") from None
-        overrides = {}
+        overrides: dict = {}
         if "selection" in args:
             overrides["selection"] = args["selection"]
         if "worker_timeout_s" in args:
             overrides["worker_timeout_s"] = float(args["worker_timeout_s"])
-        resume_with_display(args["run_dir"], iterations, args.get("live", "auto"), overrides)
-    except (UserError, ValueError) as e:
-        print(f"rewardsmith-resume: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("rewardsmith-resume: interrupted; everything so far is in the run directory", file=sys.stderr)
-        return 130
-    return 0
+        resume_with_display(args["run_dir"], int_arg(args, "iterations", None), args.get("live", "auto"), overrides)
+        return 0
+
+    return run_command("rewardsmith-resume", body, "interrupted; everything so far is in the run directory")
 
 
 if __name__ == "__main__":

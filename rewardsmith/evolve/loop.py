@@ -240,6 +240,11 @@ def _human_context(state: SearchState, feedback: list) -> tuple[str, list[dict]]
     return text, list(constraints.values())
 
 
+def _feedback_mode(cfg: Mapping[str, Any]) -> str:
+    mode = cfg.get("feedback")
+    return "" if mode in (None, False, "", "none") else str(mode)
+
+
 def _ask_feedback(rd: RunDir, cfg: Mapping[str, Any], display) -> None:
     """``feedback=terminal|web|file``: ask a person about the generation just finished, with the live
     view paused. A session that cannot start (nothing trained, no terminal) is reported, never fatal."""
@@ -247,7 +252,7 @@ def _ask_feedback(rd: RunDir, cfg: Mapping[str, Any], display) -> None:
     from rewardsmith.feedback.records import FeedbackError
     from rewardsmith.feedback.session import open_session
 
-    mode = str(cfg.get("feedback"))
+    mode = _feedback_mode(cfg)
     display.pause()
     try:
         session = open_session(rd.root, top=int(cfg.get("feedback_top", 4)))
@@ -359,7 +364,7 @@ def _search(state: SearchState, rd: RunDir, proposer, display, iterations: int) 
         state.next_gen = gen + 1
         if getattr(proposer, "exhausted", ""):
             break
-        if cfg.get("feedback") and gen < last_gen:
+        if _feedback_mode(cfg) and gen < last_gen:
             _ask_feedback(rd, cfg, display)
         ranked = state.ranking(state.feedback(rd))
         if stop_at_target and ranked and task.fitness_target is not None \

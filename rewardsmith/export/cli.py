@@ -42,7 +42,7 @@ def export(run_dir: str | Path, out: str | Path, fmt: str = "jax", candidate: st
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rewardsmith.report.cli import parse_kv
+    from rewardsmith.cli.common import parse_kv
 
     argv = sys.argv[1:] if argv is None else argv
     try:

@@ -13,16 +13,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from rewardsmith.cli.common import int_arg
 from rewardsmith.errors import UserError
 
 KEYS = {"run_dir", "mode", "file", "host", "port", "top", "then", "iterations", "live", "timeout_s"}
-
-
-def _int(args: dict, key: str, default: int) -> int:
-    try:
-        return int(args.get(key, default))
-    except ValueError:
-        raise UserError(f"{key} must be an integer, got {args[key]!r}") from None
 
 
 def read_feedback_file(path: str | Path) -> dict:
@@ -59,7 +53,7 @@ def collect(session, mode: str, args: dict, out=print):
         from rewardsmith.feedback.server import FeedbackServer
 
         timeout = float(args["timeout_s"]) if args.get("timeout_s") else None
-        with FeedbackServer(session, host=args.get("host", "127.0.0.1"), port=_int(args, "port", 8765)) as srv:
+        with FeedbackServer(session, host=args.get("host", "127.0.0.1"), port=int_arg(args, "port", 8765)) as srv:
             out(f"feedback page for {session.task} generation {session.generation}: {srv.url}  "
                 f"(submit there; Ctrl-C to stop)")
             rec = srv.wait(timeout)
@@ -71,10 +65,11 @@ def collect(session, mode: str, args: dict, out=print):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rewardsmith.report.cli import parse_kv
+    from rewardsmith.cli.common import parse_kv, run_command
 
     argv = sys.argv[1:] if argv is None else argv
-    try:
+
+    def body() -> int:
         args = parse_kv(argv, KEYS)
         if "run_dir" not in args:
             raise UserError("usage: rewardsmith-feedback run_dir=PATH [mode=web|terminal|file] [file=F] "
@@ -84,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"then must be resume or exit, got {then!r}")
         from rewardsmith.feedback.session import open_session
 
-        session = open_session(args["run_dir"], top=_int(args, "top", 4))
+        session = open_session(args["run_dir"], top=int_arg(args, "top", 4))
         rec = collect(session, args.get("mode", "web"), args)
         if rec is None:
             return 1
@@ -94,14 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from rewardsmith.cli.resume import resume_with_display
 
-        resume_with_display(args["run_dir"], _int(args, "iterations", 1), args.get("live", "auto"))
-    except (UserError, ValueError) as e:
-        print(f"rewardsmith-feedback: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("rewardsmith-feedback: stopped; nothing was submitted", file=sys.stderr)
-        return 130
-    return 0
+        resume_with_display(args["run_dir"], int_arg(args, "iterations", 1), args.get("live", "auto"))
+        return 0
+
+    return run_command("rewardsmith-feedback", body, "stopped; anything submitted is in feedback.json")
 
 
 if __name__ == "__main__":

@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import sys
 
-
-def parse_kv(argv: list[str], allowed: set[str]) -> dict[str, str]:
-    out = {}
-    for a in argv:
-        key, sep, value = a.partition("=")
-        key = key.lstrip("-")
-        if not sep or key not in allowed:
-            raise ValueError(f"unexpected argument {a!r}; expected {' '.join(k + '=...' for k in sorted(allowed))}")
-        out[key] = value
-    return out
+from rewardsmith.cli.common import parse_kv
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,6 +43,10 @@ class PPOConfig:
     normalize_obs: bool = True
     normalize_reward: bool = True
     num_eval_envs: int = 16
+    init_log_std: float = 0.0  # continuous actions: initial log standard deviation of the Gaussian policy
+    clip_value_loss: bool = True  # PPO's clipped value loss (False: plain squared error)
+    # a time-limit truncation is not a failure: bootstrap the return with the value of the state reached
+    bootstrap_truncation: bool = True
 
     @property
     def num_updates(self) -> int:
@@ -161,7 +165,7 @@ def make_train(config: PPOConfig, task: Task, reward_fns: Sequence[RewardBranch]
             "critic": _mlp_init(k_c, (obs_size, *cfg.hidden, 1), 1.0),
         }
         if not discrete:
-            params["log_std"] = jnp.zeros((n_out,), jnp.float32)
+            params["log_std"] = jnp.full((n_out,), cfg.init_log_std, jnp.float32)
         lr_fn = (optax.linear_schedule(cfg.lr, 0.0, num_updates * cfg.update_epochs * cfg.num_minibatches)
                  if cfg.anneal_lr else cfg.lr)
         tx = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(lr_fn, eps=1e-5))
@@ -189,6 +193,11 @@ def make_train(config: PPOConfig, task: Task, reward_fns: Sequence[RewardBranch]
             comps = jnp.nan_to_num(comps, nan=0.0, posinf=0.0, neginf=0.0)
             fit = jax.vmap(task.hooks.fitness_step)(s, env_a, ns, env_r, term)
             done = term | trunc
+            # the value of the state a time limit cut short, to bootstrap from (0 where not truncated)
+            v_trunc = jnp.zeros(cfg.num_envs)
+            if cfg.bootstrap_truncation:
+                v_last = jax.vmap(lambda o: _mlp(c["params"]["critic"], o)[0])(normalize(obs2, c["obs_stats"]))
+                v_trunc = jnp.where(trunc & ~term, v_last, 0.0)
             # auto-reset after the reward has seen the true next state
             obs_r, es_r = jax.vmap(env.reset)(jax.random.split(k_reset, cfg.num_envs))
             es_next = jax.tree.map(lambda a, b: jax.vmap(jnp.where)(done, a, b), es_r, es2)
@@ -198,7 +207,7 @@ def make_train(config: PPOConfig, task: Task, reward_fns: Sequence[RewardBranch]
             ret_acc = c["ret_acc"] * cfg.gamma + r
             out = {
                 "obs": obs_n, "raw_obs": c["obs"], "action": raw, "logp": logp, "value": value,
-                "reward": r, "done": done, "comps": comps, "env_reward": env_r, "bad": bad,
+                "reward": r, "done": done, "v_trunc": v_trunc, "comps": comps, "env_reward": env_r, "bad": bad,
                 "ret_acc": ret_acc, "fin_fit": jnp.where(done, ep_fit, 0.0),
                 "fin_len": jnp.where(done, ep_len, 0.0),
             }
@@ -214,6 +223,7 @@ def make_train(config: PPOConfig, task: Task, reward_fns: Sequence[RewardBranch]
             r = tr["reward"]
             if cfg.normalize_reward:
                 r = r / jnp.sqrt(ret_stats["var"] + 1e-8)
+            r = r + cfg.gamma * tr["v_trunc"]  # the critic already speaks in normalised returns
             last_v = jax.vmap(lambda o: _mlp(c["params"]["critic"], o)[0])(
                 normalize(c["obs"], c["obs_stats"]))
 
@@ -243,7 +253,10 @@ def make_train(config: PPOConfig, task: Task, reward_fns: Sequence[RewardBranch]
                     entropy = jnp.sum(p["log_std"] + 0.5 * math.log(2 * math.pi * math.e))
                 v = jax.vmap(lambda o: _mlp(p["critic"], o)[0])(mb["obs"])
                 v_clip = mb["value"] + jnp.clip(v - mb["value"], -cfg.clip_eps, cfg.clip_eps)
-                v_loss = 0.5 * jnp.maximum((v - mb["target"]) ** 2, (v_clip - mb["target"]) ** 2).mean()
+                if cfg.clip_value_loss:
+                    v_loss = 0.5 * jnp.maximum((v - mb["target"]) ** 2, (v_clip - mb["target"]) ** 2).mean()
+                else:
+                    v_loss = 0.5 * ((v - mb["target"]) ** 2).mean()
                 a = (mb["adv"] - mb["adv"].mean()) / (mb["adv"].std() + 1e-8)
                 ratio = jnp.exp(logp - mb["logp"])
                 pg = -jnp.minimum(ratio * a, jnp.clip(ratio, 1 - cfg.clip_eps, 1 + cfg.clip_eps) * a).mean()
