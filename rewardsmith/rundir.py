@@ -43,6 +43,18 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def move_aside(path: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Rename ``path`` to ``<dest>-1`` (or the first free ``-K``): set aside, never deleted or overwritten."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    k = 1
+    while dest.with_name(f"{dest.name}-{k}").exists():
+        k += 1
+    target = dest.with_name(f"{dest.name}-{k}")
+    Path(path).rename(target)
+    return target
+
+
 class RunDir:
     """Layout:
 
@@ -50,7 +62,8 @@ class RunDir:
     summary.json                     best candidate, baselines, per-generation best, wall time
     best_reward.py                   the best reward, standalone and importable
     generations/gen_NN/generation.json
-    generations/gen_NN/candidates/<id>/reward.py and candidate.json
+    generations/gen_NN/candidates/<id>/reward.py, candidate.json and rollout.json
+    baselines/<id>/                  the same for the human and sparse baselines
     generations/gen_NN/worker/       job, result and log of the training worker
     """
 
@@ -64,7 +77,13 @@ class RunDir:
     def candidate_dir(self, gen: int, cid: str) -> Path:
         return self.gen_dir(gen) / "candidates" / cid
 
+    def record_dir(self, cand) -> Path:
+        """Where a candidate's files live: baselines/<id>/ or generations/gen_NN/candidates/<id>/."""
+        if cand.origin.startswith("baseline:"):
+            return self.root / "baselines" / cand.id
+        return self.candidate_dir(cand.generation, cand.id)
+
     def write_candidate(self, cand) -> None:
-        d = self.candidate_dir(cand.generation, cand.id)
+        d = self.record_dir(cand)
         atomic_write_text(d / "reward.py", cand.source)
         atomic_write_json(d / "candidate.json", cand.to_json())

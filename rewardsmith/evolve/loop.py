@@ -18,11 +18,12 @@ import numpy as np
 
 from rewardsmith.errors import UserError
 from rewardsmith.export import write_best_reward
+from rewardsmith.feedback.records import SELECTION_MODES, load_feedback
 from rewardsmith.propose import make_proposer
 from rewardsmith.propose.base import ProposalContext
 from rewardsmith.records import Candidate, GenerationRecord, Validation, candidate_id
 from rewardsmith.reflect import generation_reflection
-from rewardsmith.rundir import RunDir, atomic_write_json, read_json
+from rewardsmith.rundir import RunDir, atomic_write_json, move_aside, read_json
 from rewardsmith.tasks import Task, UnknownTaskError, get_task
 from rewardsmith.train.ppo import PPOConfig
 from rewardsmith.train.runner import WorkerError, run_worker
@@ -93,11 +94,6 @@ class SearchState:
     wall_before_s: float = 0.0  # wall time of earlier sessions of this run
     sessions: int = 1
 
-    def feedback(self, rd: RunDir) -> list:
-        from rewardsmith.feedback.records import load_feedback
-
-        return load_feedback(rd.root)
-
     def selection_mode(self, feedback: list) -> str:
         """The latest feedback's choice, else the configured one (default: fitness)."""
         return feedback[-1].selection if feedback else str(self.cfg.get("selection") or "fitness")
@@ -114,13 +110,13 @@ def _check_cfg(cfg: Mapping[str, Any]) -> tuple[Task, PPOConfig, list[int]]:
     _positive_int(cfg, "samples", 6)
     n_seeds = _positive_int(cfg, "seeds", 2)
     ppo = ppo_config(task, cfg)
-    if cfg.get("feedback") not in (None, False, "", "none", "terminal", "web", "file"):
+    if _feedback_mode(cfg) not in ("", "terminal", "web", "file"):
         raise UserError(f"feedback must be none, terminal, web or file, got {cfg.get('feedback')!r}")
-    if cfg.get("feedback") == "terminal" and not sys.stdin.isatty():
+    if _feedback_mode(cfg) == "terminal" and not sys.stdin.isatty():
         raise UserError("feedback=terminal needs an interactive terminal (stdin is not a TTY); use "
                         "feedback=web, or feedback=file feedback_file=FEEDBACK.yaml")
     selection = cfg.get("selection") or "fitness"
-    if selection not in ("fitness", "preference", "both"):
+    if selection not in SELECTION_MODES:
         raise UserError(f"selection must be fitness, preference or both, got {selection!r}")
     base_seed = int(cfg.get("seed", 0))
     return task, ppo, [base_seed * 1000 + s for s in range(n_seeds)]
@@ -137,10 +133,15 @@ def run(cfg: Any, run_dir: str | Path, display: Any = None) -> dict:
     atomic_write_json(rd.root / "config.json", cfg)
     state = SearchState(cfg=cfg, task=task, ppo=ppo, seeds=seeds)
     if cfg.get("baselines", True):
-        for kind, source in (("human", task.human_reward), ("sparse", task.sparse_reward)):
-            state.baselines[kind] = Candidate(id=BASELINE_IDS[kind], generation=0, source=source,
-                                              origin=f"baseline:{kind}", note=f"{kind} baseline")
+        state.baselines = {kind: _baseline(kind, task) for kind in BASELINE_IDS}
     return _search(state, rd, proposer, display or _NullDisplay(), int(cfg.get("iterations", 3)))
+
+
+def _baseline(kind: str, task: Task) -> Candidate:
+    """The task's human or sparse baseline as an untrained candidate."""
+    source = task.human_reward if kind == "human" else task.sparse_reward
+    return Candidate(id=BASELINE_IDS[kind], generation=0, source=source, origin=f"baseline:{kind}",
+                     note=f"{kind} baseline")
 
 
 def resume(run_dir: str | Path, iterations: int | None = None, overrides: Mapping[str, Any] | None = None,
@@ -193,12 +194,7 @@ def _load_state(state: SearchState, rd: RunDir) -> None:
         except (IndexError, ValueError):
             continue
         if idx >= complete:
-            aside = rd.root / "interrupted"
-            aside.mkdir(exist_ok=True)
-            k = 1
-            while (aside / f"{d.name}-{k}").exists():
-                k += 1
-            d.rename(aside / f"{d.name}-{k}")
+            move_aside(d, rd.root / "interrupted" / d.name)
     state.generations = [r for r in records if r.index < complete]
     ids = [cid for r in state.generations for cid in r.candidate_ids]
     by_id: dict[str, Candidate] = {}
@@ -216,9 +212,7 @@ def _load_state(state: SearchState, rd: RunDir) -> None:
         if path.is_file():
             state.baselines[kind] = Candidate.from_json(read_json(path))
         elif state.cfg.get("baselines", True):
-            source = state.task.human_reward if kind == "human" else state.task.sparse_reward
-            state.baselines[kind] = Candidate(id=bid, generation=0, source=source, origin=f"baseline:{kind}",
-                                              note=f"{kind} baseline")
+            state.baselines[kind] = _baseline(kind, state.task)
     state.reflection = state.generations[-1].reflection if state.generations else ""
     state.next_gen = complete
 
@@ -248,9 +242,8 @@ def _feedback_mode(cfg: Mapping[str, Any]) -> str:
 def _ask_feedback(rd: RunDir, cfg: Mapping[str, Any], display) -> None:
     """``feedback=terminal|web|file``: ask a person about the generation just finished, with the live
     view paused. A session that cannot start (nothing trained, no terminal) is reported, never fatal."""
-    from rewardsmith.feedback.cli import collect
     from rewardsmith.feedback.records import FeedbackError
-    from rewardsmith.feedback.session import open_session
+    from rewardsmith.feedback.session import collect, open_session
 
     mode = _feedback_mode(cfg)
     display.pause()
@@ -278,7 +271,7 @@ def _search(state: SearchState, rd: RunDir, proposer, display, iterations: int) 
     t_start = time.time()
 
     def summary(status: str, final=None) -> dict:
-        feedback = state.feedback(rd)
+        feedback = load_feedback(rd.root)
         ranked = state.ranking(feedback)
         return _summary(state, proposer, ranked[0] if ranked else None, t_start, status, final, feedback)
 
@@ -288,7 +281,7 @@ def _search(state: SearchState, rd: RunDir, proposer, display, iterations: int) 
 
     last_gen = state.next_gen + iterations - 1
     for gen in range(state.next_gen, last_gen + 1):
-        feedback = state.feedback(rd)
+        feedback = load_feedback(rd.root)
         human_text, constraints = _human_context(state, feedback)
         for attempt in range(max_retries + 1):
             t_gen = time.time()
@@ -332,7 +325,7 @@ def _search(state: SearchState, rd: RunDir, proposer, display, iterations: int) 
             if to_train:
                 worker_error = _train(rd, gen, attempt, task, ppo, seeds, to_train, timeout_s, display)
             for c in cands + pending_baselines:
-                _write(rd, c)
+                rd.write_candidate(c)
             state.history.extend(cands)
             trained = [c for c in cands if c.fitness is not None]
             if pending_baselines and all(b.status in ("trained", "failed") for b in pending_baselines) \
@@ -366,13 +359,13 @@ def _search(state: SearchState, rd: RunDir, proposer, display, iterations: int) 
             break
         if _feedback_mode(cfg) and gen < last_gen:
             _ask_feedback(rd, cfg, display)
-        ranked = state.ranking(state.feedback(rd))
+        ranked = state.ranking(load_feedback(rd.root))
         if stop_at_target and ranked and task.fitness_target is not None \
                 and max(c.fitness for c in ranked) >= task.fitness_target:  # type: ignore[type-var]
             display.message(f"fitness target {task.fitness_target} reached: stopping early")
             break
 
-    ranked = state.ranking(state.feedback(rd))
+    ranked = state.ranking(load_feedback(rd.root))
     best = ranked[0] if ranked else None
     final = None
     if cfg.get("final_eval", True) and best is not None:
@@ -412,12 +405,8 @@ def final_evaluation(rd: RunDir, task: Task, ppo: PPOConfig, cfg: Mapping[str, A
     if final_steps:
         ppo = dataclasses.replace(ppo, total_timesteps=int(final_steps))
     seeds = [base_seed * 1000 + 500 + i for i in range(n)]
-    final_dir = rd.root / "final"
-    if final_dir.exists():  # an earlier session's final evaluation: kept beside the new one
-        k = 1
-        while (rd.root / f"final.before-resume-{k}").exists():
-            k += 1
-        final_dir.rename(rd.root / f"final.before-resume-{k}")
+    if (rd.root / "final").exists():  # an earlier session's final evaluation: kept beside the new one
+        move_aside(rd.root / "final", rd.root / "final.before-resume")
     entries = {"best": best.source, "human": task.human_reward, "sparse": task.sparse_reward}
     cands = [Candidate(id=f"final-{k}", generation=-1, source=src, origin=k) for k, src in entries.items()]
     display.message(f"final evaluation: best {best.id} and both baselines, {n} seeds each, "
@@ -454,7 +443,6 @@ def _train(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOConfig, seeds
         "seeds": seeds,
         "candidates": [{"id": c.id, "source": c.source} for c in cands],
         "check_seed": gen,
-        "record_rollouts": True,
     }
 
     def on_event(ev: dict) -> None:
@@ -490,10 +478,8 @@ def _train(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOConfig, seeds
         if res.get("rollout"):
             if rollout_dir is not None:
                 _save_rollout(rollout_dir, cid, res["rollout"], task, display)
-            elif not c.origin.startswith("baseline:"):
-                atomic_write_json(rd.candidate_dir(c.generation, c.id) / "rollout.json", res["rollout"])
             else:
-                atomic_write_json(rd.root / "baselines" / c.id / "rollout.json", res["rollout"])
+                atomic_write_json(rd.record_dir(c) / "rollout.json", res["rollout"])
         c.validation = Validation(**res["validation"])
         c.members = [MemberResult(**m) for m in res["members"]]
         if not c.validation.ok:
@@ -521,17 +507,6 @@ def _save_rollout(directory: Path, cid: str, rollout: dict, task: Task, display)
             write_gif(rollout, directory / f"{cid}.gif")
         except Exception as e:  # noqa: BLE001 - the viewer is written; the GIF is a convenience
             display.message(f"rollout GIF for {cid} not written: {type(e).__name__}: {e}")
-
-
-def _write(rd: RunDir, c: Candidate) -> None:
-    if c.origin.startswith("baseline:"):
-        d = rd.root / "baselines" / c.id
-        from rewardsmith.rundir import atomic_write_text
-
-        atomic_write_text(d / "reward.py", c.source)
-        atomic_write_json(d / "candidate.json", c.to_json())
-    else:
-        rd.write_candidate(c)
 
 
 def _summary(state: SearchState, proposer, best: Candidate | None, t_start: float, status: str,

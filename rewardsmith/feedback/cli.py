@@ -15,53 +15,9 @@ from pathlib import Path
 
 from rewardsmith.cli.common import int_arg
 from rewardsmith.errors import UserError
+from rewardsmith.feedback.session import collect
 
 KEYS = {"run_dir", "mode", "file", "host", "port", "top", "then", "iterations", "live", "timeout_s"}
-
-
-def read_feedback_file(path: str | Path) -> dict:
-    import json
-
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"feedback file not found: {path}")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise UserError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path} must hold one object (best, worst, pairs, comments, overall, selection)")
-    return data
-
-
-def collect(session, mode: str, args: dict, out=print):
-    """Run the session in ``mode``; returns the stored record, or None when nothing was submitted."""
-    if mode == "file":
-        if "file" not in args:
-            raise UserError("mode=file needs file=FEEDBACK.json")
-        return session.submit(read_feedback_file(args["file"]), source="file")
-    if mode == "terminal":
-        from rewardsmith.feedback.terminal import run_terminal
-
-        return run_terminal(session)
-    if mode == "web":
-        import time
-
-        from rewardsmith.feedback.server import FeedbackServer
-
-        timeout = float(args["timeout_s"]) if args.get("timeout_s") else None
-        with FeedbackServer(session, host=args.get("host", "127.0.0.1"), port=int_arg(args, "port", 8765)) as srv:
-            out(f"feedback page for {session.task} generation {session.generation}: {srv.url}  "
-                f"(submit there; Ctrl-C to stop)")
-            rec = srv.wait(timeout)
-            time.sleep(0.3)  # let the page receive its answer
-            if rec is None:
-                out(f"no feedback was submitted within {timeout:g} s")
-            return rec
-    raise UserError(f"mode must be web, terminal or file, got {mode!r}")
 
 
 def main(argv: list[str] | None = None) -> int:

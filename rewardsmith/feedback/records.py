@@ -26,6 +26,10 @@ class FeedbackError(UserError):
     """A submission that cannot be taken; the message says why and nothing was written."""
 
 
+class AlreadySubmitted(FeedbackError):
+    """The generation already has feedback; the stored record is kept as it is."""
+
+
 @dataclasses.dataclass
 class Pair:
     a: str
@@ -143,7 +147,7 @@ def save_feedback(run_dir: str | Path, rec: FeedbackRecord) -> Path:
     for r in records:
         if r.generation == rec.generation:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.submitted_at))
-            raise FeedbackError(f"generation {rec.generation} already has feedback (submitted from {r.source} at "
+            raise AlreadySubmitted(f"generation {rec.generation} already has feedback (submitted from {r.source} at "
                                 f"{when}); it was kept and nothing was changed")
     records.append(rec)
     atomic_write_json(path, {"version": 1, "records": [r.to_json() for r in records]})

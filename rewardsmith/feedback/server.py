@@ -12,7 +12,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from rewardsmith.feedback.records import SELECTION_MODES, FeedbackError, FeedbackRecord
+from rewardsmith.feedback.records import SELECTION_MODES, AlreadySubmitted, FeedbackError, FeedbackRecord
 from rewardsmith.feedback.session import Session
 from rewardsmith.report.rollout_view import VIEWER_CSS, VIEWER_JS, trace_charts, viewer_block
 from rewardsmith.report.svg import chart
@@ -194,9 +194,10 @@ class FeedbackServer:
                                       f"nothing was changed"}
             try:
                 self.record = self.session.submit(data, source="web")
+            except AlreadySubmitted as e:
+                return 409, {"error": str(e)}
             except FeedbackError as e:
-                code = 409 if "already has feedback" in str(e) else 400
-                return code, {"error": str(e)}
+                return 400, {"error": str(e)}
         self.submitted.set()
         return 200, {"ok": True, "message": f"Thanks: feedback for generation {self.session.generation} saved to "
                                             f"feedback.json. The search continues with it.",

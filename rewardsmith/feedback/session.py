@@ -7,7 +7,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Mapping
 
-from rewardsmith.feedback.records import FeedbackError, FeedbackRecord, load_feedback, parse_submission, save_feedback
+from rewardsmith.feedback.records import (AlreadySubmitted, FeedbackError, FeedbackRecord, load_feedback,
+                                          parse_submission, save_feedback)
 from rewardsmith.records import Candidate, GenerationRecord
 from rewardsmith.reflect.text import mean_curves, trajectory_lines
 from rewardsmith.rundir import read_json
@@ -75,7 +76,7 @@ def open_session(run_dir: str | Path, top: int = 4, generation: int | None = Non
         raise FeedbackError(f"generation {gen} is not finished in {root}; finished: {gens}")
     for rec in load_feedback(root):
         if rec.generation == gen:
-            raise FeedbackError(f"generation {gen} already has feedback (from {rec.source}); continue the search "
+            raise AlreadySubmitted(f"generation {gen} already has feedback (from {rec.source}); continue the search "
                                 f"with rewardsmith-resume run_dir={root} to get a new generation to look at")
     ids = [cid for r in records if r.index == gen for cid in r.candidate_ids]
     cands = []
@@ -106,3 +107,50 @@ def _termination(summary: dict) -> str:
         return get_task(summary["task"]).termination
     except Exception:  # noqa: BLE001 - only used for wording
         return "none"
+
+
+def read_feedback_file(path: str | Path) -> dict:
+    import json
+
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FeedbackError(f"feedback file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise FeedbackError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise FeedbackError(f"{path} must hold one object (best, worst, pairs, comments, overall, selection)")
+    return data
+
+
+def collect(session: Session, mode: str, args: dict, out=print) -> FeedbackRecord | None:
+    """Run the session in ``mode`` (web, terminal or file; ``args`` as on the command line: file, host,
+    port, timeout_s); returns the stored record, or None when nothing was submitted."""
+    if mode == "file":
+        if "file" not in args:
+            raise FeedbackError("mode=file needs file=FEEDBACK.json")
+        return session.submit(read_feedback_file(args["file"]), source="file")
+    if mode == "terminal":
+        from rewardsmith.feedback.terminal import run_terminal
+
+        return run_terminal(session)
+    if mode == "web":
+        import time
+
+        from rewardsmith.cli.common import int_arg
+        from rewardsmith.feedback.server import FeedbackServer
+
+        timeout = float(args["timeout_s"]) if args.get("timeout_s") else None
+        with FeedbackServer(session, host=args.get("host", "127.0.0.1"), port=int_arg(args, "port", 8765)) as srv:
+            out(f"feedback page for {session.task} generation {session.generation}: {srv.url}  "
+                f"(submit there; Ctrl-C to stop)")
+            rec = srv.wait(timeout)
+            time.sleep(0.3)  # let the page receive its answer
+            if rec is None:
+                out(f"no feedback was submitted within {timeout:g} s")
+            return rec
+    raise FeedbackError(f"mode must be web, terminal or file, got {mode!r}")

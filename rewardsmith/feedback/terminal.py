@@ -10,7 +10,7 @@ import itertools
 import sys
 from typing import Any
 
-from rewardsmith.feedback.records import SELECTION_MODES, FeedbackError, FeedbackRecord
+from rewardsmith.feedback.records import SELECTION_MODES, AlreadySubmitted, FeedbackError, FeedbackRecord
 from rewardsmith.feedback.session import Session
 
 
@@ -120,9 +120,9 @@ def run_terminal(session: Session, console=None, require_tty: bool = True) -> Fe
             return None
         try:
             rec = session.submit(answers, source="terminal")
+        except AlreadySubmitted:
+            raise
         except FeedbackError as e:
-            if "already has feedback" in str(e):
-                raise
             console.print(f"[red]{e}[/] - please answer again")
             continue
         console.print(f"[green]feedback for generation {session.generation} saved to "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any, Callable, Mapping, Protocol
 
 import jax
@@ -28,6 +29,9 @@ class EnvAdapter(Protocol):
     ) -> tuple[jax.Array, Any, jax.Array, jax.Array, jax.Array]:
         """Return (obs, env_state, env_reward, terminated, truncated)."""
         ...
+
+
+_ENVS: dict[tuple, "EnvAdapter"] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +79,13 @@ class Task:
         return dataclasses.replace(self, env_config={**self.env_config, **overrides})
 
     def make_env(self) -> EnvAdapter:
-        return self.hooks.make_env(self.env_config)
+        """The task's environment adapter. Adapters are stateless after construction, so one per process
+        and configuration is shared by the trace check, the training program and the rollout recorder
+        (building a Brax environment parses its model and traces a reset)."""
+        key = (self.hooks.make_env, json.dumps(self.env_config, sort_keys=True, default=repr))
+        if key not in _ENVS:
+            _ENVS[key] = self.hooks.make_env(self.env_config)
+        return _ENVS[key]
 
     def skeleton(self, env: EnvAdapter | None = None):
         """``(env_state -> positions [B, 3], parents)`` for the rollout viewer, or None."""

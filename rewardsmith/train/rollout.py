@@ -24,7 +24,7 @@ def rollout_from_trace(trace: dict, *, field_names: list[str], component_names: 
                        parents: list[int] | None, dt: float, seed: int) -> dict:
     """Turn one member's evaluation trace (arrays with a leading time axis) into a JSON-able record."""
     alive = np.asarray(trace["alive"], bool)
-    n = int(alive.sum()) if alive.all() else int(np.argmin(alive))  # steps while the episode ran
+    n = len(alive) if alive.all() else int(np.argmin(alive))  # steps while the episode ran
     n = max(n, 1)
     stride = max(1, math.ceil(n / MAX_FRAMES))
     idx = np.arange(0, n, stride)

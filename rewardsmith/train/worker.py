@@ -90,8 +90,7 @@ def run_job(job: dict) -> dict:
                 member_results(one, s, validations[cid].components, task, config))
         result["timing"] = {**timing, "check_s": t_checked - t_start}
         emit("trained", **result["timing"])
-        if job.get("record_rollouts", True):
-            _attach_rollouts(task, out, ids, member_branch, member_seed, validations, result)
+        _attach_rollouts(task, out, ids, member_branch, member_seed, validations, result)
     result["timing"] = {**result.get("timing", {}), "total_s": time.perf_counter() - t_start}
     return result
 
