@@ -61,8 +61,10 @@ REJECT = {
     "pure_callback": (fn("return jax.pure_callback(abs, 1), {}"), "jax.pure_callback is not allowed"),
     "jnp io": (fn("return jnp.load('x.npy'), {}"), "jax.numpy.load is not allowed"),
     "array tofile": (fn("next_state.x.tofile('x')\nreturn 0.0, {}"), "attribute 'tofile'"),
-    "decorator": (HEADER + "\n@jax.jit\ndef compute_reward(state, action, next_state):\n    return 0.0, {}\n",
+    "decorator": (HEADER + "\n@jax.vmap\ndef compute_reward(state, action, next_state):\n    return 0.0, {}\n",
                   "decorators are not allowed"),
+    "decorator call": (HEADER + "\n@jax.jit(static_argnums=0)\ndef compute_reward(state, action, next_state):\n"
+                       "    return 0.0, {}\n", "decorators are not allowed"),
     "default arg": (HEADER + "\ndef helper(v, k=print('x')):\n    return v\n\n"
                     "def compute_reward(state, action, next_state):\n    return 0.0, {}\n",
                     "default argument for 'k'"),
@@ -73,12 +75,16 @@ REJECT = {
     "global": (fn("global X\nreturn 0.0, {}"), "`global` is not allowed"),
     "yield": (fn("yield 1"), "generators (`yield`)"),
     "lambda": (fn("f = lambda: 1\nreturn 0.0, {}"), "lambda is not allowed"),
-    "f-string": (fn("s = f'{state}'\nreturn 0.0, {}"), "f-strings are not allowed"),
-    "module statement": (HEADER + "X = jnp.zeros(3)\n\ndef compute_reward(state, action, next_state):\n"
+    "f-string width": (fn("s = f'{state:{10 ** 10}}'\nreturn 0.0, {}"), "format specs may only"),
+    "f-string format": (fn("s = f'{0:.{999999}f}'\nreturn 0.0, {}"), "format specs may only"),
+    "module statement": (HEADER + "jnp.zeros(3)\n\ndef compute_reward(state, action, next_state):\n"
                          "    return 0.0, {}\n", "module level may only hold"),
+    "module loop": (HEADER + "for i in range(3):\n    pass\n\ndef compute_reward(state, action, next_state):\n"
+                    "    return 0.0, {}\n", "module level may only hold"),
     "unknown field": (fn("return next_state.velocity, {}"), "next_state has no field 'velocity'"),
     "unknown name": (fn("return os.getcwd(), {}"), "unknown name 'os'"),
-    "unbounded loop": (fn("for i in range(10 ** 9):\n    pass\nreturn 0.0, {}"), "loops must iterate"),
+    "unbounded loop": (fn("for i in range(10 ** 9):\n    pass\nreturn 0.0, {}"), "at most 256 iterations"),
+    "loop over call": (fn("for i in jnp.arange(10):\n    pass\nreturn 0.0, {}"), "loops must iterate"),
     "long loop": (fn("for i in range(100000):\n    pass\nreturn 0.0, {}"), "at most 256 iterations"),
     "wrong signature": (fn("return 0.0, {}", sig="s, a, ns"), "must take exactly"),
     "no reward fn": (HEADER + "X = 1\n", "no module-level `def compute_reward"),

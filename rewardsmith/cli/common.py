@@ -1,5 +1,12 @@
-"""What the small ``key=value`` commands (report, export, feedback, resume) share: argument parsing and
-turning bad input into one line on stderr with exit code 2."""
+"""What the commands share: argument parsing for the small ``key=value`` commands (report, export,
+feedback, resume), bad input as one line on stderr with exit code 2, and the exit codes themselves:
+
+* 0: done; 1: an unexpected internal error (a traceback, a bug to report);
+* 2: bad input (unknown task, bad setting or argument, missing key, unreadable run directory);
+* 3: the search ran but no candidate trained (every one was rejected or failed; the run directory
+  says why for each);
+* 130: interrupted (Ctrl-C); everything so far is in the run directory.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,10 @@ import sys
 from typing import Callable
 
 from rewardsmith.errors import UserError
+
+EXIT_USAGE = 2
+EXIT_NOTHING_TRAINED = 3
+EXIT_INTERRUPTED = 130
 
 
 def parse_kv(argv: list[str], allowed: set[str]) -> dict[str, str]:
@@ -35,7 +46,17 @@ def run_command(prog: str, body: Callable[[], int | None], interrupted: str) -> 
         return body() or 0
     except (UserError, ValueError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"{prog}: {interrupted}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+
+
+def summary_exit_code(prog: str, summary: dict, run_dir) -> int:
+    """0 when the search trained a candidate; otherwise one line on stderr and EXIT_NOTHING_TRAINED."""
+    if summary.get("best_candidate_id") is not None:
+        return 0
+    counts = ", ".join(f"{n} {status}" for status, n in sorted((summary.get("candidates") or {}).items()))
+    print(f"{prog}: error: no candidate trained ({counts or 'no candidates'}); each candidate's reason is in "
+          f"{run_dir}", file=sys.stderr)
+    return EXIT_NOTHING_TRAINED

@@ -40,10 +40,12 @@ class Display:
         if self._live is not None:
             self._live.stop()
             self._live = None
+        best = f"best candidate: {summary['best_candidate_id']}  fitness {_f(summary['best_fitness'])}" \
+               f" ± {_f(summary['best_fitness_std'])}" if summary.get("best_candidate_id") is not None else \
+               "no candidate trained: every candidate was rejected or failed (reasons in the run directory)"
         lines = [
             f"done in {summary['wall_time_s']:.0f} s — proposer: {summary['proposer']}",
-            f"best candidate: {summary['best_candidate_id']}  fitness {_f(summary['best_fitness'])}"
-            f" ± {_f(summary['best_fitness_std'])}",
+            best,
             f"human baseline: {_f(summary['human_baseline_fitness'])}   "
             f"sparse baseline: {_f(summary['sparse_baseline_fitness'])}   "
             f"HNS: {_f(summary['human_normalised_score'])}",

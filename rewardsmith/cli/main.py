@@ -9,6 +9,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from rewardsmith.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, summary_exit_code
 from rewardsmith.errors import UserError
 
 
@@ -21,13 +22,16 @@ def _main(cfg: DictConfig) -> None:
     display = Display(live=None if live == "auto" else bool(live))
     run_dir = cfg.get("run_dir") or HydraConfig.get().runtime.output_dir
     try:
-        run(cfg, run_dir, display=display)
+        summary = run(cfg, run_dir, display=display)
     except UserError as e:
         print(f"rewardsmith: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
         print(f"rewardsmith: interrupted; everything so far is in {run_dir}", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
+    code = summary_exit_code("rewardsmith", summary, run_dir)
+    if code:
+        sys.exit(code)
 
 
 def main() -> None:

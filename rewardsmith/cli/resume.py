@@ -20,7 +20,7 @@ def resume_with_display(run_dir: str, iterations: int | None, live: str = "auto"
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rewardsmith.cli.common import int_arg, parse_kv, run_command
+    from rewardsmith.cli.common import int_arg, parse_kv, run_command, summary_exit_code
 
     argv = sys.argv[1:] if argv is None else argv
 
@@ -33,9 +33,13 @@ def main(argv: list[str] | None = None) -> int:
         if "selection" in args:
             overrides["selection"] = args["selection"]
         if "worker_timeout_s" in args:
-            overrides["worker_timeout_s"] = float(args["worker_timeout_s"])
-        resume_with_display(args["run_dir"], int_arg(args, "iterations", None), args.get("live", "auto"), overrides)
-        return 0
+            try:
+                overrides["worker_timeout_s"] = float(args["worker_timeout_s"])
+            except ValueError:
+                raise UserError(f"worker_timeout_s must be a number, got {args['worker_timeout_s']!r}") from None
+        summary = resume_with_display(args["run_dir"], int_arg(args, "iterations", None), args.get("live", "auto"),
+                                      overrides)
+        return summary_exit_code("rewardsmith-resume", summary, args["run_dir"])
 
     return run_command("rewardsmith-resume", body, "interrupted; everything so far is in the run directory")
 

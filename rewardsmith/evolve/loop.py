@@ -25,8 +25,9 @@ from rewardsmith.records import Candidate, GenerationRecord, Validation, candida
 from rewardsmith.reflect import generation_reflection
 from rewardsmith.rundir import RunDir, atomic_write_json, move_aside, read_json
 from rewardsmith.tasks import Task, UnknownTaskError, get_task
-from rewardsmith.train.ppo import PPOConfig
+from rewardsmith.train.ppo import MAX_COMPONENTS, PPOConfig
 from rewardsmith.train.runner import WorkerError, run_worker
+from rewardsmith.validate.isolate import CheckLimits
 from rewardsmith.validate.static import check_source
 
 BASELINE_IDS = {"human": "baseline-human", "sparse": "baseline-sparse"}
@@ -86,6 +87,7 @@ class SearchState:
     task: Task
     ppo: PPOConfig
     seeds: list[int]
+    worker: WorkerSettings
     history: list[Candidate] = dataclasses.field(default_factory=list)
     generations: list[GenerationRecord] = dataclasses.field(default_factory=list)
     baselines: dict[str, Candidate] = dataclasses.field(default_factory=dict)
@@ -104,11 +106,39 @@ class SearchState:
         return rank_candidates(self.history, elo_ratings(feedback), self.selection_mode(feedback))
 
 
-def _check_cfg(cfg: Mapping[str, Any]) -> tuple[Task, PPOConfig, list[int]]:
+@dataclasses.dataclass(frozen=True)
+class WorkerSettings:
+    """How candidate code is run: the training worker's timeout and each candidate's check limits."""
+
+    timeout_s: float
+    limits: CheckLimits
+
+
+def _positive_number(cfg: Mapping[str, Any], key: str, default: float) -> float:
+    value = cfg.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise UserError(f"{key} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _worker_settings(cfg: Mapping[str, Any]) -> WorkerSettings:
+    try:
+        limits = CheckLimits(cpu_s=_positive_number(cfg, "check_cpu_s", CheckLimits.cpu_s),
+                             memory_mb=cfg.get("check_memory_mb", CheckLimits.memory_mb))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    return WorkerSettings(timeout_s=_positive_number(cfg, "worker_timeout_s", 1800), limits=limits)
+
+
+def _check_cfg(cfg: Mapping[str, Any]) -> tuple[Task, PPOConfig, list[int], WorkerSettings]:
     task = resolve_task(cfg)
     _positive_int(cfg, "iterations", 3)
     _positive_int(cfg, "samples", 6)
     n_seeds = _positive_int(cfg, "seeds", 2)
+    worker = _worker_settings(cfg)
+    retries = cfg.get("max_generation_retries", 2)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise UserError(f"max_generation_retries must be a non-negative integer, got {retries!r}")
     ppo = ppo_config(task, cfg)
     if _feedback_mode(cfg) not in ("", "terminal", "web", "file"):
         raise UserError(f"feedback must be none, terminal, web or file, got {cfg.get('feedback')!r}")
@@ -118,20 +148,22 @@ def _check_cfg(cfg: Mapping[str, Any]) -> tuple[Task, PPOConfig, list[int]]:
     selection = cfg.get("selection") or "fitness"
     if selection not in SELECTION_MODES:
         raise UserError(f"selection must be fitness, preference or both, got {selection!r}")
-    base_seed = int(cfg.get("seed", 0))
-    return task, ppo, [base_seed * 1000 + s for s in range(n_seeds)]
+    base_seed = cfg.get("seed", 0)
+    if isinstance(base_seed, bool) or not isinstance(base_seed, int):
+        raise UserError(f"seed must be an integer, got {base_seed!r}")
+    return task, ppo, [base_seed * 1000 + s for s in range(n_seeds)], worker
 
 
 def run(cfg: Any, run_dir: str | Path, display: Any = None) -> dict:
     """Run a whole search; returns the summary (also written to run_dir/summary.json)."""
     cfg = _plain(cfg)
-    task, ppo, seeds = _check_cfg(cfg)
+    task, ppo, seeds, worker = _check_cfg(cfg)
     if (Path(run_dir) / "summary.json").exists():
         raise UserError(f"{run_dir} already holds a run; continue it with rewardsmith-resume run_dir={run_dir}")
     proposer = make_proposer(cfg.get("llm") or {"provider": "offline"}, run_dir=Path(run_dir))
     rd = RunDir(run_dir)
     atomic_write_json(rd.root / "config.json", cfg)
-    state = SearchState(cfg=cfg, task=task, ppo=ppo, seeds=seeds)
+    state = SearchState(cfg=cfg, task=task, ppo=ppo, seeds=seeds, worker=worker)
     if cfg.get("baselines", True):
         state.baselines = {kind: _baseline(kind, task) for kind in BASELINE_IDS}
     return _search(state, rd, proposer, display or _NullDisplay(), int(cfg.get("iterations", 3)))
@@ -155,10 +187,10 @@ def resume(run_dir: str | Path, iterations: int | None = None, overrides: Mappin
     cfg = read_json(rd_path / "config.json")
     for k, v in (overrides or {}).items():
         cfg[k] = v
-    task, ppo, seeds = _check_cfg(cfg)
+    task, ppo, seeds, worker = _check_cfg(cfg)
     summary = read_json(rd_path / "summary.json")
     rd = RunDir(rd_path)
-    state = SearchState(cfg=cfg, task=task, ppo=ppo, seeds=seeds,
+    state = SearchState(cfg=cfg, task=task, ppo=ppo, seeds=seeds, worker=worker,
                         wall_before_s=float(summary.get("wall_time_s") or 0.0),
                         sessions=int(summary.get("sessions") or 1) + 1)
     _load_state(state, rd)
@@ -266,7 +298,7 @@ def _search(state: SearchState, rd: RunDir, proposer, display, iterations: int) 
     samples = int(cfg.get("samples", 6))
     base_seed = int(cfg.get("seed", 0))
     max_retries = int(cfg.get("max_generation_retries", 2))
-    timeout_s = float(cfg.get("worker_timeout_s", 1800))
+    worker = state.worker
     stop_at_target = bool(cfg.get("stop_at_target", False))
     t_start = time.time()
 
@@ -323,7 +355,7 @@ def _search(state: SearchState, rd: RunDir, proposer, display, iterations: int) 
             to_train = [c for c in cands if c.status == "proposed"] + pending_baselines
             worker_error = ""
             if to_train:
-                worker_error = _train(rd, gen, attempt, task, ppo, seeds, to_train, timeout_s, display)
+                worker_error = _train(rd, gen, attempt, task, ppo, seeds, to_train, worker, display)
             for c in cands + pending_baselines:
                 rd.write_candidate(c)
             state.history.extend(cands)
@@ -369,7 +401,7 @@ def _search(state: SearchState, rd: RunDir, proposer, display, iterations: int) 
     best = ranked[0] if ranked else None
     final = None
     if cfg.get("final_eval", True) and best is not None:
-        final = final_evaluation(rd, task, ppo, cfg, best, state.baselines, base_seed, timeout_s, display)
+        final = final_evaluation(rd, task, ppo, cfg, best, state.baselines, base_seed, worker, display)
     s = summary("complete" if best is not None else "no_candidate_trained", final)
     atomic_write_json(rd.root / "summary.json", s)
     if best is not None:
@@ -398,7 +430,7 @@ def hns(f_cand, f_human, f_sparse):
 
 
 def final_evaluation(rd: RunDir, task: Task, ppo: PPOConfig, cfg: Mapping[str, Any], best: Candidate,
-                     baselines: dict[str, Candidate], base_seed: int, timeout_s: float, display) -> dict:
+                     baselines: dict[str, Candidate], base_seed: int, worker: WorkerSettings, display) -> dict:
     """Retrain the best candidate and both baselines with ``eval_seeds`` fresh seeds at the final budget."""
     n = _positive_int(cfg, "eval_seeds", 5)
     final_steps = cfg.get("final_total_timesteps")
@@ -411,7 +443,7 @@ def final_evaluation(rd: RunDir, task: Task, ppo: PPOConfig, cfg: Mapping[str, A
     cands = [Candidate(id=f"final-{k}", generation=-1, source=src, origin=k) for k, src in entries.items()]
     display.message(f"final evaluation: best {best.id} and both baselines, {n} seeds each, "
                     f"{ppo.env_steps} env steps")
-    err = _train(rd, 0, 0, task, ppo, seeds, cands, timeout_s, display, workdir=rd.root / "final" / "worker",
+    err = _train(rd, 0, 0, task, ppo, seeds, cands, worker, display, workdir=rd.root / "final" / "worker",
                  rollout_dir=rd.root / "final" / "rollouts" if cfg.get("record_rollouts", True) else None)
     out: dict[str, Any] = {"eval_seeds": seeds, "env_steps_per_member": ppo.env_steps, "worker_error": err or None,
                            "hns_formula": HNS_FORMULA}
@@ -429,7 +461,7 @@ def final_evaluation(rd: RunDir, task: Task, ppo: PPOConfig, cfg: Mapping[str, A
 
 
 def _train(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOConfig, seeds: list[int],
-           cands: list[Candidate], timeout_s: float, display, workdir: Path | None = None,
+           cands: list[Candidate], worker: WorkerSettings, display, workdir: Path | None = None,
            rollout_dir: Path | None = None) -> str:
     """Train ``cands`` in one worker; rollouts go beside each candidate's record, or, with
     ``rollout_dir``, into that folder with an offline viewer and a GIF each."""
@@ -439,6 +471,9 @@ def _train(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOConfig, seeds
     job = {
         "task": {"name": task.name, "file": task.source_file if task.source_file else None,
                  "env": dict(task.env_config)},
+        "schema": task.schema.to_json(),
+        "max_components": MAX_COMPONENTS,
+        "check_limits": worker.limits.to_json(),
         "ppo": dataclasses.asdict(ppo),
         "seeds": seeds,
         "candidates": [{"id": c.id, "source": c.source} for c in cands],
@@ -461,7 +496,7 @@ def _train(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOConfig, seeds
 
     workdir = workdir or rd.gen_dir(gen) / "worker" / f"attempt_{attempt}"
     try:
-        result = run_worker(job, workdir, timeout_s=timeout_s, on_event=on_event)
+        result = run_worker(job, workdir, timeout_s=worker.timeout_s, on_event=on_event)
     except WorkerError as e:
         for c in cands:
             c.status = "failed"

@@ -11,6 +11,8 @@ from rewardsmith.errors import UserError
 from rewardsmith.rundir import read_json
 from rewardsmith.tasks import StateSchema, get_task
 from rewardsmith.train.ppo import MAX_COMPONENTS
+from rewardsmith.train.runner import worker_env
+from rewardsmith.validate.isolate import CheckLimits, check_isolated
 from rewardsmith.validate.static import check_source
 from rewardsmith.validate.trace import shape_check
 
@@ -66,10 +68,13 @@ def _task_of(path: Path, source: str, task: str | None) -> str:
     raise UserError(f"cannot tell which task {path} is for: pass task=<name>")
 
 
-def load_reward(path_or_run_dir: str | Path, task: str | None = None, candidate: str | None = None) -> LoadedReward:
+def load_reward(path_or_run_dir: str | Path, task: str | None = None, candidate: str | None = None,
+                limits: CheckLimits | None = None) -> LoadedReward:
     """Load a reward file, a run directory's best reward, or a run's candidate by id.
 
-    The source passes the same static gate and trace check as during the search before it is used.
+    Nothing from the file runs in this process before it passes the same checks as during the
+    search: the static gate, then loading and tracing in a separate process without credentials,
+    under CPU, memory and file-size limits (``limits``).
     """
     path, run_task = _resolve(path_or_run_dir, candidate)
     source = path.read_text(encoding="utf-8")
@@ -77,6 +82,10 @@ def load_reward(path_or_run_dir: str | Path, task: str | None = None, candidate:
     violations = check_source(source, task_obj.schema.names)
     if violations:
         raise UserError(f"{path}: rejected by the static gate: {violations[0]}")
+    isolated = check_isolated([(path.stem, source)], task_obj.schema.to_json(), MAX_COMPONENTS, limits,
+                              env=worker_env())[path.stem]
+    if not isolated.ok:
+        raise UserError(f"{path}: rejected by the trace check: {isolated.reason}")
     validation, _ = shape_check(source, path.stem, task_obj, MAX_COMPONENTS)
     if not validation.ok:
         raise UserError(f"{path}: rejected by the trace check: {validation.reason}")

@@ -58,6 +58,12 @@ class _ToNumpy(cst.CSTTransformer):
             return cst.RemoveFromParent()
         return updated.with_changes(names=names)
 
+    def visit_Decorator(self, node):
+        return False  # the gate lets only @jax.jit through, and NumPy code has nothing to compile
+
+    def leave_Decorator(self, original, updated):
+        return cst.RemoveFromParent()
+
     def leave_ImportFrom(self, original, updated):
         mod = _dotted(updated.module) if updated.module else ""
         if mod and mod.startswith("jax"):

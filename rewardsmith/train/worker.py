@@ -29,6 +29,16 @@ def emit(event: str, **data) -> None:
 def run_job(job: dict) -> dict:
     import time
 
+    from rewardsmith.validate.isolate import CheckLimits, IsolatedCheck
+
+    t_start = time.perf_counter()
+    # Every candidate is loaded and traced first in a limited process of its own; the checker's
+    # start-up overlaps with this process's imports and environment build.
+    pending = [(c["id"], c["source"]) for c in job["candidates"]]
+    limits = CheckLimits.from_json(job.get("check_limits"))
+    isolated = IsolatedCheck(pending, job["schema"], job["max_components"], limits) \
+        if pending and job.get("schema") and job.get("max_components") else None
+
     import jax
     import numpy as np
 
@@ -39,17 +49,21 @@ def run_job(job: dict) -> dict:
     from rewardsmith.train.stats import member_results
     from rewardsmith.validate.trace import rollout_check, shape_check
 
-    t_start = time.perf_counter()
     task = get_task(job["task"]["name"], job["task"].get("file"))
     task = task.with_env_overrides(job["task"].get("env"))
     config = PPOConfig.from_dict(job["ppo"])
     seeds = [int(s) for s in job["seeds"]]
     result: dict = {"candidates": {}, "env_names": sorted(os.environ) if job.get("report_env") else None}
+    if isolated is None and pending:
+        isolated = IsolatedCheck(pending, task.schema.to_json(), MAX_COMPONENTS, limits)
+    checked = isolated.results() if isolated is not None else {}
 
     validations: dict[str, Validation] = {}
     branches: dict[str, object] = {}
     for cand in job["candidates"]:
-        v, branch = shape_check(cand["source"], cand["id"], task, MAX_COMPONENTS)
+        v = checked[cand["id"]]
+        # only a candidate that loaded and traced within its limits is executed in this process
+        v, branch = shape_check(cand["source"], cand["id"], task, MAX_COMPONENTS) if v.ok else (v, None)
         validations[cand["id"]] = v
         if branch is not None:
             branches[cand["id"]] = branch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import builtins
 import math
 import importlib
@@ -41,11 +42,36 @@ def safe_builtins() -> dict[str, Any]:
     return table
 
 
+class _StripAnnotations(ast.NodeTransformer):
+    """Annotations never run: the gate does not check them, so they are removed before compiling
+    (``from __future__ import annotations`` with them)."""
+
+    def visit_FunctionDef(self, node: ast.FunctionDef):
+        self.generic_visit(node)
+        node.returns = None
+        for a in node.args.args + node.args.posonlyargs + node.args.kwonlyargs:
+            a.annotation = None
+        return node
+
+    def visit_AnnAssign(self, node: ast.AnnAssign):
+        if node.value is None:
+            return ast.copy_location(ast.Pass(), node)
+        return ast.copy_location(ast.Assign(targets=[node.target], value=node.value), node)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom):
+        return ast.copy_location(ast.Pass(), node) if node.module == "__future__" else node
+
+
+def compile_reward(source: str, name: str):
+    tree = _StripAnnotations().visit(ast.parse(source, f"<reward {name}>"))
+    return compile(ast.fix_missing_locations(tree), f"<reward {name}>", "exec", dont_inherit=True)
+
+
 def load_reward_fn(source: str, name: str = "candidate") -> Callable:
     """Execute reward source in a namespace with allow-listed builtins; return compute_reward."""
     namespace: dict[str, Any] = {"__builtins__": safe_builtins(), "__name__": f"rewardsmith_reward_{name}"}
     try:
-        exec(compile(source, f"<reward {name}>", "exec"), namespace)
+        exec(compile_reward(source, name), namespace)
     except Exception as e:  # noqa: BLE001 - any failure is the candidate's
         raise RewardLoadError(f"loading failed: {describe_exception(e, name)}") from None
     fn = namespace.get(rules.REWARD_FN)

@@ -1,4 +1,9 @@
-"""The allow-list shared by the static gate and the worker's loader."""
+"""The allow-list shared by the static gate and the worker's loader.
+
+Every module attribute reward code may name is listed here by name; anything else is refused. The
+lists hold what a reward needs (elementwise math, reductions, array construction and shaping,
+comparisons, dtypes) and nothing that reads or writes files, takes callables, calls back into
+Python, or hands out numpy's classes (their methods reach the file system)."""
 
 from __future__ import annotations
 
@@ -6,19 +11,56 @@ MAX_SOURCE_CHARS = 20_000
 MAX_SOURCE_LINES = 400
 MAX_NESTING = 40
 MAX_LOOP_ITERATIONS = 256
+# Bounds on expressions the gate can evaluate before running anything.
+MAX_INT_DIGITS = 40          # an integer literal longer than this is refused
+MAX_CONST_INT = 2 ** 128     # a constant integer expression may not grow past this magnitude
+MAX_EXPONENT = 64            # `x ** n` and `x << n` with a constant integer n
+MAX_SEQUENCE_LEN = 10_000    # `'a' * n`, `[0] * n`: the length a repeated literal may reach
+MAX_BOOL_OPERANDS = 64       # `a and b and ...`, `a < b < ...` (libcst nests what ast keeps flat)
+MAX_ADJACENT_STRINGS = 64    # implicitly concatenated string literals, same reason
 REWARD_FN = "compute_reward"
 REWARD_PARAMS = ("state", "action", "next_state")
 
 # Modules reward code may import, and the only ones the loader's __import__ hands out.
-ALLOWED_MODULES = frozenset({"jax", "jax.numpy", "jax.nn", "jax.lax", "math"})
+ALLOWED_MODULES = frozenset({"jax", "jax.numpy", "jax.nn", "jax.lax", "math", "typing"})
 
-# jax.numpy and jax.nn are allowed wholesale (public names), minus anything that touches files,
-# buffers or foreign memory.
-JNP_DENY = frozenset({
-    "load", "save", "savez", "savez_compressed", "fromfile", "tofile", "frombuffer", "fromstring",
-    "genfromtxt", "loadtxt", "savetxt", "memmap", "from_dlpack", "fromiter", "fromfunction",
-    "vectorize", "frompyfunc", "piecewise", "apply_along_axis", "apply_over_axes", "set_printoptions",
-    "printoptions", "get_printoptions",
+JNP_ALLOW = frozenset({
+    # elementwise math
+    "abs", "absolute", "add", "subtract", "multiply", "divide", "true_divide", "floor_divide", "negative",
+    "positive", "power", "float_power", "square", "sqrt", "cbrt", "reciprocal", "exp", "exp2", "expm1", "log",
+    "log2", "log10", "log1p", "logaddexp", "logaddexp2", "sin", "cos", "tan", "arcsin", "arccos", "arctan",
+    "arctan2", "sinh", "cosh", "tanh", "arcsinh", "arccosh", "arctanh", "asin", "acos", "atan", "atan2",
+    "asinh", "acosh", "atanh", "hypot", "deg2rad", "rad2deg", "degrees", "radians", "sinc", "sign", "signbit",
+    "copysign", "heaviside", "clip", "maximum", "minimum", "fmax", "fmin", "mod", "fmod", "remainder",
+    "floor", "ceil", "round", "around", "rint", "trunc", "fix", "nan_to_num", "unwrap", "angle", "interp",
+    "isfinite", "isinf", "isnan", "isclose", "allclose", "where", "select",
+    # comparisons and logic
+    "equal", "not_equal", "greater", "greater_equal", "less", "less_equal", "logical_and", "logical_or",
+    "logical_not", "logical_xor", "array_equal",
+    # reductions and statistics
+    "sum", "prod", "mean", "average", "median", "std", "var", "min", "max", "amin", "amax", "argmin", "argmax",
+    "all", "any", "cumsum", "cumprod", "diff", "count_nonzero", "nansum", "nanmean", "nanmax", "nanmin",
+    "percentile", "quantile", "ptp", "argsort", "sort",
+    # linear algebra
+    "dot", "vdot", "inner", "outer", "matmul", "tensordot", "einsum", "cross", "trace", "linalg",
+    # construction and shaping
+    "array", "asarray", "zeros", "ones", "full", "zeros_like", "ones_like", "full_like", "empty", "empty_like",
+    "arange", "linspace", "eye", "identity", "diag", "tril", "triu", "concatenate", "stack", "hstack", "vstack",
+    "dstack", "column_stack", "reshape", "ravel", "squeeze", "expand_dims", "transpose", "swapaxes", "moveaxis",
+    "broadcast_to", "atleast_1d", "atleast_2d", "take", "take_along_axis", "flip", "roll", "tile", "repeat",
+    "pad", "split", "searchsorted", "astype", "real", "imag", "conj", "conjugate",
+    # constants
+    "pi", "e", "inf", "nan", "euler_gamma", "newaxis",
+    # dtypes (callable as conversions)
+    "float16", "float32", "float64", "bfloat16", "int8", "int16", "int32", "int64", "uint8", "uint16",
+    "uint32", "uint64", "bool_", "complex64", "finfo", "iinfo",
+})
+JNP_LINALG_ALLOW = frozenset({"norm", "vector_norm", "matrix_norm", "det", "inv", "pinv", "solve", "cross",
+                              "outer", "trace", "eigh", "eigvalsh", "svd", "qr", "cholesky"})
+NN_ALLOW = frozenset({
+    "relu", "relu6", "sigmoid", "softplus", "soft_sign", "silu", "swish", "gelu", "elu", "celu", "selu",
+    "leaky_relu", "log_sigmoid", "softmax", "log_softmax", "logsumexp", "one_hot", "hard_tanh", "hard_sigmoid",
+    "tanh", "squareplus", "sparse_plus", "mish", "standardize", "identity",
 })
 # jax.lax: pure elementwise and selection primitives only (no control flow taking callables,
 # no callbacks, no collectives).
@@ -29,11 +71,15 @@ LAX_ALLOW = frozenset({
     "add", "sub", "mul",
 })
 MATH_ALLOW = frozenset({
-    "pi", "e", "tau", "inf", "sqrt", "exp", "log", "log2", "log10", "cos", "sin", "tan", "acos",
-    "asin", "atan", "atan2", "cosh", "sinh", "tanh", "hypot", "radians", "degrees", "fabs", "floor",
-    "ceil", "pow", "copysign", "isfinite",
+    "pi", "e", "tau", "inf", "nan", "sqrt", "exp", "expm1", "log", "log1p", "log2", "log10", "cos", "sin",
+    "tan", "acos", "asin", "atan", "atan2", "cosh", "sinh", "tanh", "hypot", "radians", "degrees", "fabs",
+    "floor", "ceil", "trunc", "pow", "copysign", "isfinite", "isnan", "isinf", "erf",
 })
+# typing names only ever appear in annotations, which the loader strips before running anything.
+TYPING_ALLOW = frozenset({"Any", "Dict", "List", "Tuple", "Optional", "Union", "Mapping", "Sequence"})
 JAX_TOP_ALLOW = frozenset({"Array"})
+# The one decorator reward code may carry; a reward is traced inside jit anyway.
+ALLOWED_DECORATORS = frozenset({"jax.jit"})
 
 # Builtins reward code may call or name; the loader's __builtins__ holds exactly these.
 ALLOWED_BUILTINS = frozenset({
@@ -49,12 +95,15 @@ REFLECTION_BUILTINS = frozenset({
     "ascii", "chr", "ord", "map", "filter", "reversed", "sorted", "slice", "frozenset", "set", "str",
 })
 
-# Attributes allowed on values (arrays, dicts) that are not modules or schema fields.
+# Attributes allowed on values (arrays, dicts, finfo) that are not modules or schema fields.
 ARRAY_ATTRS = frozenset({
     "shape", "ndim", "dtype", "size", "T", "sum", "mean", "max", "min", "prod", "std", "var", "any",
     "all", "argmax", "argmin", "astype", "reshape", "squeeze", "clip", "dot", "ravel", "flatten",
     "at", "set", "add", "multiply", "get", "round", "cumsum", "transpose", "real", "imag", "conj",
+    "copy", "items", "values", "keys", "eps", "tiny",
 })
+
+_SUBMODULES = {"numpy": JNP_ALLOW, "nn": NN_ALLOW, "lax": LAX_ALLOW}
 
 
 def qualified_allowed(qname: str) -> bool:
@@ -66,14 +115,15 @@ def qualified_allowed(qname: str) -> bool:
         return True
     if parts[0] == "math":
         return len(parts) == 2 and parts[1] in MATH_ALLOW
-    if parts[0] != "jax":
+    if parts[0] == "typing":
+        return len(parts) == 2 and parts[1] in TYPING_ALLOW
+    if parts[0] != "jax" or len(parts) < 2:
         return False
     if len(parts) == 2:
         return parts[1] in JAX_TOP_ALLOW
-    if parts[1] == "numpy":
-        return not (set(parts[2:]) & JNP_DENY)
-    if parts[1] == "nn":
-        return True
-    if parts[1] == "lax":
-        return len(parts) == 3 and parts[2] in LAX_ALLOW
-    return False
+    names = _SUBMODULES.get(parts[1])
+    if names is None:
+        return False
+    if len(parts) == 3:
+        return parts[2] in names
+    return len(parts) == 4 and parts[1:3] == ["numpy", "linalg"] and parts[3] in JNP_LINALG_ALLOW

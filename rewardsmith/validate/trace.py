@@ -11,17 +11,26 @@ import numpy as np
 
 from rewardsmith.records import Validation
 from rewardsmith.tasks.base import Task
+from rewardsmith.tasks.schema import StateSchema
 from rewardsmith.validate.load import (RewardLoadError, abstract_inputs, describe_exception, load_reward_fn,
                                        make_branch, output_structure_error)
 
 
 def shape_check(source: str, name: str, task: Task, max_components: int) -> tuple[Validation, Callable | None]:
-    """Load and ``eval_shape`` one candidate; returns its validation and, if it passed, its branch."""
+    """Load and ``eval_shape`` one candidate; returns its validation and, if it passed, its branch.
+
+    This executes the candidate in the calling process: call it only on code that passed
+    ``rewardsmith.validate.isolate.check_isolated`` (or in a process that is itself limited)."""
+    return shape_check_schema(source, name, task.schema, max_components)
+
+
+def shape_check_schema(source: str, name: str, schema: StateSchema,
+                       max_components: int) -> tuple[Validation, Callable | None]:
     try:
         fn = load_reward_fn(source, name)
     except RewardLoadError as e:
         return Validation(ok=False, stage="trace", reason=str(e)), None
-    state, action = abstract_inputs(task.schema)
+    state, action = abstract_inputs(schema)
     try:
         out = jax.eval_shape(fn, state, action, state)
     except Exception as e:  # noqa: BLE001

@@ -1,0 +1,278 @@
+"""Each candidate's load and trace in a process of its own, under its own limits.
+
+Loading reward code runs its module level and tracing runs its Python, so a candidate can spend
+unbounded CPU or memory before any training starts (``n ** 64 ** 64``, a list of 10**11 items, loops
+nested four deep). ``check_isolated`` starts one checker process (``python -m
+rewardsmith.validate.isolate``, with the caller's environment minus credentials) that imports JAX
+once and forks a child per candidate; each child sets CPU-time, address-space and file-size limits
+before it executes anything from the candidate, loads it, runs ``jax.eval_shape`` on the task's
+schema and reports. A child that runs out of CPU, memory or wall time fails that candidate with the
+reason; its siblings are checked as usual. Only a candidate that passed here is loaded by the
+caller.
+
+Forking is safe here: the checker forks before JAX has started a backend or any thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Iterable, Mapping
+
+from rewardsmith.records import Validation
+
+_MB = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckLimits:
+    """Limits for loading and tracing one candidate."""
+
+    cpu_s: float = 20.0        # CPU seconds (RLIMIT_CPU)
+    memory_mb: int = 2048      # address space the candidate may add to the checker's own (RLIMIT_AS)
+    wall_s: float = 0.0        # wall-clock seconds; 0 = 2 x cpu_s + 10
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.cpu_s, (int, float)) and self.cpu_s > 0):
+            raise ValueError(f"check_cpu_s must be a positive number of seconds, got {self.cpu_s!r}")
+        if not (isinstance(self.memory_mb, int) and not isinstance(self.memory_mb, bool) and self.memory_mb >= 64):
+            raise ValueError(f"check_memory_mb must be an integer of at least 64, got {self.memory_mb!r}")
+        if not (isinstance(self.wall_s, (int, float)) and self.wall_s >= 0):
+            raise ValueError(f"check_wall_s must be 0 (automatic) or a positive number, got {self.wall_s!r}")
+
+    @property
+    def wall(self) -> float:
+        return float(self.wall_s) or 2.0 * float(self.cpu_s) + 10.0
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> "CheckLimits":
+        return cls(**dict(data or {}))
+
+
+class IsolatedCheck:
+    """A running checker process; ``results()`` collects one Validation per candidate id.
+
+    Started early (``start``) so the checker's JAX import overlaps with the caller's own work."""
+
+    def __init__(self, candidates: Iterable[tuple[str, str]], schema_json: Mapping[str, Any],
+                 max_components: int, limits: CheckLimits, env: Mapping[str, str] | None = None,
+                 parallel: int | None = None):
+        candidates = list(candidates)
+        self.ids = [cid for cid, _ in candidates]
+        job = {"schema": dict(schema_json), "max_components": int(max_components), "limits": limits.to_json(),
+               "parallel": int(parallel or max(1, min(4, os.cpu_count() or 1))),
+               "candidates": [{"id": cid, "source": src} for cid, src in candidates]}
+        self.limits = limits
+        self._cwd = tempfile.TemporaryDirectory(prefix="rewardsmith-check-")
+        pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = dict(os.environ if env is None else env)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH", "")) if p)
+        env["JAX_PLATFORMS"] = "cpu"  # shapes only: never claim an accelerator for a check
+        self._t0 = time.monotonic()
+        self.proc = subprocess.Popen([sys.executable, "-m", "rewardsmith.validate.isolate"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=self._cwd.name,
+                                     start_new_session=True)
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(json.dumps(job).encode("utf-8"))
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        self.proc.stdin = None  # sent; communicate() must not touch it again
+        self._deadline_per_round = limits.wall + 1.0
+        self._rounds = -(-max(1, len(self.ids)) // job["parallel"])
+
+    @classmethod
+    def start(cls, *args, **kwargs) -> "IsolatedCheck":
+        return cls(*args, **kwargs)
+
+    def results(self, startup_s: float = 120.0) -> dict[str, Validation]:
+        """Wait for the checker; any candidate it did not report on fails with the reason."""
+        timeout = startup_s + self._rounds * self._deadline_per_round
+        try:
+            out, err = self.proc.communicate(timeout=max(1.0, timeout - (time.monotonic() - self._t0)))
+            problem = "" if self.proc.returncode == 0 else \
+                f"the check process exited with code {self.proc.returncode}: {_last_line(err)}"
+        except subprocess.TimeoutExpired:
+            _kill_group(self.proc)
+            out, err = self.proc.communicate()
+            problem = f"the check process did not finish within {timeout:.0f} s"
+        finally:
+            self._cwd.cleanup()
+        found: dict[str, Validation] = {}
+        for line in out.decode("utf-8", "replace").splitlines():
+            try:
+                rec = json.loads(line)
+                found[rec["id"]] = Validation(**rec["validation"])
+            except (ValueError, KeyError, TypeError):
+                continue
+        for cid in self.ids:
+            if cid not in found:
+                found[cid] = Validation(ok=False, stage="trace",
+                                        reason=f"not checked: {problem or 'the check process gave no answer'}")
+        return found
+
+
+def check_isolated(candidates: list[tuple[str, str]], schema_json: Mapping[str, Any], max_components: int,
+                   limits: CheckLimits | None = None, env: Mapping[str, str] | None = None) -> dict[str, Validation]:
+    """Load and trace each (id, source) in a limited process of its own; a Validation per id."""
+    if not candidates:
+        return {}
+    return IsolatedCheck(candidates, schema_json, max_components, limits or CheckLimits(), env).results()
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+
+
+def _last_line(err: bytes | None) -> str:
+    lines = [ln for ln in (err or b"").decode("utf-8", "replace").splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else "no output"
+
+
+# -- the checker process -----------------------------------------------------------------------------
+
+def _address_space_now() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _child(cand: dict, schema, max_components: int, limits: CheckLimits, wfd: int) -> None:
+    """Runs in the forked child: limits first, then the candidate's code."""
+    import resource
+
+    cpu = max(1, int(round(limits.cpu_s)))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    base = _address_space_now()
+    if base:
+        cap = base + limits.memory_mb * _MB
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; a write past the limit ends the child
+    from rewardsmith.validate.trace import shape_check_schema
+
+    try:
+        v, _ = shape_check_schema(cand["source"], cand["id"], schema, max_components)
+        if not v.ok and "MemoryError" in v.reason:
+            v = dataclasses.replace(v, reason=f"{v.reason} (the memory limit is {limits.memory_mb} MB)")
+        payload = dataclasses.asdict(v)
+    except MemoryError:
+        payload = dataclasses.asdict(Validation(ok=False, stage="trace", reason=(
+            f"loading or tracing needed more than the {limits.memory_mb} MB memory limit")))
+    except BaseException as e:  # noqa: BLE001 - whatever happens, report it as this candidate's
+        payload = dataclasses.asdict(Validation(ok=False, stage="trace",
+                                                reason=f"check failed: {type(e).__name__}: {str(e)[:300]}"))
+    data = json.dumps(payload).encode("utf-8")
+    while data:
+        n = os.write(wfd, data)
+        data = data[n:]
+    os._exit(0)
+
+
+def _describe_death(status: int, limits: CheckLimits, wall: bool) -> str:
+    if wall:
+        return f"loading or tracing took longer than {limits.wall:g} s (wall clock) and was stopped"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig in (signal.SIGXCPU, signal.SIGKILL):
+            return f"loading or tracing exceeded the {limits.cpu_s:g} s CPU limit and was stopped"
+        if sig == signal.SIGXFSZ:
+            return "the candidate tried to write a file and was stopped"
+        if sig == signal.SIGSEGV:
+            return f"loading or tracing crashed (signal {sig}); possibly out of memory ({limits.memory_mb} MB limit)"
+        return f"loading or tracing was stopped by signal {sig}"
+    return f"loading or tracing ended without a result (exit code {os.WEXITSTATUS(status)})"
+
+
+def _serve(job: dict) -> None:
+    import jax  # noqa: F401 - imported once here, inherited by every child
+    import jax.numpy  # noqa: F401
+
+    from rewardsmith.tasks.schema import StateSchema
+    import rewardsmith.validate.trace  # noqa: F401 - the children's code, imported before forking
+
+    schema = StateSchema.from_json(job["schema"])
+    limits = CheckLimits.from_json(job["limits"])
+    max_components = int(job["max_components"])
+    parallel = max(1, int(job.get("parallel", 1)))
+    queue = list(job["candidates"])
+    running: dict[int, tuple[dict, int, float, bytearray]] = {}  # pid -> (cand, read fd, deadline, data)
+
+    def report(cand: dict, payload: dict) -> None:
+        sys.stdout.write(json.dumps({"id": cand["id"], "validation": payload}) + "\n")
+        sys.stdout.flush()
+
+    while queue or running:
+        while queue and len(running) < parallel:
+            cand = queue.pop(0)
+            rfd, wfd = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # child
+                os.close(rfd)
+                try:
+                    _child(cand, schema, max_components, limits, wfd)
+                finally:
+                    os._exit(1)
+            os.close(wfd)
+            running[pid] = (cand, rfd, time.monotonic() + limits.wall, bytearray())
+        fds = [v[1] for v in running.values()]
+        ready, _, _ = select.select(fds, [], [], 0.05)
+        for pid, (cand, rfd, deadline, data) in list(running.items()):
+            if rfd in ready:
+                chunk = os.read(rfd, 65536)
+                if chunk:
+                    data.extend(chunk)
+                    continue
+            done, status = os.waitpid(pid, os.WNOHANG)
+            late = not done and time.monotonic() > deadline
+            if late:
+                os.kill(pid, signal.SIGKILL)
+                _, status = os.waitpid(pid, 0)
+            elif not done:
+                continue
+            while True:  # whatever is left in the pipe
+                chunk = os.read(rfd, 65536)
+                if not chunk:
+                    break
+                data.extend(chunk)
+            os.close(rfd)
+            del running[pid]
+            payload = None
+            if not late and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+                try:
+                    payload = json.loads(data.decode("utf-8"))
+                except ValueError:
+                    payload = None
+            if payload is None:
+                payload = dataclasses.asdict(Validation(ok=False, stage="trace",
+                                                        reason=_describe_death(status, limits, late)))
+            report(cand, payload)
+
+
+def main() -> int:
+    job = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+    _serve(job)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
