@@ -8,6 +8,7 @@ generation that already has feedback is never overwritten: a second submission i
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -18,6 +19,7 @@ from rewardsmith.rundir import atomic_write_json, read_json
 FEEDBACK_FILE = "feedback.json"
 SELECTION_MODES = ("fitness", "preference", "both")
 MAX_TEXT = 4000
+MAX_PAIRS = 1000  # far more than any page shows (every pair of the candidates on it)
 ELO_START = 1000.0
 ELO_K = 32.0
 
@@ -65,53 +67,81 @@ class FeedbackRecord:
 
 def parse_submission(data: Mapping[str, Any], generation: int, shown: list[str], source: str) -> FeedbackRecord:
     """Build a record from what a person submitted (web form, terminal answers or a file) and check it
-    against the candidates that were shown. Raises FeedbackError with one line saying what is wrong."""
+    against the candidates that were shown. Every field is checked by type and size; raises FeedbackError
+    with one line saying what is wrong."""
     if not isinstance(data, Mapping):
-        raise FeedbackError("feedback must be a JSON object")
+        raise FeedbackError(f"feedback must be a JSON object, got {_show(data)}")
     known = {"generation", "shown", "best", "worst", "pairs", "comments", "overall", "selection", "source",
              "submitted_at"}
-    unknown = sorted(set(data) - known)
+    unknown = [k[:40] if isinstance(k, str) else _show(k) for k in data if k not in known]
     if unknown:
-        raise FeedbackError(f"unknown feedback keys: {unknown}; known: {sorted(known - {'source', 'submitted_at'})}")
-    if "generation" in data and data["generation"] is not None and int(data["generation"]) != generation:
-        raise FeedbackError(f"this feedback is for generation {data['generation']}, but the session is for "
-                            f"generation {generation}")
+        if len(unknown) > 10:
+            unknown = sorted(unknown[:10]) + ["..."]
+        raise FeedbackError(f"unknown feedback keys: {sorted(unknown)}; known: "
+                            f"{sorted(known - {'source', 'submitted_at'})}")
+    given = data.get("generation")
+    if given is not None:
+        if isinstance(given, bool) or not isinstance(given, int):
+            raise FeedbackError(f"generation must be a whole number, got {_show(given)}")
+        if given != generation:
+            raise FeedbackError(f"this feedback is for generation {_show(given)}, but the session is for "
+                                f"generation {generation}")
     ids = set(shown)
 
     def check_id(value, what: str) -> str | None:
         if value in (None, ""):
             return None
-        if not isinstance(value, str) or value not in ids:
-            raise FeedbackError(f"{what} {value!r} is not one of the candidates shown: {', '.join(shown)}")
+        if not isinstance(value, str):
+            raise FeedbackError(f"{what} must be a candidate id (text) or null, got {_show(value)}")
+        if value not in ids:
+            raise FeedbackError(f"{what} {_show(value)} is not one of the candidates shown: {', '.join(shown)}")
         return value
 
     best = check_id(data.get("best"), "best")
     worst = check_id(data.get("worst"), "worst")
     if best is not None and best == worst:
         raise FeedbackError(f"{best} cannot be both the best and the worst")
+    raw_pairs = data.get("pairs")
+    if raw_pairs is None:
+        raw_pairs = []
+    if not isinstance(raw_pairs, (list, tuple)):
+        raise FeedbackError(f"pairs must be a list of {{a, b, winner}}, got {_show(raw_pairs)}")
+    if len(raw_pairs) > MAX_PAIRS:
+        raise FeedbackError(f"pairs has {len(raw_pairs)} entries; the limit is {MAX_PAIRS}")
     pairs = []
-    for p in data.get("pairs") or []:
+    for p in raw_pairs:
         if not isinstance(p, Mapping) or set(p) - {"a", "b", "winner"} or not {"a", "b"} <= set(p):
-            raise FeedbackError(f"a pair must be {{a, b, winner}}, got {p!r}")
+            raise FeedbackError(f"a pair must be {{a, b, winner}}, got {_show(p)}")
         a, b = check_id(p["a"], "pair candidate"), check_id(p["b"], "pair candidate")
         if a is None or b is None or a == b:
-            raise FeedbackError(f"a pair needs two different candidates, got {p!r}")
+            raise FeedbackError(f"a pair needs two different candidates, got {_show(p)}")
         winner = p.get("winner")
+        if winner is not None and not isinstance(winner, str):
+            raise FeedbackError(f"the winner of pair {a} vs {b} must be a candidate id (text) or null, "
+                                f"got {_show(winner)}")
         if winner in (None, "", "skip"):
             continue
         if winner not in (a, b):
-            raise FeedbackError(f"the winner of pair {a} vs {b} must be one of them, got {winner!r}")
+            raise FeedbackError(f"the winner of pair {a} vs {b} must be one of them, got {_show(winner)}")
         pairs.append(Pair(a, b, winner))
+    raw_comments = data.get("comments")
+    if raw_comments is None:
+        raw_comments = {}
+    if not isinstance(raw_comments, Mapping):
+        raise FeedbackError(f"comments must be an object of candidate id -> text, got {_show(raw_comments)}")
     comments = {}
-    for cid, text in (data.get("comments") or {}).items():
+    for cid, text in raw_comments.items():
         check_id(cid, "comment on")
         text = _text(text, f"comment on {cid}")
         if text:
             comments[cid] = text
-    overall = _text(data.get("overall") or "", "overall feedback")
-    selection = data.get("selection") or "both"
-    if selection not in SELECTION_MODES:
-        raise FeedbackError(f"selection must be one of {', '.join(SELECTION_MODES)}, got {selection!r}")
+    overall = data.get("overall")
+    overall = "" if overall is None else _text(overall, "overall feedback")
+    selection = data.get("selection")
+    if selection is None or selection == "":
+        selection = "both"
+    if not isinstance(selection, str) or selection not in SELECTION_MODES:
+        raise FeedbackError(f"selection must be one of {', '.join(SELECTION_MODES)}, got {_show(selection)}")
     rec = FeedbackRecord(generation=generation, shown=list(shown), best=best, worst=worst, pairs=pairs,
                          comments=comments, overall=overall, selection=selection, source=source,
                          submitted_at=time.time())
@@ -123,11 +153,29 @@ def parse_submission(data: Mapping[str, Any], generation: int, shown: list[str],
 
 def _text(value: Any, what: str) -> str:
     if not isinstance(value, str):
-        raise FeedbackError(f"{what} must be text")
+        raise FeedbackError(f"{what} must be text, got {_show(value)}")
     value = value.strip()
     if len(value) > MAX_TEXT:
         raise FeedbackError(f"{what} is {len(value)} characters; the limit is {MAX_TEXT}")
     return value
+
+
+def _show(value: Any) -> str:
+    """A short, one-line description of a submitted value for error messages (never the whole of a large
+    or deeply nested value)."""
+    if value is None or isinstance(value, (bool, float)):
+        return repr(value)
+    if isinstance(value, int):
+        return repr(value) if value.bit_length() <= 64 else "a very large number"
+    if isinstance(value, str):
+        return repr(value[:60]) + ("..." if len(value) > 60 else "")
+    if isinstance(value, Mapping):
+        keys = [k if isinstance(k, str) else type(k).__name__ for k in itertools.islice(value, 6)]
+        shown = ", ".join(repr(k[:30]) for k in keys[:5]) + (", ..." if len(keys) > 5 else "")
+        return f"an object with keys [{shown}]" if keys else "an empty object"
+    if isinstance(value, (list, tuple)):
+        return f"a list of {len(value)} items" if value else "an empty list"
+    return f"a value of type {type(value).__name__}"
 
 
 # -- storage ------------------------------------------------------------------------------------
