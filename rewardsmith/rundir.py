@@ -9,6 +9,12 @@ from pathlib import Path
 from typing import Any
 
 
+def user_cache_dir(kind: str) -> Path:
+    """``$XDG_CACHE_HOME/rewardsmith/<kind>`` (default ``~/.cache/rewardsmith/<kind>``): caches shared by runs."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "rewardsmith" / kind
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

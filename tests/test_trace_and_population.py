@@ -111,3 +111,51 @@ def test_candidate_code_runs_jax_ops_first_in_a_fresh_process():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-500:]
     assert out.stdout.strip() == "()"
+
+
+def test_chunked_training_equals_one_shot_bitwise(cartpole):
+    """Chunks only decide when the loop looks at the members: the numbers are the same to the bit."""
+    good = branch(cartpole, cartpole.human_reward, "good")
+    other = branch(cartpole, cartpole.sparse_reward, "other")
+    outs = []
+    for chunk in (1, 7, 10_000):
+        cfg = PPOConfig.from_dict({**cartpole.ppo, **TINY_TRAIN, "chunk_updates": chunk})
+        seen = []
+        out, timing = train_population(cartpole, cfg, [good, other], [0, 1], [3, 3],
+                                       on_chunk=lambda done, total, m: seen.append((done, m["reward"].shape)))
+        assert [d for d, _ in seen] == sorted({min(u, cfg.num_updates) for u in range(chunk, cfg.num_updates + chunk, chunk)})
+        assert seen[-1] == (cfg.num_updates, (2, cfg.num_updates))
+        outs.append(out)
+    for out in outs[1:]:
+        for key in ("reward", "fitness_sum", "components"):
+            np.testing.assert_array_equal(out["curve"][key], outs[0]["curve"][key])
+        np.testing.assert_array_equal(out["eval"]["fitness"], outs[0]["eval"]["fitness"])
+
+
+def test_split_and_fused_programs_agree(cartpole):
+    """The trainer compiled once (rewards as their own program) trains like the one-program generation:
+    the same first updates to float precision (later, float order may drift, as vmapped runs do)."""
+    good = branch(cartpole, cartpole.human_reward, "good")
+    cfgs = {p: PPOConfig.from_dict({**cartpole.ppo, **TINY_TRAIN, "program": p}) for p in ("split", "fused")}
+    split, t_split = train_population(cartpole, cfgs["split"], [good], [0, 0], [0, 1])
+    fused, t_fused = train_population(cartpole, cfgs["fused"], [good], [0, 0], [0, 1])
+    assert t_split["program"] == "split" and t_fused["program"] == "fused"
+    np.testing.assert_allclose(split["curve"]["reward"][:, :4], fused["curve"]["reward"][:, :4], rtol=1e-5)
+    np.testing.assert_allclose(split["curve"]["fitness_sum"][:, :4], fused["curve"]["fitness_sum"][:, :4], rtol=1e-5)
+
+
+def test_member_that_goes_nan_in_a_later_chunk_is_stopped_and_siblings_continue(cartpole):
+    cfg = PPOConfig.from_dict({**cartpole.ppo, **TINY_TRAIN, "chunk_updates": 4})
+    good = branch(cartpole, cartpole.human_reward, "good")
+    late_nan = branch(cartpole, LATE_NAN_REWARD, "nan")
+    other = branch(cartpole, cartpole.sparse_reward, "other")
+    out, _ = train_population(cartpole, cfg, [good, late_nan], [0, 1, 0, 1], [0, 0, 1, 1])
+    ref, _ = train_population(cartpole, cfg, [good, other], [0, 1, 0, 1], [0, 0, 1, 1])
+    stopped = out["stopped_at_update"]
+    assert stopped[0] == stopped[2] == -1
+    assert stopped[1] > 0 and stopped[1] % 4 == 0 and stopped[1] < cfg.num_updates  # at a chunk boundary
+    for m in (0, 2):  # the siblings trained to the end, exactly as beside a finite reward
+        np.testing.assert_array_equal(out["curve"]["reward"][m], ref["curve"]["reward"][m])
+        np.testing.assert_array_equal(out["eval"]["fitness"][m], ref["eval"]["fitness"][m])
+    rec = member_results(jax.tree.map(lambda v: v[1], out), 0, ["r"], cartpole, cfg)
+    assert not rec["ok"] and f"stopped after update {stopped[1]} of {cfg.num_updates}" in rec["reason"]

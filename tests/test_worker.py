@@ -53,3 +53,22 @@ def test_hung_worker_is_stopped_at_timeout(tmp_path):
     task = get_task("cartpole")
     with pytest.raises(WorkerError, match="exceeded its 0.5 s timeout"):
         run_worker(_job(task, [{"id": "h", "source": task.human_reward}]), tmp_path, timeout_s=0.5)
+
+
+def test_second_run_hits_the_persistent_compilation_cache(tmp_path):
+    """The trainer does not depend on candidate code: a second worker with the same task and settings
+    loads it from JAX's persistent cache, even with different rewards."""
+    task = get_task("cartpole")
+    cache = tmp_path / "jax-cache"
+    other = task.human_reward.replace("def compute_reward", "SCALE = 2.0\n\n\ndef compute_reward")
+    timings, entries = [], []
+    for i, src in enumerate((task.human_reward, other)):
+        job = _job(task, [{"id": f"c{i}", "source": src}], compile_cache_dir=str(cache))
+        result = run_worker(job, tmp_path / f"w{i}", timeout_s=600)
+        assert result["candidates"][f"c{i}"]["members"][0]["ok"]
+        timings.append(result["timing"])
+        entries.append(len(list(cache.iterdir())))
+    assert entries[0] > 0
+    assert entries[1] - entries[0] <= 3  # only the new reward programs were added
+    trainer = [t["compile_s"] - t["reward_compile_s"] for t in timings]
+    assert trainer[1] < 0.6 * trainer[0], trainer

@@ -6,6 +6,8 @@ import sys
 import time
 from typing import Any
 
+from rewardsmith.feedback.terminal import sparkline
+
 _STYLE = {"proposed": "white", "checking": "cyan", "training": "yellow", "trained": "green",
           "rejected": "red", "failed": "red"}
 
@@ -22,6 +24,8 @@ class Display:
         self._live = None
         self._console = None
         self._last_status: dict[str, str] = {}
+        self.training: dict[str, list] = {}  # candidate id -> training fitness after each chunk
+        self.progress_done = (0, 0)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self, task: str, proposer: str, run_dir: str) -> None:
@@ -71,6 +75,8 @@ class Display:
     def generation(self, gen: int, attempt: int) -> None:
         self.gen = gen
         self.rows = {}
+        self.training = {}
+        self.progress_done = (0, 0)
         self._log(f"generation {gen}" + (f" (retry {attempt})" if attempt else ""))
 
     def candidates(self, cands) -> None:
@@ -80,6 +86,17 @@ class Display:
                 self._last_status[c.id] = c.status
                 if c.status in ("rejected", "trained", "failed"):
                     self._log(f"  {c.id} {_describe(c)}")
+        self._refresh()
+
+    def progress(self, done: int, total: int, fitness: dict) -> None:
+        """Training advanced to update ``done`` of ``total``; ``fitness``: each candidate's training fitness."""
+        self.progress_done = (done, total)
+        for cid, f in fitness.items():
+            self.training.setdefault(cid, []).append(f)
+        if self._live is None:
+            known = [(f, cid) for cid, f in fitness.items() if f is not None]
+            lead = f"; leading {max(known)[1]} at {_f(max(known)[0])}" if known else ""
+            self._log(f"  training {100 * done // max(total, 1)}% (update {done} of {total}){lead}")
         self._refresh()
 
     def generation_done(self, gen: int, gen_best, best) -> None:
@@ -117,7 +134,15 @@ class Display:
             style = _STYLE.get(c.status, "white")
             reason = c.validation.reason if (c.validation and not c.validation.ok) else c.note
             fit = _f(c.fitness) + (f" ± {_f(c.fitness_std)}" if c.fitness_std is not None else "")
-            t.add_row(c.id, c.origin, f"[{style}]{c.status}[/]", fit if c.fitness is not None else "", reason or "")
+            status = c.status
+            curve = self.training.get(c.id)
+            if c.status == "training" and curve:
+                done, total = self.progress_done
+                status = f"training {100 * done // max(total, 1)}%"
+                fit = "≈ " + _f(curve[-1]) if curve[-1] is not None else ""
+                reason = sparkline(curve, 30)
+            t.add_row(c.id, c.origin, f"[{style}]{status}[/]", fit if (c.fitness is not None or curve) else "",
+                      reason or "")
         if self.best is not None:
             t.caption = f"best so far: {self.best.id} fitness {_f(self.best.fitness)}"
         return t

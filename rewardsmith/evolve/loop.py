@@ -23,7 +23,7 @@ from rewardsmith.propose import make_proposer
 from rewardsmith.propose.base import ProposalContext
 from rewardsmith.records import Candidate, GenerationRecord, Validation, candidate_id
 from rewardsmith.reflect import generation_reflection
-from rewardsmith.rundir import RunDir, atomic_write_json, move_aside, read_json
+from rewardsmith.rundir import RunDir, atomic_write_json, move_aside, read_json, user_cache_dir
 from rewardsmith.tasks import Task, UnknownTaskError, get_task
 from rewardsmith.train.ppo import MAX_COMPONENTS, PPOConfig
 from rewardsmith.train.runner import WorkerError, run_worker
@@ -112,6 +112,7 @@ class WorkerSettings:
 
     timeout_s: float
     limits: CheckLimits
+    compile_cache_dir: str | None  # JAX's persistent compilation cache; None = off
 
 
 def _positive_number(cfg: Mapping[str, Any], key: str, default: float) -> float:
@@ -127,7 +128,12 @@ def _worker_settings(cfg: Mapping[str, Any]) -> WorkerSettings:
                              memory_mb=cfg.get("check_memory_mb", CheckLimits.memory_mb))
     except ValueError as e:
         raise UserError(str(e)) from None
-    return WorkerSettings(timeout_s=_positive_number(cfg, "worker_timeout_s", 1800), limits=limits)
+    cache = cfg.get("compile_cache", True)
+    if cache not in (True, False, None):
+        raise UserError(f"compile_cache must be true or false, got {cache!r}")
+    cache_dir = str(cfg.get("compile_cache_dir") or user_cache_dir("jax")) if cache else None
+    return WorkerSettings(timeout_s=_positive_number(cfg, "worker_timeout_s", 1800), limits=limits,
+                          compile_cache_dir=cache_dir)
 
 
 def _check_cfg(cfg: Mapping[str, Any]) -> tuple[Task, PPOConfig, list[int], WorkerSettings]:
@@ -474,6 +480,7 @@ def _train(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOConfig, seeds
         "schema": task.schema.to_json(),
         "max_components": MAX_COMPONENTS,
         "check_limits": worker.limits.to_json(),
+        "compile_cache_dir": worker.compile_cache_dir,
         "ppo": dataclasses.asdict(ppo),
         "seeds": seeds,
         "candidates": [{"id": c.id, "source": c.source} for c in cands],
@@ -490,8 +497,11 @@ def _train(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOConfig, seeds
                 if cid in by_id:
                     by_id[cid].status = "training"
             display.message(f"training {ev.get('members')} members in one program on {ev.get('devices')} device(s)")
+        elif kind == "progress":
+            display.progress(int(ev.get("updates", 0)), int(ev.get("of", 0)), dict(ev.get("fitness") or {}))
         elif kind == "trained":
-            display.message(f"compiled in {ev.get('compile_s', 0):.1f} s, trained in {ev.get('train_s', 0):.1f} s")
+            display.message(f"compiled in {ev.get('compile_s', 0):.1f} s (rewards {ev.get('reward_compile_s', 0):.1f} s), "
+                            f"trained in {ev.get('train_s', 0):.1f} s")
         display.candidates(cands)
 
     workdir = workdir or rd.gen_dir(gen) / "worker" / f"attempt_{attempt}"

@@ -14,7 +14,7 @@ from rewardsmith.feedback.records import SELECTION_MODES, AlreadySubmitted, Feed
 from rewardsmith.feedback.session import Session
 
 
-def _spark(values: list, width: int = 24) -> str:
+def sparkline(values: list, width: int = 24) -> str:
     vals = [v for v in values if v is not None]
     if not vals:
         return ""
@@ -40,16 +40,16 @@ def show(session: Session, console) -> None:
     for i, sc in enumerate(session.candidates, 1):
         c = sc.candidate
         curve = next((m.fitness_curve for m in c.members if m.ok), [])
-        t.add_row(str(i), c.id, f"{c.fitness:.4g} ± {c.fitness_std or 0:.2g}", _spark(curve),
+        t.add_row(str(i), c.id, f"{c.fitness:.4g} ± {c.fitness_std or 0:.2g}", sparkline(curve),
                   "\n".join(sc.summary_lines))
     console.print(t)
     for i, sc in enumerate(session.candidates, 1):
         r = sc.rollout or {}
         lines = []
         for name, vals in list((r.get("fields") or {}).items())[:6]:
-            lines.append(f"{name:>14} {_spark(vals, 40)}  [{min(vals):.3g}, {max(vals):.3g}]" if vals else name)
+            lines.append(f"{name:>14} {sparkline(vals, 40)}  [{min(vals):.3g}, {max(vals):.3g}]" if vals else name)
         if r.get("reward"):
-            lines.append(f"{'reward':>14} {_spark(r['reward'], 40)}")
+            lines.append(f"{'reward':>14} {sparkline(r['reward'], 40)}")
         body = Syntax(sc.candidate.source.strip(), "python", theme="ansi_light", line_numbers=False)
         console.print(Panel(body, title=f"{i}. {sc.id}", subtitle="reward code", expand=False))
         if lines:

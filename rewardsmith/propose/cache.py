@@ -13,14 +13,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rewardsmith.rundir import atomic_write_json
+from rewardsmith.rundir import atomic_write_json, user_cache_dir
 
 MODES = ("readwrite", "replay", "off")
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "rewardsmith" / "llm"
+    return user_cache_dir("llm")
 
 
 def cache_key(model: str, api_base: str | None, messages: list[dict], params: dict, sample: int) -> str:

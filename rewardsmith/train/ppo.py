@@ -1,16 +1,18 @@
-"""PPO as one pure function: ``make_train(config, task, reward_fns)`` returns ``train(rng, idx)``.
+"""PPO for one member as pure functions, purejaxrl-style: state in, state out.
 
-``train`` is jit- and vmap-able: a whole generation is ``vmap(train)`` over (rng, reward index),
-with the reward chosen by ``jax.lax.switch`` on the member's index. Every reward branch returns the
-same pytree, ``(total[], components[MAX_COMPONENTS])``, so the switch is well-typed. The reward is
-computed on the true next state, before the environment is reset.
+``PPO`` holds the pieces (init, rollout, learn, evaluate), none of which depends on candidate code;
+rollouts store the schema views of each transition (the true next state, before any auto-reset) and
+rewards are computed on them afterwards. Every reward branch returns the same pytree,
+``(total[], components[MAX_COMPONENTS])``. ``make_train`` composes the pieces with the rewards inside
+one program (``lax.switch`` on a member's index); ``train.population`` composes them into a
+trainer compiled once per task and settings, with the rewards as a small program of their own.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +49,19 @@ class PPOConfig:
     clip_value_loss: bool = True  # PPO's clipped value loss (False: plain squared error)
     # a time-limit truncation is not a failure: bootstrap the return with the value of the state reached
     bootstrap_truncation: bool = True
+    # how a generation's training is built (see train.population): "split" compiles the trainer once
+    # per task and settings and the rewards per generation; "fused" compiles everything per generation
+    program: str = "split"
+    chunk_updates: int = 0  # updates between looks at the members (0: about a tenth of the training)
+
+    def __post_init__(self) -> None:
+        if self.program not in ("split", "fused"):
+            raise ValueError(f"program must be split or fused, got {self.program!r}")
+        for k in ("num_envs", "num_steps", "total_timesteps", "update_epochs", "num_minibatches", "num_eval_envs"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"{k} must be a positive integer, got {getattr(self, k)!r}")
+        if self.chunk_updates < 0:
+            raise ValueError(f"chunk_updates must be 0 (automatic) or positive, got {self.chunk_updates!r}")
 
     @property
     def num_updates(self) -> int:
@@ -67,7 +82,7 @@ class PPOConfig:
         if "hidden" in d:
             d["hidden"] = tuple(int(h) for h in d["hidden"])
         for k in ("num_envs", "num_steps", "total_timesteps", "update_epochs", "num_minibatches",
-                  "num_eval_envs"):
+                  "num_eval_envs", "chunk_updates"):
             if k in d:
                 d[k] = int(d[k])
         return cls(**d)
@@ -109,247 +124,349 @@ class _RunningStats:
         return {"mean": mean, "var": m2 / tot, "count": tot}
 
 
-def make_train(config: PPOConfig, task: Task, reward_fns: Sequence[RewardBranch]):
-    """Build ``train(rng, reward_index=0) -> outputs`` for ``task`` with rewards ``reward_fns``."""
-    if not reward_fns:
-        raise ValueError("make_train needs at least one reward function")
-    cfg = config
-    env = task.make_env()
-    schema = task.schema
-    act = schema.action
-    discrete = act.kind == "discrete"
-    n_out = act.size
-    num_updates = cfg.num_updates
-    batch = cfg.num_envs * cfg.num_steps
-    if batch % cfg.num_minibatches:
-        raise ValueError(f"num_envs*num_steps={batch} is not divisible by num_minibatches={cfg.num_minibatches}")
-    mb_size = batch // cfg.num_minibatches
-    scalar_fields = [f.name for f in schema.fields]
-    skeleton = task.skeleton(env)  # (env_state -> body positions [B, 3], parents) or None
+class Transitions(NamedTuple):
+    """One rollout of one member, leading axes [num_steps, num_envs]: everything PPO and a reward need.
 
-    def view(env_state):
-        return schema.make_state(task.hooks.state_view(env_state))
+    ``state``/``next_state`` are the schema views a reward reads; ``next_state`` is the true next
+    state, taken before any auto-reset."""
 
-    def reward(idx, s, a, ns):
-        if len(reward_fns) == 1:
-            return reward_fns[0](s, a, ns)
-        return jax.lax.switch(idx, list(reward_fns), s, a, ns)
+    state: Any
+    env_action: jax.Array   # what the environment (and the reward) received
+    next_state: Any
+    obs: jax.Array          # normalised observation the policy saw
+    raw_obs: jax.Array
+    action: jax.Array       # the policy's own sample (pre-clipping), for the log-probability
+    logp: jax.Array
+    value: jax.Array
+    done: jax.Array
+    v_trunc: jax.Array      # value of a state a time limit cut short (0 elsewhere), to bootstrap from
+    env_reward: jax.Array
+    fin_fit: jax.Array      # task fitness of episodes that ended at this step (0 elsewhere)
+    fin_len: jax.Array
 
-    def policy(params, obs_n, key, deterministic=False):
+
+class Carry(NamedTuple):
+    """One member's training state between updates."""
+
+    params: Any
+    opt: Any
+    obs: jax.Array
+    env_state: Any
+    obs_stats: dict
+    ret_stats: dict
+    ret_acc: jax.Array
+    ep_fit: jax.Array
+    ep_len: jax.Array
+    rng: jax.Array
+
+
+class RewardOut(NamedTuple):
+    """A reward on a batch of transitions: non-finite totals are zeroed and flagged in ``bad``."""
+
+    total: jax.Array
+    components: jax.Array
+    bad: jax.Array
+
+
+def clean_reward(total, components) -> RewardOut:
+    bad = ~jnp.isfinite(total) | ~jnp.all(jnp.isfinite(components), axis=-1)
+    return RewardOut(jnp.where(bad, 0.0, total), jnp.nan_to_num(components, nan=0.0, posinf=0.0, neginf=0.0), bad)
+
+
+class EvalRollout(NamedTuple):
+    """The deterministic evaluation episodes, leading axes [max_episode_steps, num_eval_envs] for the
+    per-step fields, and the per-env totals that need no reward."""
+
+    state: Any
+    env_action: jax.Array
+    next_state: Any
+    live: jax.Array
+    trace: dict
+    fitness: jax.Array
+    length: jax.Array
+    terminated: jax.Array
+    field_min: jax.Array
+    field_max: jax.Array
+    field_mean: jax.Array
+    action_abs_mean: jax.Array
+
+
+class PPO:
+    """The pieces of PPO for one task and settings, as pure single-member functions (state in, state
+    out): ``init``, ``rollout`` (no reward inside), ``learn`` (given the rollout's rewards),
+    ``evaluate`` (deterministic episodes, no reward inside) and ``eval_stats`` (given their rewards).
+
+    None of them depends on candidate code, so a trainer built from them is compiled once per task,
+    settings and population shape; rewards are a separate, small program (``train.population``).
+    ``make_train`` composes the same pieces with the rewards inside one program."""
+
+    def __init__(self, config: PPOConfig, task: Task):
+        cfg = self.cfg = config
+        self.task = task
+        self.env = env = task.make_env()
+        self.schema = task.schema
+        self.act = task.schema.action
+        self.discrete = self.act.kind == "discrete"
+        self.n_out = self.act.size
+        self.num_updates = cfg.num_updates
+        self.batch = cfg.num_envs * cfg.num_steps
+        if self.batch % cfg.num_minibatches:
+            raise ValueError(f"num_envs*num_steps={self.batch} is not divisible by num_minibatches={cfg.num_minibatches}")
+        self.mb_size = self.batch // cfg.num_minibatches
+        self.scalar_fields = [f.name for f in task.schema.fields]
+        self.skeleton = task.skeleton(env)  # (env_state -> body positions [B, 3], parents) or None
+        self.obs_size = env.obs_size
+        lr_fn = (optax.linear_schedule(cfg.lr, 0.0, self.num_updates * cfg.update_epochs * cfg.num_minibatches)
+                 if cfg.anneal_lr else cfg.lr)
+        self.tx = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(lr_fn, eps=1e-5))
+
+    # -- small helpers --------------------------------------------------------------------------------
+    def view(self, env_state):
+        return self.schema.make_state(self.task.hooks.state_view(env_state))
+
+    def critic(self, params, obs_n):
+        return jax.vmap(lambda o: _mlp(params["critic"], o)[0])(obs_n)
+
+    def policy(self, params, obs_n, key, deterministic=False):
         out = _mlp(params["actor"], obs_n)
-        if discrete:
+        if self.discrete:
             a = jnp.argmax(out) if deterministic else jax.random.categorical(key, out)
             logp = jax.nn.log_softmax(out)[a]
             return a.astype(jnp.int32), logp, a.astype(jnp.int32)
         std = jnp.exp(params["log_std"])
         raw = out if deterministic else out + std * jax.random.normal(key, out.shape)
         logp = _gauss_logp(raw, out, params["log_std"])
-        env_a = jnp.clip(raw, act.low, act.high).reshape(act.shape)
+        env_a = jnp.clip(raw, self.act.low, self.act.high).reshape(self.act.shape)
         return raw, logp, env_a
 
-    def normalize(obs, stats):
-        if not cfg.normalize_obs:
+    def normalize(self, obs, stats):
+        if not self.cfg.normalize_obs:
             return obs
         return jnp.clip((obs - stats["mean"]) / jnp.sqrt(stats["var"] + 1e-8), -10.0, 10.0)
 
-    def field_magnitudes(state):
+    def field_magnitudes(self, state):
         return jnp.stack([jnp.linalg.norm(jnp.ravel(getattr(state, n))) if getattr(state, n).ndim
-                          else getattr(state, n) for n in scalar_fields])
+                          else getattr(state, n) for n in self.scalar_fields])
 
-    def train(rng, reward_index=0):
-        idx = jnp.asarray(reward_index, jnp.int32)
+    # -- the programs' bodies -------------------------------------------------------------------------
+    def init(self, rng) -> Carry:
+        cfg, env = self.cfg, self.env
         rng, k_a, k_c, k_env = jax.random.split(rng, 4)
-        obs_size = env.obs_size
         params = {
-            "actor": _mlp_init(k_a, (obs_size, *cfg.hidden, n_out), 0.01),
-            "critic": _mlp_init(k_c, (obs_size, *cfg.hidden, 1), 1.0),
+            "actor": _mlp_init(k_a, (self.obs_size, *cfg.hidden, self.n_out), 0.01),
+            "critic": _mlp_init(k_c, (self.obs_size, *cfg.hidden, 1), 1.0),
         }
-        if not discrete:
-            params["log_std"] = jnp.full((n_out,), cfg.init_log_std, jnp.float32)
-        lr_fn = (optax.linear_schedule(cfg.lr, 0.0, num_updates * cfg.update_epochs * cfg.num_minibatches)
-                 if cfg.anneal_lr else cfg.lr)
-        tx = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(lr_fn, eps=1e-5))
-        opt_state = tx.init(params)
+        if not self.discrete:
+            params["log_std"] = jnp.full((self.n_out,), cfg.init_log_std, jnp.float32)
         obs, env_state = jax.vmap(env.reset)(jax.random.split(k_env, cfg.num_envs))
-        carry = {
-            "params": params, "opt": opt_state, "obs": obs, "env_state": env_state,
-            "obs_stats": _RunningStats.init((obs_size,)), "ret_stats": _RunningStats.init(()),
-            "ret_acc": jnp.zeros(cfg.num_envs), "ep_fit": jnp.zeros(cfg.num_envs),
-            "ep_len": jnp.zeros(cfg.num_envs), "rng": rng,
-        }
+        return Carry(params=params, opt=self.tx.init(params), obs=obs, env_state=env_state,
+                     obs_stats=_RunningStats.init((self.obs_size,)), ret_stats=_RunningStats.init(()),
+                     ret_acc=jnp.zeros(cfg.num_envs), ep_fit=jnp.zeros(cfg.num_envs),
+                     ep_len=jnp.zeros(cfg.num_envs), rng=rng)
 
-        def env_step(c, _):
-            rng, k_act, k_step, k_reset = jax.random.split(c["rng"], 4)
-            obs_n = normalize(c["obs"], c["obs_stats"])
-            raw, logp, env_a = jax.vmap(policy, in_axes=(None, 0, 0))(
-                c["params"], obs_n, jax.random.split(k_act, cfg.num_envs))
-            value = jax.vmap(lambda o: _mlp(c["params"]["critic"], o)[0])(obs_n)
-            obs2, es2, env_r, term, trunc = jax.vmap(env.step)(
-                jax.random.split(k_step, cfg.num_envs), c["env_state"], env_a)
-            s, ns = jax.vmap(view)(c["env_state"]), jax.vmap(view)(es2)
-            r, comps = jax.vmap(lambda a, b, d: reward(idx, a, b, d))(s, env_a, ns)
-            bad = ~jnp.isfinite(r) | ~jnp.all(jnp.isfinite(comps), axis=-1)
-            r = jnp.where(bad, 0.0, r)
-            comps = jnp.nan_to_num(comps, nan=0.0, posinf=0.0, neginf=0.0)
-            fit = jax.vmap(task.hooks.fitness_step)(s, env_a, ns, env_r, term)
+    def rollout(self, c: Carry) -> tuple[Carry, Transitions]:
+        cfg, env, n = self.cfg, self.env, self.cfg.num_envs
+
+        def env_step(c: Carry, _):
+            rng, k_act, k_step, k_reset = jax.random.split(c.rng, 4)
+            obs_n = self.normalize(c.obs, c.obs_stats)
+            raw, logp, env_a = jax.vmap(self.policy, in_axes=(None, 0, 0))(c.params, obs_n, jax.random.split(k_act, n))
+            value = self.critic(c.params, obs_n)
+            obs2, es2, env_r, term, trunc = jax.vmap(env.step)(jax.random.split(k_step, n), c.env_state, env_a)
+            s, ns = jax.vmap(self.view)(c.env_state), jax.vmap(self.view)(es2)
+            fit = jax.vmap(self.task.hooks.fitness_step)(s, env_a, ns, env_r, term)
             done = term | trunc
-            # the value of the state a time limit cut short, to bootstrap from (0 where not truncated)
-            v_trunc = jnp.zeros(cfg.num_envs)
+            v_trunc = jnp.zeros(n)
             if cfg.bootstrap_truncation:
-                v_last = jax.vmap(lambda o: _mlp(c["params"]["critic"], o)[0])(normalize(obs2, c["obs_stats"]))
+                v_last = self.critic(c.params, self.normalize(obs2, c.obs_stats))
                 v_trunc = jnp.where(trunc & ~term, v_last, 0.0)
-            # auto-reset after the reward has seen the true next state
-            obs_r, es_r = jax.vmap(env.reset)(jax.random.split(k_reset, cfg.num_envs))
+            # auto-reset after the next state was viewed
+            obs_r, es_r = jax.vmap(env.reset)(jax.random.split(k_reset, n))
             es_next = jax.tree.map(lambda a, b: jax.vmap(jnp.where)(done, a, b), es_r, es2)
             obs_next = jnp.where(done[:, None], obs_r, obs2)
-            ep_fit = c["ep_fit"] + fit
-            ep_len = c["ep_len"] + 1
-            ret_acc = c["ret_acc"] * cfg.gamma + r
-            out = {
-                "obs": obs_n, "raw_obs": c["obs"], "action": raw, "logp": logp, "value": value,
-                "reward": r, "done": done, "v_trunc": v_trunc, "comps": comps, "env_reward": env_r, "bad": bad,
-                "ret_acc": ret_acc, "fin_fit": jnp.where(done, ep_fit, 0.0),
-                "fin_len": jnp.where(done, ep_len, 0.0),
-            }
-            c = {**c, "rng": rng, "obs": obs_next, "env_state": es_next,
-                 "ep_fit": jnp.where(done, 0.0, ep_fit), "ep_len": jnp.where(done, 0.0, ep_len),
-                 "ret_acc": jnp.where(done, 0.0, ret_acc)}
-            return c, out
+            ep_fit, ep_len = c.ep_fit + fit, c.ep_len + 1
+            tr = Transitions(state=s, env_action=env_a, next_state=ns, obs=obs_n, raw_obs=c.obs, action=raw,
+                             logp=logp, value=value, done=done, v_trunc=v_trunc, env_reward=env_r,
+                             fin_fit=jnp.where(done, ep_fit, 0.0), fin_len=jnp.where(done, ep_len, 0.0))
+            c = c._replace(rng=rng, obs=obs_next, env_state=es_next, ep_fit=jnp.where(done, 0.0, ep_fit),
+                           ep_len=jnp.where(done, 0.0, ep_len))
+            return c, tr
 
-        def update(c, _):
-            c, tr = jax.lax.scan(env_step, c, None, cfg.num_steps)
-            obs_stats = _RunningStats.update(c["obs_stats"], tr["raw_obs"].reshape(-1, obs_size))
-            ret_stats = _RunningStats.update(c["ret_stats"], tr["ret_acc"].reshape(-1))
-            r = tr["reward"]
-            if cfg.normalize_reward:
-                r = r / jnp.sqrt(ret_stats["var"] + 1e-8)
-            r = r + cfg.gamma * tr["v_trunc"]  # the critic already speaks in normalised returns
-            last_v = jax.vmap(lambda o: _mlp(c["params"]["critic"], o)[0])(
-                normalize(c["obs"], c["obs_stats"]))
+        return jax.lax.scan(env_step, c, None, cfg.num_steps)
 
-            def gae(carry, t):
-                adv, next_v = carry
-                delta = t["r"] + cfg.gamma * next_v * (1 - t["done"]) - t["value"]
-                adv = delta + cfg.gamma * cfg.gae_lambda * (1 - t["done"]) * adv
-                return (adv, t["value"]), adv
+    def learn(self, c: Carry, tr: Transitions, rew: RewardOut) -> tuple[Carry, dict]:
+        """One PPO update from a rollout and its (cleaned) rewards."""
+        cfg, batch = self.cfg, self.batch
 
-            _, adv = jax.lax.scan(gae, (jnp.zeros(cfg.num_envs), last_v),
-                                  {"r": r, "done": tr["done"].astype(jnp.float32), "value": tr["value"]},
-                                  reverse=True)
-            targets = adv + tr["value"]
-            data = {"obs": tr["obs"], "action": tr["action"], "logp": tr["logp"], "value": tr["value"],
-                    "adv": adv, "target": targets}
-            data = jax.tree.map(lambda x: x.reshape((batch,) + x.shape[2:]), data)
+        def discounted(acc, x):
+            r, done = x
+            acc = acc * cfg.gamma + r
+            return jnp.where(done, 0.0, acc), acc
 
-            def loss_fn(p, mb):
-                if discrete:
-                    logits = jax.vmap(lambda o: _mlp(p["actor"], o))(mb["obs"])
-                    logp_all = jax.nn.log_softmax(logits)
-                    logp = jnp.take_along_axis(logp_all, mb["action"][:, None], 1)[:, 0]
-                    entropy = -jnp.sum(jnp.exp(logp_all) * logp_all, -1).mean()
-                else:
-                    mean = jax.vmap(lambda o: _mlp(p["actor"], o))(mb["obs"])
-                    logp = jax.vmap(lambda a, m: _gauss_logp(a, m, p["log_std"]))(mb["action"], mean)
-                    entropy = jnp.sum(p["log_std"] + 0.5 * math.log(2 * math.pi * math.e))
-                v = jax.vmap(lambda o: _mlp(p["critic"], o)[0])(mb["obs"])
-                v_clip = mb["value"] + jnp.clip(v - mb["value"], -cfg.clip_eps, cfg.clip_eps)
-                if cfg.clip_value_loss:
-                    v_loss = 0.5 * jnp.maximum((v - mb["target"]) ** 2, (v_clip - mb["target"]) ** 2).mean()
-                else:
-                    v_loss = 0.5 * ((v - mb["target"]) ** 2).mean()
-                a = (mb["adv"] - mb["adv"].mean()) / (mb["adv"].std() + 1e-8)
-                ratio = jnp.exp(logp - mb["logp"])
-                pg = -jnp.minimum(ratio * a, jnp.clip(ratio, 1 - cfg.clip_eps, 1 + cfg.clip_eps) * a).mean()
-                return pg + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
+        ret_acc, ret_seq = jax.lax.scan(discounted, c.ret_acc, (rew.total, tr.done))
+        obs_stats = _RunningStats.update(c.obs_stats, tr.raw_obs.reshape(-1, self.obs_size))
+        ret_stats = _RunningStats.update(c.ret_stats, ret_seq.reshape(-1))
+        r = rew.total
+        if cfg.normalize_reward:
+            r = r / jnp.sqrt(ret_stats["var"] + 1e-8)
+        r = r + cfg.gamma * tr.v_trunc  # the critic already speaks in normalised returns
+        last_v = self.critic(c.params, self.normalize(c.obs, c.obs_stats))
 
-            def epoch(carry, key):
+        def gae(carry, t):
+            adv, next_v = carry
+            r_t, done_t, v_t = t
+            delta = r_t + cfg.gamma * next_v * (1 - done_t) - v_t
+            adv = delta + cfg.gamma * cfg.gae_lambda * (1 - done_t) * adv
+            return (adv, v_t), adv
+
+        _, adv = jax.lax.scan(gae, (jnp.zeros(cfg.num_envs), last_v),
+                              (r, tr.done.astype(jnp.float32), tr.value), reverse=True)
+        data = {"obs": tr.obs, "action": tr.action, "logp": tr.logp, "value": tr.value, "adv": adv,
+                "target": adv + tr.value}
+        data = jax.tree.map(lambda x: x.reshape((batch,) + x.shape[2:]), data)
+
+        def epoch(carry, key):
+            perm = jax.random.permutation(key, batch)
+            mbs = jax.tree.map(lambda x: x[perm].reshape((cfg.num_minibatches, self.mb_size) + x.shape[1:]), data)
+
+            def mb_step(carry, mb):
                 p, o = carry
-                perm = jax.random.permutation(key, batch)
-                mbs = jax.tree.map(lambda x: x[perm].reshape((cfg.num_minibatches, mb_size) + x.shape[1:]), data)
+                g = jax.grad(self.loss)(p, mb)
+                upd, o = self.tx.update(g, o, p)
+                return (optax.apply_updates(p, upd), o), None
 
-                def mb_step(carry, mb):
-                    p, o = carry
-                    g = jax.grad(loss_fn)(p, mb)
-                    upd, o = tx.update(g, o, p)
-                    return (optax.apply_updates(p, upd), o), None
+            return jax.lax.scan(mb_step, carry, mbs)[0], None
 
-                return jax.lax.scan(mb_step, (p, o), mbs)[0], None
+        rng, k = jax.random.split(c.rng)
+        (p, o), _ = jax.lax.scan(epoch, (c.params, c.opt), jax.random.split(k, cfg.update_epochs))
+        metrics = {
+            "components": rew.components.mean((0, 1)),
+            "reward": rew.total.mean(),
+            "env_reward": tr.env_reward.mean(),
+            "fitness_sum": tr.fin_fit.sum(),
+            "length_sum": tr.fin_len.sum(),
+            "episodes": tr.done.sum(),
+            "nonfinite": rew.bad.sum(),
+        }
+        return c._replace(params=p, opt=o, rng=rng, obs_stats=obs_stats, ret_stats=ret_stats, ret_acc=ret_acc), metrics
 
-            rng, k = jax.random.split(c["rng"])
-            (p, o), _ = jax.lax.scan(epoch, (c["params"], c["opt"]), jax.random.split(k, cfg.update_epochs))
-            n_done = tr["done"].sum()
-            metrics = {
-                "components": tr["comps"].mean((0, 1)),
-                "reward": tr["reward"].mean(),
-                "env_reward": tr["env_reward"].mean(),
-                "fitness_sum": tr["fin_fit"].sum(),
-                "length_sum": tr["fin_len"].sum(),
-                "episodes": n_done,
-                "nonfinite": tr["bad"].sum(),
-            }
-            c = {**c, "params": p, "opt": o, "rng": rng, "obs_stats": obs_stats, "ret_stats": ret_stats}
-            return c, metrics
+    def loss(self, p, mb):
+        cfg = self.cfg
+        if self.discrete:
+            logits = jax.vmap(lambda o: _mlp(p["actor"], o))(mb["obs"])
+            logp_all = jax.nn.log_softmax(logits)
+            logp = jnp.take_along_axis(logp_all, mb["action"][:, None], 1)[:, 0]
+            entropy = -jnp.sum(jnp.exp(logp_all) * logp_all, -1).mean()
+        else:
+            mean = jax.vmap(lambda o: _mlp(p["actor"], o))(mb["obs"])
+            logp = jax.vmap(lambda a, m: _gauss_logp(a, m, p["log_std"]))(mb["action"], mean)
+            entropy = jnp.sum(p["log_std"] + 0.5 * math.log(2 * math.pi * math.e))
+        v = self.critic(p, mb["obs"])
+        if cfg.clip_value_loss:
+            v_clip = mb["value"] + jnp.clip(v - mb["value"], -cfg.clip_eps, cfg.clip_eps)
+            v_loss = 0.5 * jnp.maximum((v - mb["target"]) ** 2, (v_clip - mb["target"]) ** 2).mean()
+        else:
+            v_loss = 0.5 * ((v - mb["target"]) ** 2).mean()
+        a = (mb["adv"] - mb["adv"].mean()) / (mb["adv"].std() + 1e-8)
+        ratio = jnp.exp(logp - mb["logp"])
+        pg = -jnp.minimum(ratio * a, jnp.clip(ratio, 1 - cfg.clip_eps, 1 + cfg.clip_eps) * a).mean()
+        return pg + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
 
-        carry, curve = jax.lax.scan(update, carry, None, num_updates)
-        evaluation = _evaluate(carry, idx)
-        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(carry["params"])]))
-        return {"curve": curve, "eval": evaluation, "params_finite": finite,
-                "nonfinite_rewards": curve["nonfinite"].sum()}
+    def params_finite(self, c: Carry) -> jax.Array:
+        return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(c.params)]))
 
-    def _evaluate(c, idx):
-        """Deterministic policy, one episode per eval env, no resets: fitness and trajectory stats."""
-        n = cfg.num_eval_envs
-        rng = jax.random.fold_in(c["rng"], 7)
+    def evaluate(self, c: Carry) -> EvalRollout:
+        """Deterministic policy, one episode per eval env, no resets."""
+        n, env = self.cfg.num_eval_envs, self.env
+        rng = jax.random.fold_in(c.rng, 7)
         obs, es = jax.vmap(env.reset)(jax.random.split(rng, n))
-        nf = len(scalar_fields)
+        nf = len(self.scalar_fields)
         init = {"obs": obs, "es": es, "alive": jnp.ones(n, bool), "fit": jnp.zeros(n), "len": jnp.zeros(n),
-                "term": jnp.zeros(n, bool), "rng": rng, "comps": jnp.zeros((n, MAX_COMPONENTS)),
-                "reward": jnp.zeros(n), "fmin": jnp.full((n, nf), jnp.inf), "fmax": jnp.full((n, nf), -jnp.inf),
-                "fsum": jnp.zeros((n, nf)), "act": jnp.zeros(n)}
+                "term": jnp.zeros(n, bool), "rng": rng, "fmin": jnp.full((n, nf), jnp.inf),
+                "fmax": jnp.full((n, nf), -jnp.inf), "fsum": jnp.zeros((n, nf)), "act": jnp.zeros(n)}
 
         def step(e, _):
             rng, k = jax.random.split(e["rng"])
-            obs_n = normalize(e["obs"], c["obs_stats"])
-            _, _, env_a = jax.vmap(lambda o: policy(c["params"], o, None, True))(obs_n)
+            obs_n = self.normalize(e["obs"], c.obs_stats)
+            _, _, env_a = jax.vmap(lambda o: self.policy(c.params, o, None, True))(obs_n)
             obs2, es2, env_r, term, trunc = jax.vmap(env.step)(jax.random.split(k, n), e["es"], env_a)
-            s, ns = jax.vmap(view)(e["es"]), jax.vmap(view)(es2)
-            r, comps = jax.vmap(lambda a, b, d: reward(idx, a, b, d))(s, env_a, ns)
-            fit = jax.vmap(task.hooks.fitness_step)(s, env_a, ns, env_r, term)
+            s, ns = jax.vmap(self.view)(e["es"]), jax.vmap(self.view)(es2)
+            fit = jax.vmap(self.task.hooks.fitness_step)(s, env_a, ns, env_r, term)
             live = e["alive"].astype(jnp.float32)
-            mags = jax.vmap(field_magnitudes)(ns)
+            mags = jax.vmap(self.field_magnitudes)(ns)
             al = e["alive"][:, None]
             out = {
                 "obs": obs2, "es": es2, "rng": rng,
                 "fit": e["fit"] + live * fit, "len": e["len"] + live,
                 "term": e["term"] | (e["alive"] & term),
                 "alive": e["alive"] & ~(term | trunc),
-                "comps": e["comps"] + live[:, None] * jnp.nan_to_num(comps),
-                "reward": e["reward"] + live * jnp.nan_to_num(r),
                 "fmin": jnp.where(al, jnp.minimum(e["fmin"], mags), e["fmin"]),
                 "fmax": jnp.where(al, jnp.maximum(e["fmax"], mags), e["fmax"]),
                 "fsum": e["fsum"] + live[:, None] * mags,
                 "act": e["act"] + live * jnp.abs(jnp.asarray(env_a, jnp.float32)).reshape(n, -1).mean(-1),
             }
             # the first evaluation episode, step by step: what the rollout viewer and the feedback
-            # session show (schema fields, reward and components, and body positions when the task has them)
-            trace = {"alive": e["alive"][0], "fields": mags[0], "reward": jnp.nan_to_num(r[0]),
-                     "components": jnp.nan_to_num(comps[0])}
-            if skeleton is not None:
-                trace["bodies"] = skeleton[0](jax.tree.map(lambda x: x[0], es2))
-            return out, trace
+            # session show (schema fields and body positions when the task has them; rewards are added
+            # by eval_stats)
+            trace = {"alive": e["alive"][0], "fields": mags[0]}
+            if self.skeleton is not None:
+                trace["bodies"] = self.skeleton[0](jax.tree.map(lambda x: x[0], es2))
+            return out, (s, env_a, ns, live, trace)
 
-        first_bodies = None if skeleton is None else skeleton[0](jax.tree.map(lambda x: x[0], init["es"]))
-        e, trace = jax.lax.scan(step, init, None, env.max_episode_steps)
-        if first_bodies is not None:
-            trace["first_bodies"] = first_bodies
+        e, (s, a, ns, live, trace) = jax.lax.scan(step, init, None, env.max_episode_steps)
+        if self.skeleton is not None:
+            trace["first_bodies"] = self.skeleton[0](jax.tree.map(lambda x: x[0], init["es"]))
         steps = jnp.maximum(e["len"].sum(), 1.0)
+        return EvalRollout(state=s, env_action=a, next_state=ns, live=live, trace=trace, fitness=e["fit"],
+                           length=e["len"], terminated=e["term"], field_min=e["fmin"].min(0),
+                           field_max=e["fmax"].max(0), field_mean=e["fsum"].sum(0) / steps,
+                           action_abs_mean=e["act"].sum() / steps)
+
+    @staticmethod
+    def eval_stats(ev: EvalRollout, rew: RewardOut) -> dict:
+        """The evaluation record: reward-free totals from ``evaluate`` plus the rewards on its steps."""
+        steps = jnp.maximum(ev.length.sum(), 1.0)
+        trace = {**ev.trace, "reward": rew.total[:, 0], "components": rew.components[:, 0]}
         return {
-            "trace": trace,
-            "fitness": e["fit"], "length": e["len"], "terminated": e["term"],
-            "components": e["comps"].sum(0) / steps, "reward": e["reward"].sum() / steps,
-            "field_min": e["fmin"].min(0), "field_max": e["fmax"].max(0),
-            "field_mean": e["fsum"].sum(0) / steps, "action_abs_mean": e["act"].sum() / steps,
+            "trace": trace, "fitness": ev.fitness, "length": ev.length, "terminated": ev.terminated,
+            "components": (ev.live[..., None] * rew.components).sum((0, 1)) / steps,
+            "reward": (ev.live * rew.total).sum() / steps,
+            "field_min": ev.field_min, "field_max": ev.field_max, "field_mean": ev.field_mean,
+            "action_abs_mean": ev.action_abs_mean,
         }
+
+
+def apply_reward(fn: RewardBranch, state, action, next_state) -> RewardOut:
+    """``fn`` on transitions with leading axes [T, N]."""
+    total, comps = jax.vmap(jax.vmap(fn))(state, action, next_state)
+    return clean_reward(total, comps)
+
+
+def make_train(config: PPOConfig, task: Task, reward_fns: Sequence[RewardBranch]):
+    """Build ``train(rng, reward_index=0) -> outputs``: the whole training of one member, rewards
+    inside (chosen by ``lax.switch`` on the index), as one program. ``train.population`` builds the
+    same training from ``PPO``'s pieces with the rewards as a separate program instead."""
+    if not reward_fns:
+        raise ValueError("make_train needs at least one reward function")
+    ppo = PPO(config, task)
+
+    def train(rng, reward_index=0):
+        idx = jnp.asarray(reward_index, jnp.int32)
+
+        def reward(s, a, ns):
+            if len(reward_fns) == 1:
+                return reward_fns[0](s, a, ns)
+            return jax.lax.switch(idx, list(reward_fns), s, a, ns)
+
+        def update(c, _):
+            c, tr = ppo.rollout(c)
+            return ppo.learn(c, tr, apply_reward(reward, tr.state, tr.env_action, tr.next_state))
+
+        carry, curve = jax.lax.scan(update, ppo.init(rng), None, ppo.num_updates)
+        ev = ppo.evaluate(carry)
+        evaluation = ppo.eval_stats(ev, apply_reward(reward, ev.state, ev.env_action, ev.next_state))
+        return {"curve": curve, "eval": evaluation, "params_finite": ppo.params_finite(carry),
+                "nonfinite_rewards": curve["nonfinite"].sum()}
 
     return train
 

@@ -36,11 +36,13 @@ def member_results(out: dict, seed: int, component_names: list[str], task: Task,
     ev = out["eval"]
     fitness = np.asarray(ev["fitness"], np.float64)
     nonfinite = int(out["nonfinite_rewards"])
+    stopped = int(out.get("stopped_at_update", -1))
+    stop_note = f"; stopped after update {stopped} of {n_updates}" if stopped > 0 else ""
     reason = ""
     if nonfinite:
-        reason = f"reward was NaN/inf on {nonfinite} training steps (masked)"
-    elif not bool(out["params_finite"]):
-        reason = "policy parameters became NaN/inf (masked)"
+        reason = f"reward was NaN/inf on {nonfinite} training steps (masked){stop_note}"
+    elif not bool(out["params_finite"]) or stopped > 0:
+        reason = f"policy parameters became NaN/inf (masked){stop_note}"
     elif not np.all(np.isfinite(fitness)):
         reason = "evaluation fitness is NaN/inf (masked)"
     ok = not reason

@@ -42,6 +42,12 @@ def run_job(job: dict) -> dict:
     import jax
     import numpy as np
 
+    if job.get("compile_cache_dir"):
+        # the trainer is compiled once per task and settings: later runs load it from disk
+        jax.config.update("jax_compilation_cache_dir", str(job["compile_cache_dir"]))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
     from rewardsmith.records import Validation
     from rewardsmith.tasks import get_task
     from rewardsmith.train.ppo import MAX_COMPONENTS, PPOConfig
@@ -96,7 +102,18 @@ def run_job(job: dict) -> dict:
         member_branch = [b for b in range(len(ids)) for _ in seeds]
         member_seed = [s for _ in ids for s in seeds]
         emit("training", candidates=ids, members=len(member_branch), devices=len(jax.devices()))
-        out, timing = train_population(task, config, [branches[i] for i in ids], member_branch, member_seed)
+        def progress(done: int, total: int, metrics: dict) -> None:
+            eps = metrics["episodes"].sum(1)
+            fit = np.where(eps > 0, metrics["fitness_sum"].sum(1) / np.maximum(eps, 1), np.nan)
+            fitness = {}
+            for k, cid in enumerate(ids):
+                vals = fit[[m for m, b in enumerate(member_branch) if b == k]]
+                vals = vals[np.isfinite(vals)]
+                fitness[cid] = round(float(vals.mean()), 4) if vals.size else None
+            emit("progress", updates=done, of=total, fitness=fitness)
+
+        out, timing = train_population(task, config, [branches[i] for i in ids], member_branch, member_seed,
+                                       on_chunk=progress)
         for m, (b, s) in enumerate(zip(member_branch, member_seed)):
             one = jax.tree.map(lambda x: np.asarray(x)[m], out)
             cid = ids[b]
