@@ -1,5 +1,7 @@
 import importlib.util
 import json
+import os
+import signal
 
 import jax.numpy as jnp
 import pytest
@@ -7,7 +9,6 @@ import pytest
 from rewardsmith.errors import UserError
 from rewardsmith.evolve import loop
 from rewardsmith.evolve.loop import run
-from rewardsmith.train.runner import WorkerError
 
 from conftest import tiny_cfg
 
@@ -44,28 +45,41 @@ def test_tiny_run_end_to_end(tmp_path):
     assert jnp.isfinite(total) and set(comps) == set(mod.COMPONENTS)
 
 
-def test_crashed_worker_fails_its_generation_and_the_run_goes_on(tmp_path, monkeypatch):
-    real = loop.run_worker
-    calls = {"n": 0}
+def test_warm_worker_killed_mid_generation_is_restarted_and_nothing_is_lost(tmp_path, monkeypatch):
+    """SIGKILL to the run's worker while it trains: that attempt's members fail with the reason, the
+    generation is proposed again on a fresh worker, the run completes, and every record stays."""
+    real = loop.WarmWorker.run
+    seen = {"jobs": 0, "pids": []}
 
-    def flaky(job, workdir, **kw):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise WorkerError("training worker was killed by signal 9 after 3 s: boom")
-        return real(job, workdir, **kw)
+    def killing(self, job, workdir, **kw):
+        seen["jobs"] += 1
+        on_event = kw.pop("on_event", None)
 
-    monkeypatch.setattr(loop, "run_worker", flaky)
-    summary = run(tiny_cfg(iterations=1, max_generation_retries=1), tmp_path)
-    assert calls["n"] == 2
+        def watch(ev):
+            if seen["jobs"] == 1 and ev.get("event") == "training" and self.pid:
+                seen["pids"].append(self.pid)
+                os.kill(self.pid, signal.SIGKILL)
+            if on_event:
+                on_event(ev)
+
+        return real(self, job, workdir, on_event=watch, **kw)
+
+    monkeypatch.setattr(loop.WarmWorker, "run", killing)
+    summary = run(tiny_cfg(iterations=2, max_generation_retries=1), tmp_path)
+    assert seen["jobs"] == 3 and len(seen["pids"]) == 1  # killed attempt, its retry, generation 1
     assert summary["status"] == "complete" and summary["best_fitness"] is not None
     gen0 = json.loads((tmp_path / "generations" / "gen_00" / "generation.json").read_text())
     assert "killed by signal 9" in gen0["worker_error"]
     failed = json.loads((tmp_path / "generations" / "gen_00" / "candidates" / gen0["candidate_ids"][0]
                          / "candidate.json").read_text())
     assert failed["status"] == "failed" and "worker failure" in failed["note"]
-    assert (tmp_path / "generations" / "gen_00" / "generation_retry1.json").exists()
+    retry = json.loads((tmp_path / "generations" / "gen_00" / "generation_retry1.json").read_text())
+    assert retry["worker_error"] == "" and retry["best_fitness"] is not None
+    assert (tmp_path / "generations" / "gen_01" / "generation.json").exists()
     # baselines were retried with the generation and trained
     assert summary["human_baseline_fitness"] is not None
+    # two worker processes in all: the killed one and its replacement, which served the rest
+    assert sorted(p.name for p in (tmp_path / "worker").glob("worker-*.log")) == ["worker-1.log", "worker-2.log"]
 
 
 @pytest.mark.parametrize("over,msg", [

@@ -26,7 +26,7 @@ from rewardsmith.reflect import generation_reflection
 from rewardsmith.rundir import RunDir, atomic_write_json, move_aside, read_json, user_cache_dir
 from rewardsmith.tasks import Task, UnknownTaskError, get_task
 from rewardsmith.train.ppo import MAX_COMPONENTS, PPOConfig
-from rewardsmith.train.runner import WorkerError, run_worker
+from rewardsmith.train.runner import WarmWorker, WorkerError, run_worker
 from rewardsmith.validate.isolate import CheckLimits
 from rewardsmith.validate.static import check_source
 
@@ -300,6 +300,12 @@ def _ask_feedback(rd: RunDir, cfg: Mapping[str, Any], display) -> None:
 
 
 def _search(state: SearchState, rd: RunDir, proposer, display, iterations: int) -> dict:
+    """The generations and the final evaluation, all trained by one warm worker process."""
+    with WarmWorker(rd.root / "worker") as process:
+        return _generations(state, rd, proposer, display, iterations, process)
+
+
+def _generations(state: SearchState, rd: RunDir, proposer, display, iterations: int, process: WarmWorker) -> dict:
     cfg, task, ppo, seeds = state.cfg, state.task, state.ppo, state.seeds
     samples = int(cfg.get("samples", 6))
     base_seed = int(cfg.get("seed", 0))
@@ -361,7 +367,7 @@ def _search(state: SearchState, rd: RunDir, proposer, display, iterations: int) 
             to_train = [c for c in cands if c.status == "proposed"] + pending_baselines
             worker_error = ""
             if to_train:
-                worker_error = _train(rd, gen, attempt, task, ppo, seeds, to_train, worker, display)
+                worker_error = _train(rd, gen, attempt, task, ppo, seeds, to_train, worker, display, process)
             for c in cands + pending_baselines:
                 rd.write_candidate(c)
             state.history.extend(cands)
@@ -407,7 +413,7 @@ def _search(state: SearchState, rd: RunDir, proposer, display, iterations: int) 
     best = ranked[0] if ranked else None
     final = None
     if cfg.get("final_eval", True) and best is not None:
-        final = final_evaluation(rd, task, ppo, cfg, best, state.baselines, base_seed, worker, display)
+        final = final_evaluation(rd, task, ppo, cfg, best, state.baselines, base_seed, worker, display, process)
     s = summary("complete" if best is not None else "no_candidate_trained", final)
     atomic_write_json(rd.root / "summary.json", s)
     if best is not None:
@@ -436,7 +442,8 @@ def hns(f_cand, f_human, f_sparse):
 
 
 def final_evaluation(rd: RunDir, task: Task, ppo: PPOConfig, cfg: Mapping[str, Any], best: Candidate,
-                     baselines: dict[str, Candidate], base_seed: int, worker: WorkerSettings, display) -> dict:
+                     baselines: dict[str, Candidate], base_seed: int, worker: WorkerSettings, display,
+                     process: WarmWorker | None = None) -> dict:
     """Retrain the best candidate and both baselines with ``eval_seeds`` fresh seeds at the final budget."""
     n = _positive_int(cfg, "eval_seeds", 5)
     final_steps = cfg.get("final_total_timesteps")
@@ -449,7 +456,7 @@ def final_evaluation(rd: RunDir, task: Task, ppo: PPOConfig, cfg: Mapping[str, A
     cands = [Candidate(id=f"final-{k}", generation=-1, source=src, origin=k) for k, src in entries.items()]
     display.message(f"final evaluation: best {best.id} and both baselines, {n} seeds each, "
                     f"{ppo.env_steps} env steps")
-    err = _train(rd, 0, 0, task, ppo, seeds, cands, worker, display, workdir=rd.root / "final" / "worker",
+    err = _train(rd, 0, 0, task, ppo, seeds, cands, worker, display, process, workdir=rd.root / "final" / "worker",
                  rollout_dir=rd.root / "final" / "rollouts" if cfg.get("record_rollouts", True) else None)
     out: dict[str, Any] = {"eval_seeds": seeds, "env_steps_per_member": ppo.env_steps, "worker_error": err or None,
                            "hns_formula": HNS_FORMULA}
@@ -467,7 +474,8 @@ def final_evaluation(rd: RunDir, task: Task, ppo: PPOConfig, cfg: Mapping[str, A
 
 
 def _train(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOConfig, seeds: list[int],
-           cands: list[Candidate], worker: WorkerSettings, display, workdir: Path | None = None,
+           cands: list[Candidate], worker: WorkerSettings, display, process: WarmWorker | None = None,
+           workdir: Path | None = None,
            rollout_dir: Path | None = None) -> str:
     """Train ``cands`` in one worker; rollouts go beside each candidate's record, or, with
     ``rollout_dir``, into that folder with an offline viewer and a GIF each."""
@@ -506,7 +514,8 @@ def _train(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOConfig, seeds
 
     workdir = workdir or rd.gen_dir(gen) / "worker" / f"attempt_{attempt}"
     try:
-        result = run_worker(job, workdir, timeout_s=worker.timeout_s, on_event=on_event)
+        runner = process.run if process is not None else run_worker
+        result = runner(job, workdir, timeout_s=worker.timeout_s, on_event=on_event)
     except WorkerError as e:
         for c in cands:
             c.status = "failed"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import signal
 import subprocess
@@ -43,14 +44,8 @@ def run_worker(job: dict, workdir: Path, *, timeout_s: float,
     if result_path.exists():
         result_path.unlink()
     atomic_write_json(job_path, job)
-    env = worker_env()
-    # the worker imports this very package; make sure it can when running from a source tree
-    pkg_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH", "")) if p)
-    cmd = [sys.executable, "-m", "rewardsmith.train.worker", str(job_path), str(result_path)]
     with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=env,
-                                text=True, start_new_session=True, cwd=str(workdir))
+        proc = _start_worker([str(job_path), str(result_path)], log, workdir, stdin=subprocess.DEVNULL)
         reader = threading.Thread(target=_pump, args=(proc, on_event, log), daemon=True)
         reader.start()
         t0 = time.monotonic()
@@ -69,6 +64,128 @@ def run_worker(job: dict, workdir: Path, *, timeout_s: float,
     if not result_path.exists():
         raise WorkerError(f"training worker wrote no result (log: {log_path})")
     return read_json(result_path)
+
+
+def _start_worker(args: list[str], log, cwd: Path, stdin) -> subprocess.Popen:
+    """A worker process with the scrubbed environment, in a session of its own (killed as a group)."""
+    env = worker_env()
+    # the worker imports this very package; make sure it can when running from a source tree
+    pkg_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH", "")) if p)
+    return subprocess.Popen([sys.executable, "-m", "rewardsmith.train.worker", *args], stdout=subprocess.PIPE,
+                            stderr=log, stdin=stdin, env=env, text=True, start_new_session=True, cwd=str(cwd))
+
+
+class WarmWorker:
+    """One worker process for a whole run, kept across generations and the final evaluation, so its
+    compiled trainers, environments and candidate checker stay loaded. It is started with the same
+    scrubbed environment as a one-off worker and is still the only process that executes candidate
+    code. A job past its timeout kills it; a crash ends it; either way the job fails with one line
+    and the next job starts a fresh worker. Logs: ``log_dir/worker-<n>.log``."""
+
+    def __init__(self, log_dir: str | os.PathLike):
+        self.log_dir = Path(log_dir)
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+        self._events: queue.SimpleQueue = queue.SimpleQueue()
+        self._log_path: Path | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    def _ensure(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        self.starts += 1
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._log_path = self.log_dir / f"worker-{self.starts}.log"
+        with open(self._log_path, "w", encoding="utf-8") as log:
+            self.proc = _start_worker(["--serve"], log, self.log_dir, stdin=subprocess.PIPE)
+        self._events = queue.SimpleQueue()
+        threading.Thread(target=_pump_queue, args=(self.proc, self._events, self._log_path), daemon=True).start()
+
+    def run(self, job: dict, workdir: Path, *, timeout_s: float,
+            on_event: Callable[[dict], None] | None = None) -> dict:
+        """Run one job; return its result or raise WorkerError."""
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        job_path, result_path = workdir / "job.json", workdir / "result.json"
+        if result_path.exists():
+            result_path.unlink()
+        atomic_write_json(job_path, job)
+        self._ensure()
+        assert self.proc is not None and self.proc.stdin is not None
+        t0 = time.monotonic()
+        try:
+            self.proc.stdin.write(json.dumps({"job": str(job_path), "result": str(result_path)}) + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # the worker died: reported below
+        while True:
+            left = timeout_s - (time.monotonic() - t0)
+            try:
+                event = self._events.get(timeout=max(0.01, left))
+            except queue.Empty:
+                self.stop()
+                raise WorkerError(f"training worker exceeded its {timeout_s:g} s timeout and was stopped "
+                                  f"(worker log: {self._log_path})") from None
+            if event is None:  # the process ended
+                rc = self.proc.wait()
+                self.proc = None
+                how = f"was killed by signal {-rc}" if rc < 0 else f"exited with code {rc}"
+                raise WorkerError(f"training worker {how} after {time.monotonic() - t0:.0f} s: "
+                                  f"{_last_line(self._log_path)} (log: {self._log_path})")
+            if event.get("event") == "job_done":
+                if not event.get("ok"):
+                    raise WorkerError(f"training worker failed: {event.get('error')} (log: {self._log_path})")
+                if not result_path.exists():
+                    raise WorkerError(f"training worker wrote no result (log: {self._log_path})")
+                return read_json(result_path)
+            if on_event is not None:
+                try:
+                    on_event(event)
+                except Exception:  # noqa: BLE001 - a display problem never stops training
+                    pass
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _kill(self.proc)
+            self.proc = None
+
+    def close(self) -> None:
+        """End the worker: close its input (it exits when idle), kill it if it does not."""
+        if self.proc is None:
+            return
+        try:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+            self.proc.wait(timeout=10)
+        except (subprocess.TimeoutExpired, OSError):
+            pass
+        self.stop()
+
+    def __enter__(self) -> "WarmWorker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _pump_queue(proc: subprocess.Popen, events: queue.SimpleQueue, log_path: Path) -> None:
+    """Worker stdout -> events (JSON lines); anything else goes to its log; None once it ends."""
+    assert proc.stdout is not None
+    with open(log_path, "a", encoding="utf-8") as log:
+        for line in proc.stdout:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                events.put(json.loads(line))
+            except json.JSONDecodeError:
+                log.write(line + "\n")
+                log.flush()
+    events.put(None)
 
 
 def _pump(proc: subprocess.Popen, on_event, log) -> None:

@@ -20,6 +20,9 @@ def _configure_devices() -> None:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
 
 
+_CHECKER = None  # the candidate checker process, kept for this worker's life
+
+
 def emit(event: str, **data) -> None:
     import json
 
@@ -29,15 +32,18 @@ def emit(event: str, **data) -> None:
 def run_job(job: dict) -> dict:
     import time
 
-    from rewardsmith.validate.isolate import CheckLimits, IsolatedCheck
+    from rewardsmith.validate.isolate import CheckLimits, Checker
 
+    global _CHECKER
     t_start = time.perf_counter()
     # Every candidate is loaded and traced first in a limited process of its own; the checker's
-    # start-up overlaps with this process's imports and environment build.
+    # start-up (once per worker) and work overlap with this process's imports and environment build.
+    _CHECKER = _CHECKER or Checker()
     pending = [(c["id"], c["source"]) for c in job["candidates"]]
     limits = CheckLimits.from_json(job.get("check_limits"))
-    isolated = IsolatedCheck(pending, job["schema"], job["max_components"], limits) \
-        if pending and job.get("schema") and job.get("max_components") else None
+    submitted = bool(pending and job.get("schema") and job.get("max_components"))
+    if submitted:
+        _CHECKER.submit(pending, job["schema"], job["max_components"], limits)
 
     import jax
     import numpy as np
@@ -60,9 +66,9 @@ def run_job(job: dict) -> dict:
     config = PPOConfig.from_dict(job["ppo"])
     seeds = [int(s) for s in job["seeds"]]
     result: dict = {"candidates": {}, "env_names": sorted(os.environ) if job.get("report_env") else None}
-    if isolated is None and pending:
-        isolated = IsolatedCheck(pending, task.schema.to_json(), MAX_COMPONENTS, limits)
-    checked = isolated.results() if isolated is not None else {}
+    if pending and not submitted:
+        _CHECKER.submit(pending, task.schema.to_json(), MAX_COMPONENTS, limits)
+    checked = _CHECKER.collect() if pending else {}
 
     validations: dict[str, Validation] = {}
     branches: dict[str, object] = {}
@@ -150,10 +156,38 @@ def _attach_rollouts(task, out, ids, member_branch, member_seed, validations, re
             emit("rollout_failed", id=cid, reason=f"{type(e).__name__}: {e}")
 
 
+def serve() -> int:
+    """The warm worker: one job per stdin line (``{"job": PATH, "result": PATH}``), answered with a
+    ``job_done`` event, until stdin closes. Compiled trainers, the environment and the checker stay
+    loaded between jobs. A job that raises is reported (one line) and the worker serves on."""
+    import json
+    import traceback
+
+    from rewardsmith.rundir import atomic_write_json, read_json
+
+    emit("ready")
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        paths = json.loads(line)
+        try:
+            atomic_write_json(paths["result"], run_job(read_json(paths["job"])))
+            emit("job_done", ok=True)
+        except Exception as e:  # noqa: BLE001 - the orchestrator fails this job's members with the reason
+            traceback.print_exc(file=sys.stderr)
+            sys.stderr.flush()
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            emit("job_done", ok=False, error=f"{type(e).__name__}: {msg}"[:400])
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--serve"]:
+        _configure_devices()
+        return serve()
     if len(argv) != 2:
-        print("usage: python -m rewardsmith.train.worker JOB.json RESULT.json", file=sys.stderr)
+        print("usage: python -m rewardsmith.train.worker JOB.json RESULT.json | --serve", file=sys.stderr)
         return 2
     _configure_devices()
     from rewardsmith.rundir import atomic_write_json, read_json

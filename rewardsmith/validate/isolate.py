@@ -3,8 +3,8 @@
 Loading reward code runs its module level and tracing runs its Python, so a candidate can spend
 unbounded CPU or memory before any training starts (``n ** 64 ** 64``, a list of 10**11 items, loops
 nested four deep). ``check_isolated`` starts one checker process (``python -m
-rewardsmith.validate.isolate``, with the caller's environment minus credentials) that imports JAX
-once and forks a child per candidate; each child sets CPU-time, address-space and file-size limits
+rewardsmith.validate.isolate``, with the caller's environment minus credentials; kept for a run) that
+imports JAX once and forks a child per candidate; each child sets CPU-time, address-space and file-size limits
 before it executes anything from the candidate, loads it, runs ``jax.eval_shape`` on the task's
 schema and reports. A child that runs out of CPU, memory or wall time fails that candidate with the
 reason; its siblings are checked as usual. Only a candidate that passed here is loaded by the
@@ -18,11 +18,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import queue
 import select
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import Any, Iterable, Mapping
 
@@ -59,68 +61,101 @@ class CheckLimits:
         return cls(**dict(data or {}))
 
 
-class IsolatedCheck:
-    """A running checker process; ``results()`` collects one Validation per candidate id.
+class Checker:
+    """The checker process: started once, it checks batch after batch (one JSON line each way per
+    candidate) until closed. ``submit`` sends a batch and returns at once, so the checker's start-up
+    and work overlap with the caller's; ``collect`` waits for that batch's answers. A checker that
+    died or hung is replaced by a new one at the next ``submit``."""
 
-    Started early (``start``) so the checker's JAX import overlaps with the caller's own work."""
-
-    def __init__(self, candidates: Iterable[tuple[str, str]], schema_json: Mapping[str, Any],
-                 max_components: int, limits: CheckLimits, env: Mapping[str, str] | None = None,
-                 parallel: int | None = None):
-        candidates = list(candidates)
-        self.ids = [cid for cid, _ in candidates]
-        job = {"schema": dict(schema_json), "max_components": int(max_components), "limits": limits.to_json(),
-               "parallel": int(parallel or max(1, min(4, os.cpu_count() or 1))),
-               "candidates": [{"id": cid, "source": src} for cid, src in candidates]}
-        self.limits = limits
+    def __init__(self, env: Mapping[str, str] | None = None, parallel: int | None = None):
+        self.env = dict(os.environ if env is None else env)
+        self.parallel = int(parallel or max(1, min(4, os.cpu_count() or 1)))
+        self.proc: subprocess.Popen | None = None
+        self._lines: queue.SimpleQueue = queue.SimpleQueue()
+        self._pending: tuple[list[str], float] | None = None  # ids and deadline of the batch in flight
         self._cwd = tempfile.TemporaryDirectory(prefix="rewardsmith-check-")
+        self._log = os.path.join(self._cwd.name, "checker.log")
+
+    def _start(self) -> None:
         pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env = dict(os.environ if env is None else env)
+        env = dict(self.env)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH", "")) if p)
         env["JAX_PLATFORMS"] = "cpu"  # shapes only: never claim an accelerator for a check
-        self._t0 = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, "-m", "rewardsmith.validate.isolate"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=self._cwd.name,
-                                     start_new_session=True)
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write(json.dumps(job).encode("utf-8"))
-            self.proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        self.proc.stdin = None  # sent; communicate() must not touch it again
-        self._deadline_per_round = limits.wall + 1.0
-        self._rounds = -(-max(1, len(self.ids)) // job["parallel"])
+        self._lines = queue.SimpleQueue()
+        with open(self._log, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "rewardsmith.validate.isolate"], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=log, env=env, cwd=self._cwd.name,
+                                         start_new_session=True)
+        threading.Thread(target=_pump_lines, args=(self.proc.stdout, self._lines), daemon=True).start()
 
-    @classmethod
-    def start(cls, *args, **kwargs) -> "IsolatedCheck":
-        return cls(*args, **kwargs)
-
-    def results(self, startup_s: float = 120.0) -> dict[str, Validation]:
-        """Wait for the checker; any candidate it did not report on fails with the reason."""
-        timeout = startup_s + self._rounds * self._deadline_per_round
+    def submit(self, candidates: Iterable[tuple[str, str]], schema_json: Mapping[str, Any], max_components: int,
+               limits: CheckLimits, startup_s: float = 120.0) -> None:
+        candidates = list(candidates)
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        job = {"schema": dict(schema_json), "max_components": int(max_components), "limits": limits.to_json(),
+               "parallel": self.parallel, "candidates": [{"id": cid, "source": src} for cid, src in candidates]}
+        rounds = -(-max(1, len(candidates)) // self.parallel)
+        self._pending = ([cid for cid, _ in candidates], time.monotonic() + startup_s + rounds * (limits.wall + 1.0))
         try:
-            out, err = self.proc.communicate(timeout=max(1.0, timeout - (time.monotonic() - self._t0)))
-            problem = "" if self.proc.returncode == 0 else \
-                f"the check process exited with code {self.proc.returncode}: {_last_line(err)}"
-        except subprocess.TimeoutExpired:
-            _kill_group(self.proc)
-            out, err = self.proc.communicate()
-            problem = f"the check process did not finish within {timeout:.0f} s"
-        finally:
-            self._cwd.cleanup()
+            assert self.proc is not None and self.proc.stdin is not None
+            self.proc.stdin.write((json.dumps(job) + "\n").encode("utf-8"))
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # collect() reports the dead checker
+
+    def collect(self) -> dict[str, Validation]:
+        """The answers to the batch in flight; a candidate without one fails with the reason."""
+        assert self._pending is not None, "collect() without submit()"
+        ids, deadline = self._pending
+        self._pending = None
         found: dict[str, Validation] = {}
-        for line in out.decode("utf-8", "replace").splitlines():
+        problem = ""
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                problem = "the check process did not answer in time"
+                self.close_process()
+                break
+            if line is None:
+                problem = f"the check process ended: {_last_line(self._log)}"
+                self.close_process()
+                break
             try:
                 rec = json.loads(line)
-                found[rec["id"]] = Validation(**rec["validation"])
-            except (ValueError, KeyError, TypeError):
+            except ValueError:
                 continue
-        for cid in self.ids:
+            if rec.get("done"):
+                break
+            if rec.get("id") in ids:
+                found[rec["id"]] = Validation(**rec["validation"])
+        for cid in ids:
             if cid not in found:
                 found[cid] = Validation(ok=False, stage="trace",
                                         reason=f"not checked: {problem or 'the check process gave no answer'}")
         return found
+
+    def check(self, candidates, schema_json, max_components, limits) -> dict[str, Validation]:
+        self.submit(candidates, schema_json, max_components, limits)
+        return self.collect()
+
+    def close_process(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                _kill_group(self.proc)
+            self.proc.wait()
+            self.proc = None
+
+    def close(self) -> None:
+        self.close_process()
+        self._cwd.cleanup()
+
+
+def _pump_lines(stream, lines: queue.SimpleQueue) -> None:
+    for raw in stream:
+        lines.put(raw.decode("utf-8", "replace"))
+    lines.put(None)
 
 
 def check_isolated(candidates: list[tuple[str, str]], schema_json: Mapping[str, Any], max_components: int,
@@ -128,7 +163,11 @@ def check_isolated(candidates: list[tuple[str, str]], schema_json: Mapping[str, 
     """Load and trace each (id, source) in a limited process of its own; a Validation per id."""
     if not candidates:
         return {}
-    return IsolatedCheck(candidates, schema_json, max_components, limits or CheckLimits(), env).results()
+    checker = Checker(env)
+    try:
+        return checker.check(candidates, schema_json, max_components, limits or CheckLimits())
+    finally:
+        checker.close()
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -138,8 +177,12 @@ def _kill_group(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def _last_line(err: bytes | None) -> str:
-    lines = [ln for ln in (err or b"").decode("utf-8", "replace").splitlines() if ln.strip()]
+def _last_line(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = [ln for ln in f.read().splitlines() if ln.strip()]
+    except OSError:
+        return "no output"
     return lines[-1][:300] if lines else "no output"
 
 
@@ -269,8 +312,11 @@ def _serve(job: dict) -> None:
 
 
 def main() -> int:
-    job = json.loads(sys.stdin.buffer.read().decode("utf-8"))
-    _serve(job)
+    for line in sys.stdin.buffer:  # one batch per line, until the caller closes the pipe
+        if line.strip():
+            _serve(json.loads(line.decode("utf-8")))
+            sys.stdout.write(json.dumps({"done": True}) + "\n")
+            sys.stdout.flush()
     return 0
 
 
