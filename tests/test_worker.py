@@ -1,5 +1,3 @@
-import os
-
 import pytest
 
 from rewardsmith.tasks import get_task

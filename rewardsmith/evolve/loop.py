@@ -14,23 +14,27 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
-
 from rewardsmith.errors import UserError
+from rewardsmith.evaluate.final import BASELINE_IDS, HNS_FORMULA, final_evaluation, hns
 from rewardsmith.export import write_best_reward
 from rewardsmith.feedback.records import SELECTION_MODES, load_feedback
 from rewardsmith.propose import make_proposer
 from rewardsmith.propose.base import ProposalContext
 from rewardsmith.records import Candidate, GenerationRecord, Validation, candidate_id
 from rewardsmith.reflect import generation_reflection
-from rewardsmith.rundir import RunDir, atomic_write_json, move_aside, read_json, user_cache_dir
+from rewardsmith.rundir import (
+    RunDir,
+    atomic_write_json,
+    move_aside,
+    read_json,
+    user_cache_dir,
+)
 from rewardsmith.tasks import Task, UnknownTaskError, get_task
-from rewardsmith.train.ppo import MAX_COMPONENTS, PPOConfig
-from rewardsmith.train.runner import WarmWorker, WorkerError, run_worker
+from rewardsmith.train.candidates import WorkerSettings, train_candidates
+from rewardsmith.train.ppo import PPOConfig
+from rewardsmith.train.runner import WarmWorker
 from rewardsmith.validate.isolate import CheckLimits
 from rewardsmith.validate.static import check_source
-
-BASELINE_IDS = {"human": "baseline-human", "sparse": "baseline-sparse"}
 
 
 def _plain(cfg: Any) -> dict:
@@ -106,15 +110,6 @@ class SearchState:
         return rank_candidates(self.history, elo_ratings(feedback), self.selection_mode(feedback))
 
 
-@dataclasses.dataclass(frozen=True)
-class WorkerSettings:
-    """How candidate code is run: the training worker's timeout and each candidate's check limits."""
-
-    timeout_s: float
-    limits: CheckLimits
-    compile_cache_dir: str | None  # JAX's persistent compilation cache; None = off
-
-
 def _positive_number(cfg: Mapping[str, Any], key: str, default: float) -> float:
     value = cfg.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
@@ -141,6 +136,7 @@ def _check_cfg(cfg: Mapping[str, Any]) -> tuple[Task, PPOConfig, list[int], Work
     _positive_int(cfg, "iterations", 3)
     _positive_int(cfg, "samples", 6)
     n_seeds = _positive_int(cfg, "seeds", 2)
+    _positive_int(cfg, "eval_seeds", 5)
     worker = _worker_settings(cfg)
     retries = cfg.get("max_generation_retries", 2)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -302,125 +298,183 @@ def _ask_feedback(rd: RunDir, cfg: Mapping[str, Any], display) -> None:
 def _search(state: SearchState, rd: RunDir, proposer, display, iterations: int) -> dict:
     """The generations and the final evaluation, all trained by one warm worker process."""
     with WarmWorker(rd.root / "worker") as process:
-        return _generations(state, rd, proposer, display, iterations, process)
+        return Search(state, rd, proposer, display, process).run(iterations)
 
 
-def _generations(state: SearchState, rd: RunDir, proposer, display, iterations: int, process: WarmWorker) -> dict:
-    cfg, task, ppo, seeds = state.cfg, state.task, state.ppo, state.seeds
-    samples = int(cfg.get("samples", 6))
-    base_seed = int(cfg.get("seed", 0))
-    max_retries = int(cfg.get("max_generation_retries", 2))
-    worker = state.worker
-    stop_at_target = bool(cfg.get("stop_at_target", False))
-    t_start = time.time()
+class Search:
+    """The loop as named steps: each generation proposes, gates, trains and records; a generation in
+    which nothing trained is proposed again; between generations a person may give feedback; at the
+    end the best candidate is evaluated afresh and the summary written."""
 
-    def summary(status: str, final=None) -> dict:
-        feedback = load_feedback(rd.root)
-        ranked = state.ranking(feedback)
-        return _summary(state, proposer, ranked[0] if ranked else None, t_start, status, final, feedback)
+    def __init__(self, state: SearchState, rd: RunDir, proposer, display, process: WarmWorker):
+        self.state, self.rd, self.proposer, self.display, self.process = state, rd, proposer, display, process
+        cfg = state.cfg
+        self.samples = int(cfg.get("samples", 6))
+        self.base_seed = int(cfg.get("seed", 0))
+        self.max_retries = int(cfg.get("max_generation_retries", 2))
+        self.t_start = time.time()
+        self.pending_baselines = [b for b in state.baselines.values() if b.status not in ("trained", "failed")]
 
-    atomic_write_json(rd.root / "summary.json", summary("running"))
-    display.start(task=task.name, proposer=proposer.label, run_dir=str(rd.root))
-    pending_baselines = [b for b in state.baselines.values() if b.status not in ("trained", "failed")]
+    def run(self, iterations: int) -> dict:
+        state = self.state
+        self.write_summary("running")
+        self.display.start(task=state.task.name, proposer=self.proposer.label, run_dir=str(self.rd.root))
+        last_gen = state.next_gen + iterations - 1
+        for gen in range(state.next_gen, last_gen + 1):
+            self.generation(gen)
+            state.next_gen = gen + 1
+            if self.budget_spent():
+                break
+            if _feedback_mode(state.cfg) and gen < last_gen:
+                _ask_feedback(self.rd, state.cfg, self.display)
+            if self.target_reached():
+                break
+        return self.finish()
 
-    last_gen = state.next_gen + iterations - 1
-    for gen in range(state.next_gen, last_gen + 1):
-        feedback = load_feedback(rd.root)
-        human_text, constraints = _human_context(state, feedback)
-        for attempt in range(max_retries + 1):
+    # -- one generation ---------------------------------------------------------------------------
+    def generation(self, gen: int) -> None:
+        feedback = load_feedback(self.rd.root)
+        human_text, constraints = _human_context(self.state, feedback)
+        for attempt in range(self.max_retries + 1):
             t_gen = time.time()
-            display.generation(gen, attempt)
-            ranking = [c.id for c in state.ranking(feedback)]
-            ctx = ProposalContext(task=task, generation=gen, k=samples, history=list(state.history),
-                                  reflection=state.reflection, seed=base_seed, human_feedback=human_text,
-                                  ranking=ranking if feedback else None, constraints=constraints)
-            atomic_write_json(rd.gen_dir(gen) / f"proposer_input{'' if attempt == 0 else f'_retry{attempt}'}.json",
-                              {"proposer": proposer.label, "reflection": ctx.reflection,
-                               "human_feedback": ctx.human_feedback, "constraints": ctx.constraints,
-                               "selection": state.selection_mode(feedback), "ranking": ranking[:10]})
-            try:
-                proposals = proposer.propose(ctx)
-            except Exception as e:  # noqa: BLE001 - a proposer failure ends proposing, not the run
-                display.message(f"proposer failed: {type(e).__name__}: {e}")
-                proposals = []
-                if getattr(e, "fatal", False):
-                    raise
-            if not proposals and getattr(proposer, "exhausted", ""):
-                display.message(f"LLM budget reached ({proposer.exhausted}): no more proposals")
-                break
-            known = {c.id for c in state.history}
-            cands: list[Candidate] = []
-            for p in proposals:
-                cid = candidate_id(gen, p.source)
-                if cid in known or any(c.id == cid for c in cands):
-                    continue  # identical code was already trained
-                cands.append(Candidate(id=cid, generation=gen, source=p.source, origin=proposer.origin,
-                                       parents=p.parents, note=p.note, meta=p.meta))
-            for c in cands:
-                violations = check_source(c.source, task.schema.names)
-                if violations:
-                    c.validation = Validation(ok=False, stage="static", reason=str(violations[0]),
-                                              details=[str(v) for v in violations[:10]])
-                    c.status = "rejected"
-                rd.write_candidate(c)
-            display.candidates(cands + pending_baselines)
-            to_train = [c for c in cands if c.status == "proposed"] + pending_baselines
-            worker_error = ""
-            if to_train:
-                worker_error = _train(rd, gen, attempt, task, ppo, seeds, to_train, worker, display, process)
-            for c in cands + pending_baselines:
-                rd.write_candidate(c)
-            state.history.extend(cands)
-            trained = [c for c in cands if c.fitness is not None]
-            if pending_baselines and all(b.status in ("trained", "failed") for b in pending_baselines) \
-                    and not worker_error:
-                pending_baselines = []
-            ranked = state.ranking(feedback)
-            best = ranked[0] if ranked else None
-            gen_best = max(trained, key=lambda c: c.fitness) if trained else None
-            state.reflection = generation_reflection(cands, best, termination=task.termination,
-                                                     max_chars=int(cfg.get("reflection_max_chars", 8000)))
-            rec = GenerationRecord(index=gen, attempt=attempt, candidate_ids=[c.id for c in cands],
-                                   best_id=gen_best.id if gen_best else None,
-                                   best_fitness=gen_best.fitness if gen_best else None,
-                                   wall_s=time.time() - t_gen, worker_error=worker_error,
-                                   reflection=state.reflection, human_feedback=human_text)
-            state.generations.append(rec)
-            atomic_write_json(rd.gen_dir(gen) / f"generation{'' if attempt == 0 else f'_retry{attempt}'}.json",
-                              dataclasses.asdict(rec))
-            s = summary("running")
-            atomic_write_json(rd.root / "summary.json", s)
-            if best is not None:
-                write_best_reward(rd.root / "best_reward.py", best, task, s)
-            write_report_safely(rd.root, display)
-            display.generation_done(gen, gen_best, best)
-            if trained:
-                break
-            display.message(f"generation {gen}: every candidate failed"
-                            + (" - retrying" if attempt < max_retries else " - giving up on this generation"))
-        state.next_gen = gen + 1
-        if getattr(proposer, "exhausted", ""):
-            break
-        if _feedback_mode(cfg) and gen < last_gen:
-            _ask_feedback(rd, cfg, display)
-        ranked = state.ranking(load_feedback(rd.root))
-        if stop_at_target and ranked and task.fitness_target is not None \
-                and max(c.fitness for c in ranked) >= task.fitness_target:  # type: ignore[type-var]
-            display.message(f"fitness target {task.fitness_target} reached: stopping early")
-            break
+            self.display.generation(gen, attempt)
+            proposals = self.propose(gen, attempt, feedback, human_text, constraints)
+            if proposals is None:
+                return  # the proposer's budget is spent
+            cands = self.new_candidates(gen, proposals)
+            self.gate(cands)
+            worker_error = self.train(gen, attempt, cands)
+            rec = self.record(gen, attempt, cands, worker_error, human_text, feedback, time.time() - t_gen)
+            if rec.best_id is not None:
+                return
+            self.display.message(f"generation {gen}: every candidate failed"
+                                 + (" - retrying" if attempt < self.max_retries else " - giving up on this generation"))
 
-    ranked = state.ranking(load_feedback(rd.root))
-    best = ranked[0] if ranked else None
-    final = None
-    if cfg.get("final_eval", True) and best is not None:
-        final = final_evaluation(rd, task, ppo, cfg, best, state.baselines, base_seed, worker, display, process)
-    s = summary("complete" if best is not None else "no_candidate_trained", final)
-    atomic_write_json(rd.root / "summary.json", s)
-    if best is not None:
-        write_best_reward(rd.root / "best_reward.py", best, task, s)
-    write_report_safely(rd.root, display)
-    display.finish(s)
-    return s
+    def propose(self, gen: int, attempt: int, feedback: list, human_text: str, constraints: list) -> list | None:
+        """K proposals for this attempt ([] when the proposer failed); None once its budget is spent."""
+        state = self.state
+        ranking = [c.id for c in state.ranking(feedback)]
+        ctx = ProposalContext(task=state.task, generation=gen, k=self.samples, history=list(state.history),
+                              reflection=state.reflection, seed=self.base_seed, human_feedback=human_text,
+                              ranking=ranking if feedback else None, constraints=constraints)
+        atomic_write_json(self.rd.gen_dir(gen) / _attempt_name("proposer_input", attempt),
+                          {"proposer": self.proposer.label, "reflection": ctx.reflection,
+                           "human_feedback": ctx.human_feedback, "constraints": ctx.constraints,
+                           "selection": state.selection_mode(feedback), "ranking": ranking[:10]})
+        try:
+            proposals = self.proposer.propose(ctx)
+        except Exception as e:  # noqa: BLE001 - a proposer failure ends proposing, not the run
+            self.display.message(f"proposer failed: {type(e).__name__}: {e}")
+            proposals = []
+            if getattr(e, "fatal", False):
+                raise
+        if not proposals and getattr(self.proposer, "exhausted", ""):
+            self.display.message(f"LLM budget reached ({self.proposer.exhausted}): no more proposals")
+            return None
+        return proposals
+
+    def new_candidates(self, gen: int, proposals: list) -> list[Candidate]:
+        """One candidate per proposal whose code was not trained before."""
+        known = {c.id for c in self.state.history}
+        cands: list[Candidate] = []
+        for p in proposals:
+            cid = candidate_id(gen, p.source)
+            if cid in known or any(c.id == cid for c in cands):
+                continue  # identical code was already trained
+            cands.append(Candidate(id=cid, generation=gen, source=p.source, origin=self.proposer.origin,
+                                   parents=p.parents, note=p.note, meta=p.meta))
+        return cands
+
+    def gate(self, cands: list[Candidate]) -> None:
+        """The static gate; every candidate is recorded, rejected or not."""
+        for c in cands:
+            violations = check_source(c.source, self.state.task.schema.names)
+            if violations:
+                c.validation = Validation(ok=False, stage="static", reason=str(violations[0]),
+                                          details=[str(v) for v in violations[:10]])
+                c.status = "rejected"
+            self.rd.write_candidate(c)
+        self.display.candidates(cands + self.pending_baselines)
+
+    def train(self, gen: int, attempt: int, cands: list[Candidate]) -> str:
+        """Train what passed the gate, with any baselines not trained yet; '' or the worker's failure."""
+        state = self.state
+        to_train = [c for c in cands if c.status == "proposed"] + self.pending_baselines
+        worker_error = ""
+        if to_train:
+            worker_error = train_candidates(self.rd, gen, attempt, state.task, state.ppo, state.seeds, to_train, state.worker,
+                                  self.display, self.process)
+        for c in cands + self.pending_baselines:
+            self.rd.write_candidate(c)
+        if self.pending_baselines and not worker_error \
+                and all(b.status in ("trained", "failed") for b in self.pending_baselines):
+            self.pending_baselines = []
+        return worker_error
+
+    def record(self, gen: int, attempt: int, cands: list[Candidate], worker_error: str, human_text: str,
+               feedback: list, wall_s: float) -> GenerationRecord:
+        """History, reflection for the next generation, the generation record, summary, best reward, report."""
+        state = self.state
+        state.history.extend(cands)
+        trained = [c for c in cands if c.fitness is not None]
+        ranked = state.ranking(feedback)
+        best = ranked[0] if ranked else None
+        gen_best = max(trained, key=lambda c: c.fitness) if trained else None
+        state.reflection = generation_reflection(cands, best, termination=state.task.termination,
+                                                 max_chars=int(state.cfg.get("reflection_max_chars", 8000)))
+        rec = GenerationRecord(index=gen, attempt=attempt, candidate_ids=[c.id for c in cands],
+                               best_id=gen_best.id if gen_best else None,
+                               best_fitness=gen_best.fitness if gen_best else None,
+                               wall_s=wall_s, worker_error=worker_error,
+                               reflection=state.reflection, human_feedback=human_text)
+        state.generations.append(rec)
+        atomic_write_json(self.rd.gen_dir(gen) / _attempt_name("generation", attempt), dataclasses.asdict(rec))
+        self.write_summary("running")
+        write_report_safely(self.rd.root, self.display)
+        self.display.generation_done(gen, gen_best, best)
+        return rec
+
+    # -- between generations and at the end -----------------------------------------------------------
+    def budget_spent(self) -> bool:
+        return bool(getattr(self.proposer, "exhausted", ""))
+
+    def target_reached(self) -> bool:
+        task = self.state.task
+        ranked = self.state.ranking(load_feedback(self.rd.root))
+        if not (self.state.cfg.get("stop_at_target", False) and ranked and task.fitness_target is not None):
+            return False
+        if max(c.fitness for c in ranked) < task.fitness_target:  # type: ignore[operator]
+            return False
+        self.display.message(f"fitness target {task.fitness_target} reached: stopping early")
+        return True
+
+    def finish(self) -> dict:
+        state = self.state
+        ranked = state.ranking(load_feedback(self.rd.root))
+        best = ranked[0] if ranked else None
+        final = None
+        if state.cfg.get("final_eval", True) and best is not None:
+            final = final_evaluation(self.rd, state.task, state.ppo, state.cfg, best, state.baselines, self.base_seed,
+                                     state.worker, self.display, self.process)
+        s = self.write_summary("complete" if best is not None else "no_candidate_trained", final)
+        write_report_safely(self.rd.root, self.display)
+        self.display.finish(s)
+        return s
+
+    def write_summary(self, status: str, final=None) -> dict:
+        """summary.json, and best_reward.py for the best candidate so far."""
+        feedback = load_feedback(self.rd.root)
+        ranked = self.state.ranking(feedback)
+        best = ranked[0] if ranked else None
+        s = _summary(self.state, self.proposer, best, self.t_start, status, final, feedback)
+        atomic_write_json(self.rd.root / "summary.json", s)
+        if best is not None:
+            write_best_reward(self.rd.root / "best_reward.py", best, self.state.task, s)
+        return s
+
+
+def _attempt_name(stem: str, attempt: int) -> str:
+    return f"{stem}{'' if attempt == 0 else f'_retry{attempt}'}.json"
 
 
 def write_report_safely(root: Path, display) -> None:
@@ -430,137 +484,6 @@ def write_report_safely(root: Path, display) -> None:
         write_report(root)
     except Exception as e:  # noqa: BLE001 - a report problem never loses the run
         display.message(f"report.html could not be written: {type(e).__name__}: {e}")
-
-
-HNS_FORMULA = "HNS = (F_candidate - F_sparse) / |F_human - F_sparse|"
-
-
-def hns(f_cand, f_human, f_sparse):
-    if f_cand is None or f_human is None or f_sparse is None or abs(f_human - f_sparse) <= 1e-12:
-        return None
-    return (f_cand - f_sparse) / abs(f_human - f_sparse)
-
-
-def final_evaluation(rd: RunDir, task: Task, ppo: PPOConfig, cfg: Mapping[str, Any], best: Candidate,
-                     baselines: dict[str, Candidate], base_seed: int, worker: WorkerSettings, display,
-                     process: WarmWorker | None = None) -> dict:
-    """Retrain the best candidate and both baselines with ``eval_seeds`` fresh seeds at the final budget."""
-    n = _positive_int(cfg, "eval_seeds", 5)
-    final_steps = cfg.get("final_total_timesteps")
-    if final_steps:
-        ppo = dataclasses.replace(ppo, total_timesteps=int(final_steps))
-    seeds = [base_seed * 1000 + 500 + i for i in range(n)]
-    if (rd.root / "final").exists():  # an earlier session's final evaluation: kept beside the new one
-        move_aside(rd.root / "final", rd.root / "final.before-resume")
-    entries = {"best": best.source, "human": task.human_reward, "sparse": task.sparse_reward}
-    cands = [Candidate(id=f"final-{k}", generation=-1, source=src, origin=k) for k, src in entries.items()]
-    display.message(f"final evaluation: best {best.id} and both baselines, {n} seeds each, "
-                    f"{ppo.env_steps} env steps")
-    err = _train(rd, 0, 0, task, ppo, seeds, cands, worker, display, process, workdir=rd.root / "final" / "worker",
-                 rollout_dir=rd.root / "final" / "rollouts" if cfg.get("record_rollouts", True) else None)
-    out: dict[str, Any] = {"eval_seeds": seeds, "env_steps_per_member": ppo.env_steps, "worker_error": err or None,
-                           "hns_formula": HNS_FORMULA}
-    for key, c in zip(entries, cands):
-        fits = [m.fitness for m in c.members if m.ok and m.fitness is not None]
-        out[key] = {"id": best.id if key == "best" else BASELINE_IDS[key],
-                    "fitness_mean": float(np.mean(fits)) if fits else None,
-                    "fitness_std": float(np.std(fits)) if fits else None,
-                    "per_seed": [m.fitness for m in c.members],
-                    "failed_seeds": sum(1 for m in c.members if not m.ok)}
-        atomic_write_json(rd.root / "final" / f"{key}.json", c.to_json())
-    out["hns"] = hns(out["best"]["fitness_mean"], out["human"]["fitness_mean"], out["sparse"]["fitness_mean"])
-    atomic_write_json(rd.root / "final" / "final.json", out)
-    return out
-
-
-def _train(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOConfig, seeds: list[int],
-           cands: list[Candidate], worker: WorkerSettings, display, process: WarmWorker | None = None,
-           workdir: Path | None = None,
-           rollout_dir: Path | None = None) -> str:
-    """Train ``cands`` in one worker; rollouts go beside each candidate's record, or, with
-    ``rollout_dir``, into that folder with an offline viewer and a GIF each."""
-    by_id = {c.id: c for c in cands}
-    for c in cands:
-        c.status = "checking"
-    job = {
-        "task": {"name": task.name, "file": task.source_file if task.source_file else None,
-                 "env": dict(task.env_config)},
-        "schema": task.schema.to_json(),
-        "max_components": MAX_COMPONENTS,
-        "check_limits": worker.limits.to_json(),
-        "compile_cache_dir": worker.compile_cache_dir,
-        "ppo": dataclasses.asdict(ppo),
-        "seeds": seeds,
-        "candidates": [{"id": c.id, "source": c.source} for c in cands],
-        "check_seed": gen,
-    }
-
-    def on_event(ev: dict) -> None:
-        kind = ev.get("event")
-        if kind in ("shape_checked", "rollout_checked") and not ev.get("ok") and ev.get("id") in by_id:
-            by_id[ev["id"]].status = "rejected"
-            by_id[ev["id"]].validation = Validation(ok=False, stage="trace", reason=ev.get("reason", ""))
-        elif kind == "training":
-            for cid in ev.get("candidates", []):
-                if cid in by_id:
-                    by_id[cid].status = "training"
-            display.message(f"training {ev.get('members')} members in one program on {ev.get('devices')} device(s)")
-        elif kind == "progress":
-            display.progress(int(ev.get("updates", 0)), int(ev.get("of", 0)), dict(ev.get("fitness") or {}))
-        elif kind == "trained":
-            display.message(f"compiled in {ev.get('compile_s', 0):.1f} s (rewards {ev.get('reward_compile_s', 0):.1f} s), "
-                            f"trained in {ev.get('train_s', 0):.1f} s")
-        display.candidates(cands)
-
-    workdir = workdir or rd.gen_dir(gen) / "worker" / f"attempt_{attempt}"
-    try:
-        runner = process.run if process is not None else run_worker
-        result = runner(job, workdir, timeout_s=worker.timeout_s, on_event=on_event)
-    except WorkerError as e:
-        for c in cands:
-            c.status = "failed"
-            c.validation = c.validation or Validation(ok=False, stage="trace", reason="not checked: worker failed")
-            c.members = []
-            c.note = (c.note + " | " if c.note else "") + f"worker failure: {e}"
-        display.message(str(e))
-        display.candidates(cands)
-        return str(e)
-    from rewardsmith.records import MemberResult
-
-    for cid, res in result["candidates"].items():
-        c = by_id[cid]
-        if res.get("rollout"):
-            if rollout_dir is not None:
-                _save_rollout(rollout_dir, cid, res["rollout"], task, display)
-            else:
-                atomic_write_json(rd.record_dir(c) / "rollout.json", res["rollout"])
-        c.validation = Validation(**res["validation"])
-        c.members = [MemberResult(**m) for m in res["members"]]
-        if not c.validation.ok:
-            c.status = "rejected"
-            continue
-        fits = [m.fitness for m in c.members if m.ok and m.fitness is not None]
-        if fits:
-            c.status = "trained"
-            c.fitness = float(np.mean(fits))
-            c.fitness_std = float(np.std(fits))
-        else:
-            c.status = "failed"
-    display.candidates(cands)
-    return ""
-
-
-def _save_rollout(directory: Path, cid: str, rollout: dict, task: Task, display) -> None:
-    """<id>.json, an offline viewer (<id>.html) and, for tasks that draw themselves, an animated GIF."""
-    from rewardsmith.report.rollout_view import write_gif, write_viewer
-
-    atomic_write_json(directory / f"{cid}.json", rollout)
-    write_viewer(rollout, directory / f"{cid}.html", f"{task.name} · {cid}")
-    if rollout.get("frames"):
-        try:
-            write_gif(rollout, directory / f"{cid}.gif")
-        except Exception as e:  # noqa: BLE001 - the viewer is written; the GIF is a convenience
-            display.message(f"rollout GIF for {cid} not written: {type(e).__name__}: {e}")
 
 
 def _summary(state: SearchState, proposer, best: Candidate | None, t_start: float, status: str,

@@ -1,0 +1,59 @@
+"""The final evaluation: the best candidate and both baselines retrained with fresh seeds at the final
+budget, and the human-normalised score."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import numpy as np
+
+from rewardsmith.records import Candidate
+from rewardsmith.rundir import RunDir, atomic_write_json, move_aside
+from rewardsmith.tasks import Task
+from rewardsmith.train.candidates import WorkerSettings, train_candidates
+from rewardsmith.train.ppo import PPOConfig
+from rewardsmith.train.runner import WarmWorker
+
+BASELINE_IDS = {"human": "baseline-human", "sparse": "baseline-sparse"}
+
+
+HNS_FORMULA = "HNS = (F_candidate - F_sparse) / |F_human - F_sparse|"
+
+
+def hns(f_cand, f_human, f_sparse):
+    if f_cand is None or f_human is None or f_sparse is None or abs(f_human - f_sparse) <= 1e-12:
+        return None
+    return (f_cand - f_sparse) / abs(f_human - f_sparse)
+
+
+def final_evaluation(rd: RunDir, task: Task, ppo: PPOConfig, cfg: Mapping[str, Any], best: Candidate,
+                     baselines: dict[str, Candidate], base_seed: int, worker: WorkerSettings, display,
+                     process: WarmWorker | None = None) -> dict:
+    """Retrain the best candidate and both baselines with ``eval_seeds`` fresh seeds at the final budget."""
+    n = int(cfg.get("eval_seeds", 5))  # checked with the other settings before the run
+    final_steps = cfg.get("final_total_timesteps")
+    if final_steps:
+        ppo = dataclasses.replace(ppo, total_timesteps=int(final_steps))
+    seeds = [base_seed * 1000 + 500 + i for i in range(n)]
+    if (rd.root / "final").exists():  # an earlier session's final evaluation: kept beside the new one
+        move_aside(rd.root / "final", rd.root / "final.before-resume")
+    entries = {"best": best.source, "human": task.human_reward, "sparse": task.sparse_reward}
+    cands = [Candidate(id=f"final-{k}", generation=-1, source=src, origin=k) for k, src in entries.items()]
+    display.message(f"final evaluation: best {best.id} and both baselines, {n} seeds each, "
+                    f"{ppo.env_steps} env steps")
+    err = train_candidates(rd, 0, 0, task, ppo, seeds, cands, worker, display, process, workdir=rd.root / "final" / "worker",
+                 rollout_dir=rd.root / "final" / "rollouts" if cfg.get("record_rollouts", True) else None)
+    out: dict[str, Any] = {"eval_seeds": seeds, "env_steps_per_member": ppo.env_steps, "worker_error": err or None,
+                           "hns_formula": HNS_FORMULA}
+    for key, c in zip(entries, cands):
+        fits = [m.fitness for m in c.members if m.ok and m.fitness is not None]
+        out[key] = {"id": best.id if key == "best" else BASELINE_IDS[key],
+                    "fitness_mean": float(np.mean(fits)) if fits else None,
+                    "fitness_std": float(np.std(fits)) if fits else None,
+                    "per_seed": [m.fitness for m in c.members],
+                    "failed_seeds": sum(1 for m in c.members if not m.ok)}
+        atomic_write_json(rd.root / "final" / f"{key}.json", c.to_json())
+    out["hns"] = hns(out["best"]["fitness_mean"], out["human"]["fitness_mean"], out["sparse"]["fitness_mean"])
+    atomic_write_json(rd.root / "final" / "final.json", out)
+    return out

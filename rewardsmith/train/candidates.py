@@ -1,0 +1,114 @@
+"""Training a list of candidates in the worker: the job, the worker's events shown live, and the
+results (validation, per-seed statistics, rollouts) written back into each candidate's record."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from rewardsmith.records import Candidate, MemberResult, Validation
+from rewardsmith.rundir import RunDir, atomic_write_json
+from rewardsmith.tasks import Task
+from rewardsmith.train.ppo import MAX_COMPONENTS, PPOConfig
+from rewardsmith.train.runner import WarmWorker, WorkerError, run_worker
+from rewardsmith.validate.isolate import CheckLimits
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerSettings:
+    """How candidate code is run: the training worker's timeout and each candidate's check limits."""
+
+    timeout_s: float
+    limits: CheckLimits
+    compile_cache_dir: str | None  # JAX's persistent compilation cache; None = off
+
+
+
+def train_candidates(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOConfig, seeds: list[int],
+           cands: list[Candidate], worker: WorkerSettings, display, process: WarmWorker | None = None,
+           workdir: Path | None = None,
+           rollout_dir: Path | None = None) -> str:
+    """Train ``cands`` in one worker; rollouts go beside each candidate's record, or, with
+    ``rollout_dir``, into that folder with an offline viewer and a GIF each."""
+    by_id = {c.id: c for c in cands}
+    for c in cands:
+        c.status = "checking"
+    job = {
+        "task": {"name": task.name, "file": task.source_file if task.source_file else None,
+                 "env": dict(task.env_config)},
+        "schema": task.schema.to_json(),
+        "max_components": MAX_COMPONENTS,
+        "check_limits": worker.limits.to_json(),
+        "compile_cache_dir": worker.compile_cache_dir,
+        "ppo": dataclasses.asdict(ppo),
+        "seeds": seeds,
+        "candidates": [{"id": c.id, "source": c.source} for c in cands],
+        "check_seed": gen,
+    }
+
+    def on_event(ev: dict) -> None:
+        kind = ev.get("event")
+        if kind in ("shape_checked", "rollout_checked") and not ev.get("ok") and ev.get("id") in by_id:
+            by_id[ev["id"]].status = "rejected"
+            by_id[ev["id"]].validation = Validation(ok=False, stage="trace", reason=ev.get("reason", ""))
+        elif kind == "training":
+            for cid in ev.get("candidates", []):
+                if cid in by_id:
+                    by_id[cid].status = "training"
+            display.message(f"training {ev.get('members')} members in one program on {ev.get('devices')} device(s)")
+        elif kind == "progress":
+            display.progress(int(ev.get("updates", 0)), int(ev.get("of", 0)), dict(ev.get("fitness") or {}))
+        elif kind == "trained":
+            display.message(f"compiled in {ev.get('compile_s', 0):.1f} s (rewards {ev.get('reward_compile_s', 0):.1f} s), "
+                            f"trained in {ev.get('train_s', 0):.1f} s")
+        display.candidates(cands)
+
+    workdir = workdir or rd.gen_dir(gen) / "worker" / f"attempt_{attempt}"
+    try:
+        runner = process.run if process is not None else run_worker
+        result = runner(job, workdir, timeout_s=worker.timeout_s, on_event=on_event)
+    except WorkerError as e:
+        for c in cands:
+            c.status = "failed"
+            c.validation = c.validation or Validation(ok=False, stage="trace", reason="not checked: worker failed")
+            c.members = []
+            c.note = (c.note + " | " if c.note else "") + f"worker failure: {e}"
+        display.message(str(e))
+        display.candidates(cands)
+        return str(e)
+    for cid, res in result["candidates"].items():
+        c = by_id[cid]
+        if res.get("rollout"):
+            if rollout_dir is not None:
+                _save_rollout(rollout_dir, cid, res["rollout"], task, display)
+            else:
+                atomic_write_json(rd.record_dir(c) / "rollout.json", res["rollout"])
+        c.validation = Validation(**res["validation"])
+        c.members = [MemberResult(**m) for m in res["members"]]
+        if not c.validation.ok:
+            c.status = "rejected"
+            continue
+        fits = [m.fitness for m in c.members if m.ok and m.fitness is not None]
+        if fits:
+            c.status = "trained"
+            c.fitness = float(np.mean(fits))
+            c.fitness_std = float(np.std(fits))
+        else:
+            c.status = "failed"
+    display.candidates(cands)
+    return ""
+
+
+def _save_rollout(directory: Path, cid: str, rollout: dict, task: Task, display) -> None:
+    """<id>.json, an offline viewer (<id>.html) and, for tasks that draw themselves, an animated GIF."""
+    from rewardsmith.report.rollout_view import write_gif, write_viewer
+
+    atomic_write_json(directory / f"{cid}.json", rollout)
+    write_viewer(rollout, directory / f"{cid}.html", f"{task.name} · {cid}")
+    if rollout.get("frames"):
+        try:
+            write_gif(rollout, directory / f"{cid}.gif")
+        except Exception as e:  # noqa: BLE001 - the viewer is written; the GIF is a convenience
+            display.message(f"rollout GIF for {cid} not written: {type(e).__name__}: {e}")
