@@ -137,7 +137,8 @@ def _check_cfg(cfg: Mapping[str, Any]) -> tuple[Task, PPOConfig, list[int], Work
     _positive_int(cfg, "samples", 6)
     n_seeds = _positive_int(cfg, "seeds", 2)
     _positive_int(cfg, "eval_seeds", 5)
-    worker = _worker_settings(cfg)
+    worker = dataclasses.replace(_worker_settings(cfg), population_size=(
+        _positive_int(cfg, "samples", 6) + (2 if cfg.get("baselines", True) else 0)) * n_seeds)
     retries = cfg.get("max_generation_retries", 2)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise UserError(f"max_generation_retries must be a non-negative integer, got {retries!r}")

@@ -23,6 +23,7 @@ class WorkerSettings:
     timeout_s: float
     limits: CheckLimits
     compile_cache_dir: str | None  # JAX's persistent compilation cache; None = off
+    population_size: int | None = None  # members of a full generation (candidates and baselines x seeds)
 
 
 
@@ -46,6 +47,9 @@ def train_candidates(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOCon
         "seeds": seeds,
         "candidates": [{"id": c.id, "source": c.source} for c in cands],
         "check_seed": gen,
+        # the run's usual generation size: smaller generations are padded to it, so that every
+        # generation of the run shares one compiled trainer
+        "population_size": worker.population_size,
     }
 
     def on_event(ev: dict) -> None:

@@ -31,12 +31,14 @@ ChunkCallback = Callable[[int, int, dict], None]  # (updates done, total updates
 
 def train_population(task: Task, config: PPOConfig, branches: Sequence[Callable], member_branch: Sequence[int],
                      member_seed: Sequence[int], devices: Sequence[Any] | None = None,
-                     on_chunk: ChunkCallback | None = None) -> tuple[dict, dict]:
+                     on_chunk: ChunkCallback | None = None, population_size: int | None = None) -> tuple[dict, dict]:
     """Train every member; returns (outputs as numpy with leading member axis, timing).
 
     Members are independent, so the population axis is split evenly over ``devices`` (both CPU
     cores as virtual host devices, or every GPU); it is padded with copies of member 0 to a
-    multiple of the device count and the padding is dropped from the outputs.
+    multiple of the device count and the padding is dropped from the outputs. ``population_size``
+    (the run's usual generation size) pads a smaller generation up to it when that costs at most
+    twice the members, so every generation of a run shares one compiled trainer.
     """
     devices = list(devices if devices is not None else jax.devices())
     n = len(member_branch)
@@ -44,7 +46,10 @@ def train_population(task: Task, config: PPOConfig, branches: Sequence[Callable]
         raise ValueError("empty population")
     d = max(1, min(len(devices), n))
     devices = devices[:d]
-    pad = (-n) % d
+    size = n
+    if config.program == "split" and population_size and n <= population_size <= 2 * n:
+        size = population_size
+    pad = (-size) % d + (size - n)
     idx = np.asarray(list(member_branch) + [member_branch[0]] * pad, np.int32)
     seeds = np.asarray(list(member_seed) + [member_seed[0]] * pad, np.uint32)
     if config.program == "fused":
@@ -83,8 +88,9 @@ class _Program:
 
 class Trainer:
     """The reward-free half of a generation's training, compiled once and kept for the process:
-    ``init`` (seeds -> carry), ``rollout``, ``learn`` (with an ``active`` mask: stopped members keep
-    their state), ``evaluate`` and ``eval_stats``, each vmapped over members and split over devices."""
+    ``init`` (seeds -> carry), ``rollout``, ``learn_rollout`` (an update, with an ``active`` mask:
+    stopped members keep their state; then the next rollout), ``evaluate`` and ``eval_stats``, each
+    vmapped over members and split over devices."""
 
     _cache: dict[tuple, "Trainer"] = {}
 
@@ -106,14 +112,18 @@ class Trainer:
         else:
             self.sharding = SingleDeviceSharding(devices[0])
 
-        def learn(c, tr, rew, active):
+        def learn_rollout(c, tr, rew, active):
+            """One update (stopped members keep their state), then the next update's rollout: one call
+            per update besides the rewards."""
             new, metrics = ppo.learn(c, tr, rew)
-            return jax.tree.map(lambda a, b: jnp.where(active, a, b), new, c), metrics
+            c = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, c)
+            c, tr = ppo.rollout(c)
+            return c, metrics, tr
 
         self._programs = {
             "init": _Program(jax.jit(_over_members(ppo.init, devices, 1))),
             "rollout": _Program(jax.jit(_over_members(ppo.rollout, devices, 1))),
-            "learn": _Program(jax.jit(_over_members(learn, devices, 4))),
+            "learn_rollout": _Program(jax.jit(_over_members(learn_rollout, devices, 4))),
             "evaluate": _Program(jax.jit(_over_members(ppo.evaluate, devices, 1))),
             "eval_stats": _Program(jax.jit(_over_members(PPO.eval_stats, devices, 2))),
             "finite": _Program(jax.jit(_over_members(ppo.params_finite, devices, 1))),
@@ -194,10 +204,11 @@ class Trainer:
         active = jax.device_put(jnp.asarray(active_np), self.sharding)
         metrics: list[dict] = []
         stopped_at = np.full(len(seeds), -1, np.int64)
+        carry, tr = self._run("rollout", carry)
         for u in range(n_updates):
-            carry, tr = self._run("rollout", carry)
             rew = score(tr.state, tr.env_action, tr.next_state)
-            carry, m = self._run("learn", carry, tr, rew, active)
+            # (after the last update the rollout is one spare: cheaper than compiling learn alone)
+            carry, m, tr = self._run("learn_rollout", carry, tr, rew, active)
             metrics.append(m)
             if (u + 1) % chunk == 0 or u + 1 == n_updates:
                 # between chunks: stop members that went non-finite, show the rest to the caller

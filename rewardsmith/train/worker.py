@@ -119,7 +119,7 @@ def run_job(job: dict) -> dict:
             emit("progress", updates=done, of=total, fitness=fitness)
 
         out, timing = train_population(task, config, [branches[i] for i in ids], member_branch, member_seed,
-                                       on_chunk=progress)
+                                       on_chunk=progress, population_size=job.get("population_size"))
         for m, (b, s) in enumerate(zip(member_branch, member_seed)):
             one = jax.tree.map(lambda x: np.asarray(x)[m], out)
             cid = ids[b]
