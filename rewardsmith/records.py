@@ -36,6 +36,9 @@ class MemberResult:
     reward_curve: list[float] = dataclasses.field(default_factory=list)
     component_curves: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     eval: dict[str, Any] = dataclasses.field(default_factory=dict)
+    env_steps: int | None = None  # training env steps this member got
+    rung: int | None = None  # budget=halving: the rung it reached (of ``rungs``); None with a uniform budget
+    rungs: int | None = None
 
 
 @dataclasses.dataclass
@@ -52,6 +55,14 @@ class Candidate:
     members: list[MemberResult] = dataclasses.field(default_factory=list)
     fitness: float | None = None  # mean over ok members
     fitness_std: float | None = None
+    env_steps: int | None = None  # training env steps over all its seeds
+    rung: int | None = None  # budget=halving: the last rung it reached (of ``rungs``)
+    rungs: int | None = None
+
+    @property
+    def stopped_early(self) -> bool:
+        """Stopped by successive halving before the full budget."""
+        return self.rung is not None and self.rungs is not None and self.rung < self.rungs
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)

@@ -93,3 +93,42 @@ def test_bad_input_is_a_clear_error_before_any_work(tmp_path, over, msg):
         run(tiny_cfg(**over), tmp_path / "run")
     assert msg in str(e.value)
     assert not (tmp_path / "run" / "generations").exists()
+
+
+def test_halving_budget_records_env_steps_and_rungs_in_records_reflection_and_report(tmp_path):
+    summary = run(tiny_cfg(budget="halving", iterations=1, samples=4, seeds=2), tmp_path)
+    assert summary["status"] == "complete" and summary["budget"] == "halving"
+    full = summary["env_steps_per_member"]
+    cands = [json.loads(p.read_text()) for p in tmp_path.glob("generations/gen_00/candidates/*/candidate.json")]
+    trained = [c for c in cands if c["members"]]
+    assert trained
+    early = [c for c in trained if c["rung"] < c["rungs"]]
+    finished = [c for c in trained if c["rung"] == c["rungs"]]
+    assert early and finished  # halving stopped some and at least one trained the whole budget
+    assert all(c["env_steps"] == full * 2 for c in finished)
+    assert all(c["env_steps"] < full * 2 for c in early)
+    assert summary["env_steps"]["candidates"] == sum(c["env_steps"] for c in trained) < full * 2 * len(trained)
+    assert summary["env_steps"]["stopped_early"] == len(early)
+    # baselines are never stopped early: they are the yardstick
+    for bid in ("baseline-human", "baseline-sparse"):
+        b = json.loads((tmp_path / "baselines" / bid / "candidate.json").read_text())
+        assert b["rung"] == b["rungs"] == 3 and b["env_steps"] == full * 2
+    # the proposer is told, and so is the reader of the report
+    gen = json.loads((tmp_path / "generations" / "gen_00" / "generation.json").read_text())
+    assert f"candidate {early[0]['id']}" in gen["reflection"]
+    assert "stopped early by successive halving at rung 1 of 3" in gen["reflection"] or \
+        "stopped early at rung 1 of 3" in gen["reflection"]
+    html = (tmp_path / "report.html").read_text()
+    assert "stopped at rung" in html and "env steps trained" in html
+
+
+@pytest.mark.parametrize("over,msg", [
+    ({"budget": "greedy"}, "budget must be uniform or halving"),
+    ({"budget": "halving", "halving": {"eta": 1}}, "halving eta must be an integer >= 2"),
+    ({"budget": "halving", "halving": {"rungz": 2}}, "halving takes eta and rungs"),
+    ({"budget": "halving", "train": {"program": "fused"}}, "budget=halving needs train.program=split"),
+])
+def test_bad_budget_settings_are_clear_errors(tmp_path, over, msg):
+    with pytest.raises(UserError) as e:
+        run(tiny_cfg(**over), tmp_path / "run")
+    assert msg in str(e.value)

@@ -159,3 +159,40 @@ def test_member_that_goes_nan_in_a_later_chunk_is_stopped_and_siblings_continue(
         np.testing.assert_array_equal(out["eval"]["fitness"][m], ref["eval"]["fitness"][m])
     rec = member_results(jax.tree.map(lambda v: v[1], out), 0, ["r"], cartpole, cfg)
     assert not rec["ok"] and f"stopped after update {stopped[1]} of {cfg.num_updates}" in rec["reason"]
+
+
+def test_successive_halving_stops_the_weak_and_survivors_train_as_with_a_uniform_budget(cartpole):
+    from rewardsmith.train.population import Halving, train_halving
+
+    cfg = PPOConfig.from_dict({**cartpole.ppo, **TINY_TRAIN, "total_timesteps": 4096})  # 64 updates
+    good = branch(cartpole, cartpole.human_reward, "good")
+    sparse = branch(cartpole, cartpole.sparse_reward, "sparse")
+    bad = branch(cartpole, NAN_REWARD, "nan")  # NaN from the first step: fitness -inf at the rung
+    fns = [good, sparse, bad, good]
+    member_branch = [b for b in range(4) for _ in range(2)]
+    member_seed = [s for _ in range(4) for s in range(2)]
+    rungs_seen = []
+    halving = Halving(eta=2, rungs=3, protected=(1,))
+    outs, timing = train_halving(cartpole, cfg, fns, member_branch, member_seed, halving,
+                                 on_rung=lambda *a: rungs_seen.append(a))
+    assert halving.rung_updates(cfg.num_updates) == [16, 32, 64] == timing["rung_updates"]
+    per_update = cfg.num_envs * cfg.num_steps
+    # rung 1: 3 open candidates keep 1, the protected sparse baseline always trains on; the NaN one is out
+    assert [r[0] for r in rungs_seen] == [1, 2]
+    assert 2 in rungs_seen[0][4] and 1 in rungs_seen[0][3] and len(rungs_seen[0][3]) == 2
+    by_branch = {b: [o for o, mb in zip(outs, member_branch) if mb == b] for b in range(4)}
+    assert all(o["rung"] == 3 and o["env_steps"] == 64 * per_update for o in by_branch[1])
+    assert all(o["rung"] == 1 and o["env_steps"] == 16 * per_update and len(o["curve"]["reward"]) == 16
+               for o in by_branch[2])
+    finished = [b for b in (0, 3) if by_branch[b][0]["rung"] == 3]
+    assert len(finished) == 1  # one open candidate gets the whole budget
+    assert timing["env_steps"] == sum(o["env_steps"] for o in outs) < len(outs) * 64 * per_update
+    # a survivor's training is the same as under a uniform budget (state moved between populations)
+    ref, _ = train_population(cartpole, cfg, fns, member_branch, member_seed)
+    for m, (o, b) in enumerate(zip(outs, member_branch)):
+        n = len(o["curve"]["reward"])
+        np.testing.assert_array_equal(o["curve"]["reward"], ref["curve"]["reward"][m][:n])
+        if o["rung"] == 3:
+            np.testing.assert_array_equal(o["eval"]["fitness"], ref["eval"]["fitness"][m])
+    rec = member_results(outs[member_branch.index(2)], 0, ["log_x"], cartpole, cfg)
+    assert rec["rung"] == 1 and rec["rungs"] == 3 and rec["env_steps"] == 16 * per_update

@@ -154,7 +154,8 @@ def _describe(c) -> str:
     if c.status == "failed":
         reasons = sorted({m.reason for m in c.members if m.reason}) or [c.note]
         return f"failed: {'; '.join(reasons)}"
-    return f"fitness {_f(c.fitness)} ± {_f(c.fitness_std)}"
+    early = f" (stopped early at rung {c.rung} of {c.rungs})" if getattr(c, "stopped_early", False) else ""
+    return f"fitness {_f(c.fitness)} ± {_f(c.fitness_std)}{early}"
 
 
 def _f(x) -> str:

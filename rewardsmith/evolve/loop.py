@@ -31,6 +31,7 @@ from rewardsmith.rundir import (
 )
 from rewardsmith.tasks import Task, UnknownTaskError, get_task
 from rewardsmith.train.candidates import WorkerSettings, train_candidates
+from rewardsmith.train.population import Halving, halving_sizes
 from rewardsmith.train.ppo import PPOConfig
 from rewardsmith.train.runner import WarmWorker
 from rewardsmith.validate.isolate import CheckLimits
@@ -143,6 +144,7 @@ def _check_cfg(cfg: Mapping[str, Any]) -> tuple[Task, PPOConfig, list[int], Work
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise UserError(f"max_generation_retries must be a non-negative integer, got {retries!r}")
     ppo = ppo_config(task, cfg)
+    budget_settings(cfg, ppo)
     if _feedback_mode(cfg) not in ("", "terminal", "web", "file"):
         raise UserError(f"feedback must be none, terminal, web or file, got {cfg.get('feedback')!r}")
     if _feedback_mode(cfg) == "terminal" and not sys.stdin.isatty():
@@ -155,6 +157,25 @@ def _check_cfg(cfg: Mapping[str, Any]) -> tuple[Task, PPOConfig, list[int], Work
     if isinstance(base_seed, bool) or not isinstance(base_seed, int):
         raise UserError(f"seed must be an integer, got {base_seed!r}")
     return task, ppo, [base_seed * 1000 + s for s in range(n_seeds)], worker
+
+
+def budget_settings(cfg: Mapping[str, Any], ppo: PPOConfig) -> Halving | None:
+    """``budget=uniform`` (every candidate trains the whole budget) or ``budget=halving``
+    (successive halving, settings under ``halving``); None for uniform."""
+    kind = cfg.get("budget") or "uniform"
+    if kind not in ("uniform", "halving"):
+        raise UserError(f"budget must be uniform or halving, got {kind!r}")
+    if kind == "uniform":
+        return None
+    if ppo.program != "split":
+        raise UserError("budget=halving needs train.program=split")
+    h = cfg.get("halving") or {}
+    if not isinstance(h, Mapping) or set(h) - {"eta", "rungs"}:
+        raise UserError(f"halving takes eta and rungs, got {h!r}")
+    try:
+        return Halving(eta=h.get("eta", 2), rungs=h.get("rungs", 3))
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def run(cfg: Any, run_dir: str | Path, display: Any = None) -> dict:
@@ -403,14 +424,25 @@ class Search:
         to_train = [c for c in cands if c.status == "proposed"] + self.pending_baselines
         worker_error = ""
         if to_train:
-            worker_error = train_candidates(self.rd, gen, attempt, state.task, state.ppo, state.seeds, to_train, state.worker,
-                                  self.display, self.process)
+            worker_error = train_candidates(self.rd, gen, attempt, state.task, state.ppo, state.seeds, to_train,
+                                            state.worker, self.display, self.process, budget=self.budget_job())
         for c in cands + self.pending_baselines:
             self.rd.write_candidate(c)
         if self.pending_baselines and not worker_error \
                 and all(b.status in ("trained", "failed") for b in self.pending_baselines):
             self.pending_baselines = []
         return worker_error
+
+    def budget_job(self) -> dict | None:
+        """How the worker spends this generation's budget: None (uniform) or successive halving with
+        the baselines protected and the run's stage sizes (one compiled trainer per stage)."""
+        halving = budget_settings(self.state.cfg, self.state.ppo)
+        if halving is None:
+            return None
+        n_base = len(self.state.baselines)
+        sizes = halving_sizes(self.samples, n_base, len(self.state.seeds), halving, self.state.ppo.num_updates)
+        return {"kind": "halving", "eta": halving.eta, "rungs": halving.rungs, "sizes": sizes,
+                "protected": [b.id for b in self.state.baselines.values()]}
 
     def record(self, gen: int, attempt: int, cands: list[Candidate], worker_error: str, human_text: str,
                feedback: list, wall_s: float) -> GenerationRecord:
@@ -527,6 +559,11 @@ def _summary(state: SearchState, proposer, best: Candidate | None, t_start: floa
         "candidates": counts,
         "seeds": state.seeds,
         "env_steps_per_member": state.ppo.env_steps,
+        "budget": cfg.get("budget") or "uniform",
+        # training env steps actually spent (successive halving stops candidates early)
+        "env_steps": {"candidates": sum(c.env_steps or 0 for c in history),
+                      "baselines": sum(b.env_steps or 0 for b in state.baselines.values()),
+                      "stopped_early": sum(1 for c in history if c.stopped_early)},
         "iterations": cfg.get("iterations"),
         "samples": cfg.get("samples"),
         "human_feedback": {"generations": [r.generation for r in feedback],

@@ -63,6 +63,10 @@ def candidate_table(c: Candidate, points: int = 10, termination: str = "none", f
         reasons = sorted({m.reason for m in c.members if m.reason})
         return f"candidate {c.id}: no usable training run ({'; '.join(reasons) or c.note or 'failed'})"
     lines = [f"candidate {c.id}: task fitness {_fmt(c.fitness)} ± {_fmt(c.fitness_std)} over {len(ok)} seed(s)"]
+    if c.stopped_early:
+        per_seed = max((m.env_steps or 0 for m in c.members), default=0)
+        lines.append(f"  stopped early by successive halving at rung {c.rung} of {c.rungs}, after {per_seed:,} "
+                     "env steps per seed: its fitness is from that point, not from a full training run")
     for name, curve in mean_curves(c).items():
         vals = [v for v in curve if v is not None]
         if not vals:
@@ -126,7 +130,8 @@ def generation_reflection(candidates: list[Candidate], best_so_far: Candidate | 
             else:
                 diag = candidate_diagnostics(c)
                 flag = " (reward hacking suspected)" if diag is not None and diag.hacking else ""
-                parts.append(f"candidate {c.id}: task fitness {_fmt(c.fitness)}{flag}")
+                early = f" (stopped early at rung {c.rung} of {c.rungs})" if c.stopped_early else ""
+                parts.append(f"candidate {c.id}: task fitness {_fmt(c.fitness)}{flag}{early}")
         if best_so_far is not None:
             parts.append(f"best so far: {best_so_far.id} with task fitness {_fmt(best_so_far.fitness)}")
         text = "\n\n".join(parts)

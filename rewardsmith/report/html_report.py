@@ -98,6 +98,11 @@ def build_report(root: str | Path) -> str:
     rows.append(("human-normalised score", f"{_f(summary.get('human_normalised_score'))} "
                  f"<span class='sub'>({_e(summary.get('hns_formula', ''))})</span>"))
     rows.append(("env steps per member", _e(summary.get("env_steps_per_member"))))
+    spent = summary.get("env_steps") or {}
+    if spent:
+        rows.append(("env steps trained", f"{spent.get('candidates', 0):,} by candidates, "
+                     f"{spent.get('baselines', 0):,} by baselines · budget {_e(summary.get('budget', 'uniform'))}"
+                     + (f", {spent['stopped_early']} candidate(s) stopped early" if spent.get("stopped_early") else "")))
     rows.append(("selection", _e(summary.get("selection", "fitness"))))
     hf = summary.get("human_feedback")
     if hf:
@@ -187,7 +192,7 @@ def build_report(root: str | Path) -> str:
         if g.get("worker_error"):
             parts.append(f"<p class='flag'>{_e(g['worker_error'])}</p>")
         parts.append("<table><tr><th>candidate</th><th>origin</th><th>status</th><th>fitness</th>"
-                     "<th>note / rejection reason</th><th>flags</th></tr>")
+                     "<th>env steps</th><th>note / rejection reason</th><th>flags</th></tr>")
         for cid in g["candidate_ids"]:
             c = by_id.get(cid)
             if c is None:
@@ -203,9 +208,13 @@ def build_report(root: str | Path) -> str:
                     flags += f" {_e(d.dominant)} dominates"
             cls = "best" if best is not None and cid == best.id else ""
             fit = f"{_f(c.fitness)} ± {_f(c.fitness_std)}" if c.fitness is not None else ""
+            steps = f"{c.env_steps:,}" if c.env_steps else ""
+            if c.stopped_early:
+                steps += f" <span class='sub'>(stopped at rung {c.rung} of {c.rungs})</span>"
             parts.append(f"<tr class='{cls}'><td><details><summary>{_e(cid)}</summary>{_highlight(c.source)}"
                          f"</details></td><td>{_e(c.origin)}</td><td class='{_e(c.status)}'>{_e(c.status)}</td>"
-                         f"<td class='num'>{fit}</td><td>{_e(reason)}</td><td>{flags}</td></tr>")
+                         f"<td class='num'>{fit}</td><td class='num'>{steps}</td><td>{_e(reason)}</td>"
+                         f"<td>{flags}</td></tr>")
         parts.append("</table>")
         if g.get("human_feedback"):
             parts.append(f"<details open><summary>human feedback given to this generation's proposer</summary>"

@@ -30,9 +30,10 @@ class WorkerSettings:
 def train_candidates(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOConfig, seeds: list[int],
            cands: list[Candidate], worker: WorkerSettings, display, process: WarmWorker | None = None,
            workdir: Path | None = None,
-           rollout_dir: Path | None = None) -> str:
+           rollout_dir: Path | None = None, budget: dict | None = None) -> str:
     """Train ``cands`` in one worker; rollouts go beside each candidate's record, or, with
-    ``rollout_dir``, into that folder with an offline viewer and a GIF each."""
+    ``rollout_dir``, into that folder with an offline viewer and a GIF each. ``budget`` (kind
+    ``halving`` with eta, rungs, protected ids and stage sizes) stops weak candidates early."""
     by_id = {c.id: c for c in cands}
     for c in cands:
         c.status = "checking"
@@ -50,6 +51,7 @@ def train_candidates(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOCon
         # the run's usual generation size: smaller generations are padded to it, so that every
         # generation of the run shares one compiled trainer
         "population_size": worker.population_size,
+        "budget": budget,
     }
 
     def on_event(ev: dict) -> None:
@@ -64,6 +66,11 @@ def train_candidates(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOCon
             display.message(f"training {ev.get('members')} members in one program on {ev.get('devices')} device(s)")
         elif kind == "progress":
             display.progress(int(ev.get("updates", 0)), int(ev.get("of", 0)), dict(ev.get("fitness") or {}))
+        elif kind == "rung":
+            stopped = ", ".join(f"{cid} ({f:.4g})" for cid, f in (ev.get("stopped") or {}).items())
+            display.message(f"rung {ev.get('rung')} of {ev.get('rungs')} (update {ev.get('update')} of {ev.get('of')}): "
+                            f"{len(ev.get('kept') or {})} candidate(s) train on"
+                            + (f"; stopped {stopped}" if stopped else ""))
         elif kind == "trained":
             display.message(f"compiled in {ev.get('compile_s', 0):.1f} s (rewards {ev.get('reward_compile_s', 0):.1f} s), "
                             f"trained in {ev.get('train_s', 0):.1f} s")
@@ -91,6 +98,10 @@ def train_candidates(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOCon
                 atomic_write_json(rd.record_dir(c) / "rollout.json", res["rollout"])
         c.validation = Validation(**res["validation"])
         c.members = [MemberResult(**m) for m in res["members"]]
+        if c.members:
+            c.env_steps = sum(int(m.env_steps or 0) for m in c.members)
+            c.rung = max((m.rung for m in c.members if m.rung is not None), default=None)
+            c.rungs = c.members[0].rungs
         if not c.validation.ok:
             c.status = "rejected"
             continue

@@ -179,63 +179,277 @@ class Trainer:
         return jax.jit(jax.shard_map(on_device, mesh=mesh, in_specs=(P("members"),) * 3, out_specs=P("members"),
                                      check_vma=False))
 
+    def scorer(self, branches: Sequence[Callable], member_branch: np.ndarray) -> "_Scorer":
+        return _Scorer(self.reward_program(branches, member_branch))
+
+    def chunk(self) -> int:
+        return self.config.chunk_updates or max(1, -(-self.ppo.num_updates // 10))
+
+    def start(self, seeds: np.ndarray) -> "_Members":
+        rngs = jax.device_put(jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds)), self.sharding)
+        carry = self._run("init", rngs)
+        carry, tr = self._run("rollout", carry)
+        n = len(seeds)
+        return _Members(carry, tr, np.ones(n, bool), np.full(n, -1, np.int64), [])
+
+    def adopt(self, carry, tr, active: np.ndarray, stopped_at: np.ndarray) -> "_Members":
+        """Members taken over from another population (host arrays, this trainer's member count)."""
+        return _Members(jax.device_put(carry, self.sharding), jax.device_put(tr, self.sharding),
+                        active.copy(), stopped_at.copy(), [])
+
+    def advance(self, run: "_Members", score: "_Scorer", u0: int, u1: int,
+                on_check: Callable[[int], None] | None = None) -> None:
+        """Updates ``u0 .. u1-1`` of every member; every chunk (and at ``u1``) members that went
+        non-finite are stopped (they keep their state) and ``on_check(updates done)`` is called."""
+        chunk = self.chunk()
+        active = jax.device_put(jnp.asarray(run.active), self.sharding)
+        pending: list[dict] = []
+        for u in range(u0, u1):
+            rew = score(run.tr.state, run.tr.env_action, run.tr.next_state)
+            # (after the last update the rollout is one spare: cheaper than compiling learn alone)
+            run.carry, m, run.tr = self._run("learn_rollout", run.carry, run.tr, rew, active)
+            pending.append(m)
+            if (u + 1) % chunk == 0 or u + 1 == u1:
+                host = jax.device_get(pending)
+                pending = []
+                run.metrics.extend(host)
+                finite = np.asarray(jax.device_get(self._run("finite", run.carry)))
+                bad = (np.stack([np.asarray(h["nonfinite"]) for h in host], 1).sum(1) > 0) | ~finite
+                newly = bad & run.active
+                if newly.any():
+                    run.stopped_at[newly] = u + 1
+                    run.active = run.active & ~bad
+                    active = jax.device_put(jnp.asarray(run.active), self.sharding)
+                if on_check is not None:
+                    on_check(u + 1)
+
+    def finish(self, run: "_Members", score: "_Scorer") -> dict:
+        """Evaluate every member as it stands; outputs as numpy with a leading member axis."""
+        ev = self._run("evaluate", run.carry)
+        evaluation = self._run("eval_stats", ev, score(ev.state, ev.env_action, ev.next_state))
+        finite = self._run("finite", run.carry)
+        curve = _stack(run.metrics)
+        return {"curve": curve, "eval": jax.device_get(evaluation), "params_finite": np.asarray(jax.device_get(finite)),
+                "nonfinite_rewards": curve["nonfinite"].sum(1), "stopped_at_update": run.stopped_at.copy()}
+
     def train(self, branches: Sequence[Callable], member_branch: np.ndarray, seeds: np.ndarray,
               on_chunk: ChunkCallback | None = None, n_real: int | None = None) -> tuple[dict, dict]:
         compile_before = self.compile_s
         t_start = time.perf_counter()
-        reward_compile = 0.0
-        reward = self.reward_program(branches, member_branch)
-        compiled_rewards: dict[tuple, Any] = {}
-
-        def score(state, action, next_state) -> RewardOut:
-            nonlocal reward_compile
-            key = action.shape
-            if key not in compiled_rewards:
-                t0 = time.perf_counter()
-                compiled_rewards[key] = reward.lower(state, action, next_state).compile()
-                reward_compile += time.perf_counter() - t0
-            return compiled_rewards[key](state, action, next_state)
-
-        rngs = jax.device_put(jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds)), self.sharding)
-        carry = self._run("init", rngs)
+        score = self.scorer(branches, member_branch)
         n_updates = self.ppo.num_updates
-        chunk = self.config.chunk_updates or max(1, -(-n_updates // 10))
-        active_np = np.ones(len(seeds), bool)
-        active = jax.device_put(jnp.asarray(active_np), self.sharding)
-        metrics: list[dict] = []
-        stopped_at = np.full(len(seeds), -1, np.int64)
-        carry, tr = self._run("rollout", carry)
-        for u in range(n_updates):
-            rew = score(tr.state, tr.env_action, tr.next_state)
-            # (after the last update the rollout is one spare: cheaper than compiling learn alone)
-            carry, m, tr = self._run("learn_rollout", carry, tr, rew, active)
-            metrics.append(m)
-            if (u + 1) % chunk == 0 or u + 1 == n_updates:
-                # between chunks: stop members that went non-finite, show the rest to the caller
-                host = jax.device_get(metrics[-(u % chunk + 1):])
-                finite = np.asarray(jax.device_get(self._run("finite", carry)))
-                bad = (np.stack([np.asarray(h["nonfinite"]) for h in host], 1).sum(1) > 0) | ~finite
-                newly = bad & active_np
-                if newly.any():
-                    stopped_at[newly] = u + 1
-                    active_np = active_np & ~bad
-                    active = jax.device_put(jnp.asarray(active_np), self.sharding)
-                if on_chunk is not None:
-                    so_far = _stack(jax.device_get(metrics))
-                    on_chunk(u + 1, n_updates, {k: v[:n_real] for k, v in so_far.items()})
+        run = self.start(seeds)
+
+        def show(done: int) -> None:
+            if on_chunk is not None:
+                so_far = _stack(run.metrics)
+                on_chunk(done, n_updates, {k: v[:n_real] for k, v in so_far.items()})
+
+        self.advance(run, score, 0, n_updates, show)
         t_trained = time.perf_counter()
-        ev = self._run("evaluate", carry)
-        evaluation = self._run("eval_stats", ev, score(ev.state, ev.env_action, ev.next_state))
-        finite = self._run("finite", carry)
-        curve = _stack(jax.device_get(metrics))
-        out = {"curve": curve, "eval": jax.device_get(evaluation), "params_finite": np.asarray(jax.device_get(finite)),
-               "nonfinite_rewards": curve["nonfinite"].sum(1), "stopped_at_update": stopped_at}
+        out = self.finish(run, score)
         total = time.perf_counter() - t_start
-        compile_s = self.compile_s - compile_before + reward_compile
-        return out, {"compile_s": compile_s, "reward_compile_s": reward_compile, "train_s": total - compile_s,
-                     "eval_s": time.perf_counter() - t_trained, "updates": n_updates, "chunk_updates": chunk}
+        compile_s = self.compile_s - compile_before + score.compile_s
+        return out, {"compile_s": compile_s, "reward_compile_s": score.compile_s, "train_s": total - compile_s,
+                     "eval_s": time.perf_counter() - t_trained, "updates": n_updates, "chunk_updates": self.chunk()}
+
+
+@dataclasses.dataclass
+class _Members:
+    """A population in training: its carry, the rollout for its next update, and per member whether
+    it is still updated and where it was stopped; host metrics of every update so far."""
+
+    carry: Any
+    tr: Any
+    active: np.ndarray
+    stopped_at: np.ndarray
+    metrics: list[dict]
+
+
+class _Scorer:
+    """A reward program, compiled once per input shape (training rollouts, evaluation episodes)."""
+
+    def __init__(self, program: Callable):
+        self.program = program
+        self.compiled: dict[tuple, Any] = {}
+        self.compile_s = 0.0
+
+    def __call__(self, state, action, next_state) -> RewardOut:
+        key = action.shape
+        if key not in self.compiled:
+            t0 = time.perf_counter()
+            self.compiled[key] = self.program.lower(state, action, next_state).compile()
+            self.compile_s += time.perf_counter() - t0
+        return self.compiled[key](state, action, next_state)
 
 
 def _stack(metrics: list[dict]) -> dict:
     """Per-update metrics [M] (or [M, C]) -> one array per key with axes [M, updates, ...]."""
     return {k: np.stack([np.asarray(m[k]) for m in metrics], 1) for k in metrics[0]}
+
+
+# -- successive halving ------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Halving:
+    """Successive halving over ``rungs`` rungs: at update U/eta^(rungs-1), ..., U/eta every member is
+    evaluated on the task's fitness; the best 1/eta of the open candidates (mean over their seeds)
+    train on, the rest stop there with the fitness of that evaluation. ``protected`` candidates (the
+    baselines) always train the whole budget. ``sizes`` are the run's population sizes per stage, so
+    smaller generations are padded to shapes the process has already compiled."""
+
+    eta: int = 2
+    rungs: int = 3
+    protected: tuple[int, ...] = ()
+    sizes: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        if isinstance(self.eta, bool) or not isinstance(self.eta, int) or self.eta < 2:
+            raise ValueError(f"halving eta must be an integer >= 2, got {self.eta!r}")
+        if isinstance(self.rungs, bool) or not isinstance(self.rungs, int) or self.rungs < 1:
+            raise ValueError(f"halving rungs must be a positive integer, got {self.rungs!r}")
+
+    def rung_updates(self, n_updates: int) -> list[int]:
+        """The update after which each rung ends (the last is ``n_updates``)."""
+        ends = {max(1, round(n_updates / self.eta ** (self.rungs - 1 - r))) for r in range(self.rungs)}
+        return sorted(ends)
+
+    def keep(self, n_open: int) -> int:
+        return max(1, n_open // self.eta)
+
+
+def halving_sizes(n_candidates: int, n_protected: int, n_seeds: int, halving: Halving, n_updates: int) -> list[int]:
+    """Members per stage of a generation of ``n_candidates`` open and ``n_protected`` candidates."""
+    sizes, open_ = [], n_candidates
+    for _ in halving.rung_updates(n_updates):
+        sizes.append((open_ + n_protected) * n_seeds)
+        open_ = halving.keep(open_) if open_ else 0
+    return sizes
+
+
+def _stage_size(n: int, hint: int | None, d: int) -> int:
+    """Members to compile for ``n`` real ones: the run's size for this stage when that is close
+    (at most twice the members, or two more per device), else ``n`` rounded up to the devices."""
+    if hint and n <= hint <= max(2 * n, n + 2 * d):
+        n = hint
+    return n + (-n) % d
+
+
+def split_members(out: dict, n: int) -> list[dict]:
+    """Stacked outputs (leading member axis) -> one dict per member."""
+    return [jax.tree.map(lambda x, m=m: np.asarray(x)[m], out) for m in range(n)]
+
+
+RungCallback = Callable[[int, int, int, dict, dict], None]  # (rung, update, of, kept: cand->fit, stopped: cand->fit)
+
+
+def train_halving(task: Task, config: PPOConfig, branches: Sequence[Callable], member_branch: Sequence[int],
+                  member_seed: Sequence[int], halving: Halving, devices: Sequence[Any] | None = None,
+                  on_chunk: ChunkCallback | None = None,
+                  on_rung: RungCallback | None = None) -> tuple[list[dict], dict]:
+    """Train with successive halving; returns one output dict per member (its own curve length, the
+    evaluation where it stopped, ``env_steps`` trained and the ``rung`` reached of ``rungs``) and timing.
+
+    After each rung the surviving members' state is moved into a smaller population (a trainer
+    compiled for that size), so stopped candidates cost nothing further."""
+    if config.program != "split":
+        raise ValueError("budget=halving needs train.program=split")
+    devices = list(devices if devices is not None else jax.devices())
+    n = len(member_branch)
+    if n == 0:
+        raise ValueError("empty population")
+    member_branch = np.asarray(member_branch, np.int32)
+    member_seed = np.asarray(member_seed, np.uint32)
+    d = max(1, min(len(devices), n))
+    devices = devices[:d]
+    n_updates = config.num_updates
+    per_update = config.num_envs * config.num_steps
+    ends = halving.rung_updates(n_updates)
+    protected = set(halving.protected)
+    results: list[dict | None] = [None] * n
+    parts: list[list[dict]] = [[] for _ in range(n)]  # per member: host metrics per update
+    alive = np.arange(n)
+    t_start = time.perf_counter()
+    compile_s = reward_compile = 0.0
+    run = None
+    u = 0
+    stage_sizes = []
+    for r, end in enumerate(ends):
+        size = _stage_size(len(alive), halving.sizes[r] if r < len(halving.sizes) else None, d)
+        rows = np.concatenate([alive, np.full(size - len(alive), alive[0])]).astype(np.int64)
+        trainer = Trainer.get(task, config, size, tuple(devices))
+        before = trainer.compile_s
+        score = trainer.scorer(branches, member_branch[rows])
+        if run is None:
+            run = trainer.start(member_seed[rows])
+        else:
+            run = trainer.adopt(*run)
+        stage_sizes.append(size)
+        live = alive.copy()
+
+        def show(done: int, live=live, run=run, stage_start=u) -> None:
+            if on_chunk is None:
+                return
+            now = _stack(run.metrics)
+            full = {}
+            for k, v in now.items():
+                arr = np.zeros((n, done) + v.shape[2:], v.dtype)
+                for m in range(n):
+                    got = _stack_updates(parts[m])[k] if parts[m] else np.zeros((0,) + v.shape[2:], v.dtype)
+                    arr[m, :len(got)] = got
+                arr[live, stage_start:done] = v[:len(live)]
+                full[k] = arr
+            on_chunk(done, n_updates, full)
+
+        trainer.advance(run, score, u, end, show)
+        for i, m in enumerate(alive):
+            parts[m].extend({k: np.asarray(v)[i] for k, v in h.items()} for h in run.metrics)
+        u = end
+        out = trainer.finish(run, score)
+        compile_s += trainer.compile_s - before + score.compile_s
+        reward_compile += score.compile_s
+        fit = _member_fitness(out)
+        keep_rows = np.arange(len(alive))
+        if r + 1 < len(ends):
+            branch_fit: dict[int, float] = {}
+            for b in dict.fromkeys(member_branch[alive].tolist()):
+                vals = fit[:len(alive)][member_branch[alive] == b]
+                branch_fit[b] = float(vals.mean())
+            open_ = sorted((b for b in branch_fit if b not in protected), key=lambda b: -branch_fit[b])
+            kept = set(open_[:halving.keep(len(open_))]) | (protected & set(branch_fit))
+            keep_rows = np.asarray([i for i, m in enumerate(alive) if member_branch[m] in kept], np.int64)
+            if on_rung is not None:
+                on_rung(r + 1, end, n_updates, {b: branch_fit[b] for b in branch_fit if b in kept},
+                        {b: branch_fit[b] for b in branch_fit if b not in kept})
+        for i, m in enumerate(alive):
+            if r + 1 == len(ends) or i not in set(keep_rows.tolist()):
+                one = jax.tree.map(lambda x, i=i: np.asarray(x)[i], {k: v for k, v in out.items() if k != "curve"})
+                one["curve"] = _stack_updates(parts[m])
+                one["nonfinite_rewards"] = int(one["curve"]["nonfinite"].sum())
+                one.update(env_steps=end * per_update, rung=r + 1, rungs=len(ends))
+                results[m] = one
+        if r + 1 < len(ends):
+            host = jax.device_get((run.carry, run.tr))
+            take = np.concatenate([keep_rows, np.full(_stage_size(len(keep_rows), halving.sizes[r + 1]
+                                                                   if r + 1 < len(halving.sizes) else None, d)
+                                                      - len(keep_rows), keep_rows[0])]).astype(np.int64)
+            carry, tr = jax.tree.map(lambda x: np.asarray(x)[take], host)
+            run = (carry, tr, run.active[take], run.stopped_at[take])
+            alive = alive[keep_rows]
+    total = time.perf_counter() - t_start
+    return results, {"compile_s": compile_s, "reward_compile_s": reward_compile, "train_s": total - compile_s,
+                     "updates": n_updates, "rung_updates": ends, "stage_members": stage_sizes, "devices": d,
+                     "members": n, "program": "split", "budget": "halving",
+                     "env_steps": int(sum(r["env_steps"] for r in results))}
+
+
+def _stack_updates(metrics: list[dict]) -> dict:
+    """One member's per-update metrics -> one array per key with the update axis first."""
+    return {k: np.stack([np.asarray(m[k]) for m in metrics], 0) for k in metrics[0]}
+
+
+def _member_fitness(out: dict) -> np.ndarray:
+    """Each member's evaluation fitness (mean over its episodes); -inf where it is not usable."""
+    fit = np.asarray(out["eval"]["fitness"], np.float64).reshape(len(out["params_finite"]), -1).mean(1)
+    bad = ~np.isfinite(fit) | ~np.asarray(out["params_finite"], bool) | (np.asarray(out["stopped_at_update"]) > 0)
+    return np.where(bad, -np.inf, fit)

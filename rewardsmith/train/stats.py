@@ -37,7 +37,7 @@ def member_results(out: dict, seed: int, component_names: list[str], task: Task,
     fitness = np.asarray(ev["fitness"], np.float64)
     nonfinite = int(out["nonfinite_rewards"])
     stopped = int(out.get("stopped_at_update", -1))
-    stop_note = f"; stopped after update {stopped} of {n_updates}" if stopped > 0 else ""
+    stop_note = f"; stopped after update {stopped} of {config.num_updates}" if stopped > 0 else ""
     reason = ""
     if nonfinite:
         reason = f"reward was NaN/inf on {nonfinite} training steps (masked){stop_note}"
@@ -64,4 +64,6 @@ def member_results(out: dict, seed: int, component_names: list[str], task: Task,
         seed=int(seed), ok=ok, fitness=evaluation["fitness_mean"] if ok else None, reason=reason,
         checkpoints=steps, fitness_curve=fitness_curve, length_curve=length_curve, reward_curve=reward_curve,
         component_curves=comp_curves, eval=evaluation,
+        env_steps=int(out.get("env_steps", n_updates * per_update)),
+        rung=int(out["rung"]) if "rung" in out else None, rungs=int(out["rungs"]) if "rungs" in out else None,
     ).__dict__

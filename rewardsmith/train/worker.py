@@ -57,7 +57,7 @@ def run_job(job: dict) -> dict:
     from rewardsmith.records import Validation
     from rewardsmith.tasks import get_task
     from rewardsmith.train.ppo import MAX_COMPONENTS, PPOConfig
-    from rewardsmith.train.population import train_population
+    from rewardsmith.train.population import Halving, split_members, train_halving, train_population
     from rewardsmith.train.stats import member_results
     from rewardsmith.validate.trace import rollout_check, shape_check
 
@@ -118,21 +118,36 @@ def run_job(job: dict) -> dict:
                 fitness[cid] = round(float(vals.mean()), 4) if vals.size else None
             emit("progress", updates=done, of=total, fitness=fitness)
 
-        out, timing = train_population(task, config, [branches[i] for i in ids], member_branch, member_seed,
-                                       on_chunk=progress, population_size=job.get("population_size"))
-        for m, (b, s) in enumerate(zip(member_branch, member_seed)):
-            one = jax.tree.map(lambda x: np.asarray(x)[m], out)
+        budget = job.get("budget") or {}
+        fns = [branches[i] for i in ids]
+        if budget.get("kind") == "halving":
+            halving = Halving(eta=int(budget.get("eta", 2)), rungs=int(budget.get("rungs", 3)),
+                              protected=tuple(k for k, cid in enumerate(ids) if cid in set(budget.get("protected", []))),
+                              sizes=tuple(int(x) for x in budget.get("sizes", [])))
+
+            def rung(r: int, update: int, of: int, kept: dict, stopped: dict) -> None:
+                emit("rung", rung=r, rungs=halving.rungs, update=update, of=of,
+                     kept={ids[b]: round(f, 4) for b, f in kept.items()},
+                     stopped={ids[b]: round(f, 4) for b, f in stopped.items()})
+
+            outs, timing = train_halving(task, config, fns, member_branch, member_seed, halving,
+                                         on_chunk=progress, on_rung=rung)
+        else:
+            out, timing = train_population(task, config, fns, member_branch, member_seed,
+                                           on_chunk=progress, population_size=job.get("population_size"))
+            outs = split_members(out, len(member_branch))
+        for one, b, s in zip(outs, member_branch, member_seed):
             cid = ids[b]
             result["candidates"][cid]["members"].append(
                 member_results(one, s, validations[cid].components, task, config))
         result["timing"] = {**timing, "check_s": t_checked - t_start}
         emit("trained", **result["timing"])
-        _attach_rollouts(task, out, ids, member_branch, member_seed, validations, result)
+        _attach_rollouts(task, outs, ids, member_branch, member_seed, validations, result)
     result["timing"] = {**result.get("timing", {}), "total_s": time.perf_counter() - t_start}
     return result
 
 
-def _attach_rollouts(task, out, ids, member_branch, member_seed, validations, result) -> None:
+def _attach_rollouts(task, outs, ids, member_branch, member_seed, validations, result) -> None:
     """Each trained candidate's rollout (its first usable seed's evaluation episode) for viewing."""
     import numpy as np
 
@@ -147,7 +162,7 @@ def _attach_rollouts(task, out, ids, member_branch, member_seed, validations, re
         oks = [m for m, rec in zip(members, recs) if rec["ok"]]
         if not oks:
             continue
-        trace = {k: np.asarray(v)[oks[0]] for k, v in out["eval"]["trace"].items()}
+        trace = {k: np.asarray(v) for k, v in outs[oks[0]]["eval"]["trace"].items()}
         try:
             result["candidates"][cid]["rollout"] = rollout_from_trace(
                 trace, field_names=list(task.schema.names), component_names=list(validations[cid].components),
