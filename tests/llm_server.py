@@ -40,10 +40,11 @@ class ScriptedLLM:
     """``script`` is consumed by first-attempt requests, in order: "good", "bad", "prose",
     "429" (rate limited, then the next item), "timeout" (sleep past the client's timeout, then the
     next item). Requests that carry a fix-up conversation (more than 2 messages with a code-error
-    prompt) get good code. When the script runs out, every request gets good code."""
+    prompt) get ``fixes`` in order, then good code. When the script runs out, every request gets good code."""
 
-    def __init__(self, script: list[str], sleep_s: float = 3.0):
+    def __init__(self, script: list[str], sleep_s: float = 3.0, fixes: list[str] | None = None):
         self.script = list(script)
+        self.fixes = list(fixes or [])  # answers to fix-up requests, in order, before they get good code
         self.sleep_s = sleep_s
         self.requests: list[dict] = []
         self.lock = threading.Lock()
@@ -64,7 +65,10 @@ class ScriptedLLM:
                     server.requests.append({"path": self.path, "body": body})
                     msgs = body.get("messages", [])
                     fixing = any("could not be used" in (m.get("content") or "") for m in msgs if m["role"] == "user")
-                    action = "good" if fixing or not server.script else server.script.pop(0)
+                    if fixing:
+                        action = server.fixes.pop(0) if server.fixes else "good"
+                    else:
+                        action = server.script.pop(0) if server.script else "good"
                     server.counter += 1
                     idx = server.counter
                 if action == "429":

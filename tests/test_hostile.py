@@ -14,7 +14,7 @@ import pytest
 from rewardsmith.errors import UserError
 from rewardsmith.evolve import loop, run
 from rewardsmith import load_reward
-from rewardsmith.propose.base import Proposal
+from rewardsmith.propose.base import Proposal, Proposer
 from rewardsmith.tasks import get_task
 from rewardsmith.validate.isolate import CheckLimits, check_isolated
 from rewardsmith.validate.static import Violation, check_source
@@ -224,7 +224,7 @@ def test_generated_inputs_never_raise_out_of_the_checker():
 
 # -- a generation with bombs, through the loop ----------------------------------------------------------
 
-class _FixedProposer:
+class _FixedProposer(Proposer):
     """Proposes the same sources once (what an LLM might answer); nothing after."""
 
     label = "fixed test proposer"

@@ -148,3 +148,81 @@ def test_offline_runs_never_import_litellm():
             "print('litellm' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _candidates(run_dir, gen=0):
+    return [json.loads(p.read_text()) for p in sorted((run_dir / "generations" / f"gen_{gen:02d}" / "candidates")
+                                                      .glob("*/candidate.json"))]
+
+
+def test_sample_without_code_is_a_candidate_and_a_retry_draws_new_samples(tmp_path):
+    cache = tmp_path / "cache"
+    # generation 0: both samples answer prose on every attempt; the retry must ask again, not replay that
+    with ScriptedLLM(["prose", "prose"], fixes=["prose", "prose"]) as server:
+        cfg = tiny_cfg(llm=llm_cfg(server.url, cache, max_attempts=2), iterations=1, samples=2, baselines=False)
+        summary = run(cfg, tmp_path / "run1")
+        first_try = 4  # 2 samples x 2 attempts
+        assert len(server.requests) > first_try  # the retry made new requests
+        n_requests = len(server.requests)
+        assert summary["status"] == "complete" and summary["best_fitness"] is not None
+        cands = _candidates(tmp_path / "run1")
+        no_code = [c for c in cands if c["status"] == "no_code"]
+        assert len(no_code) == 2  # no sample vanished
+        for c in no_code:
+            assert c["validation"]["stage"] == "proposal" and "no code block" in c["validation"]["reason"]
+            assert len(c["validation"]["details"]) == 2
+            assert all("no ```python code block" in d for d in c["validation"]["details"])
+            assert not c["members"]
+        trained = [c for c in cands if c["status"] == "trained"]
+        assert trained
+        retry = json.loads((tmp_path / "run1" / "generations" / "gen_00" / "generation_retry1.json").read_text())
+        assert retry["best_id"] in {c["id"] for c in trained}
+        html = (tmp_path / "run1" / "report.html").read_text()
+        assert "no_code" in html and "no code block" in html
+
+        # replaying the finished run still makes no request and gives the same candidates
+        cfg2 = tiny_cfg(llm=llm_cfg(server.url, cache, cache="replay", max_attempts=2), iterations=1, samples=2,
+                        baselines=False)
+        run(cfg2, tmp_path / "run2")
+        assert len(server.requests) == n_requests
+        assert sorted(c["id"] for c in _candidates(tmp_path / "run2")) == sorted(c["id"] for c in cands)
+
+
+def test_a_later_generation_or_seed_with_the_same_prompt_draws_new_samples(tmp_path):
+    from rewardsmith.propose.llm_client import LLMClient, LLMSettings
+
+    with ScriptedLLM([]) as server:
+        client = LLMClient(LLMSettings.from_cfg(llm_cfg(server.url, tmp_path / "c")))
+        msgs = [{"role": "user", "content": "write a reward"}]
+        a = client.complete(msgs, [0], generation=0, attempt=0)
+        b = client.complete(msgs, [0], generation=1, attempt=0)
+        c = client.complete(msgs, [0], generation=0, attempt=0, retry=1)
+        d = client.complete(msgs, [0], generation=0, attempt=0, seed=7)
+        assert len(server.requests) == 4 and len({a[0], b[0], c[0], d[0]}) == 4
+        assert client.complete(msgs, [0], generation=0, attempt=0) == a  # the same draw: a cache hit
+        assert len(server.requests) == 4
+
+
+def test_litellm_log_lines_go_to_the_run_log_only(tmp_path, capfd):
+    import io
+    import logging
+
+    console = io.StringIO()  # what hydra's console handler on the root logger would print
+    handler = logging.StreamHandler(console)
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        with ScriptedLLM([]) as server:
+            cfg = tiny_cfg(llm=llm_cfg(server.url, tmp_path / "c"), iterations=1, samples=1, baselines=False,
+                           final_eval=False)
+            run(cfg, tmp_path / "run")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    out, err = capfd.readouterr()
+    log = (tmp_path / "run" / "llm" / "litellm.log").read_text()
+    assert "LiteLLM" in log and "completion()" in log  # litellm's INFO lines are kept ...
+    for text in (console.getvalue(), out, err):  # ... and printed nowhere
+        assert "completion()" not in text and "LiteLLM" not in text

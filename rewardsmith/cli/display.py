@@ -9,7 +9,7 @@ from typing import Any
 from rewardsmith.feedback.terminal import sparkline
 
 _STYLE = {"proposed": "white", "checking": "cyan", "training": "yellow", "trained": "green",
-          "rejected": "red", "failed": "red"}
+          "rejected": "red", "failed": "red", "no_code": "red"}
 
 
 class Display:
@@ -149,6 +149,8 @@ class Display:
 
 
 def _describe(c) -> str:
+    if c.status == "no_code" and c.validation:
+        return f"no code: {c.validation.reason}"
     if c.status == "rejected" and c.validation:
         return f"rejected ({c.validation.stage}): {c.validation.reason}"
     if c.status == "failed":

@@ -226,8 +226,7 @@ def resume(run_dir: str | Path, iterations: int | None = None, overrides: Mappin
     cfg["iterations"] = state.next_gen + iterations
     atomic_write_json(rd.root / "config.json", cfg)
     proposer = make_proposer(cfg.get("llm") or {"provider": "offline"}, run_dir=rd.root)
-    if hasattr(proposer, "restore"):
-        proposer.restore()
+    proposer.restore()
     return _search(state, rd, proposer, display or _NullDisplay(), iterations)
 
 
@@ -378,7 +377,7 @@ class Search:
         ranking = [c.id for c in state.ranking(feedback)]
         ctx = ProposalContext(task=state.task, generation=gen, k=self.samples, history=list(state.history),
                               reflection=state.reflection, seed=self.base_seed, human_feedback=human_text,
-                              ranking=ranking if feedback else None, constraints=constraints)
+                              ranking=ranking if feedback else None, constraints=constraints, attempt=attempt)
         atomic_write_json(self.rd.gen_dir(gen) / _attempt_name("proposer_input", attempt),
                           {"proposer": self.proposer.label, "reflection": ctx.reflection,
                            "human_feedback": ctx.human_feedback, "constraints": ctx.constraints,
@@ -388,9 +387,7 @@ class Search:
         except Exception as e:  # noqa: BLE001 - a proposer failure ends proposing, not the run
             self.display.message(f"proposer failed: {type(e).__name__}: {e}")
             proposals = []
-            if getattr(e, "fatal", False):
-                raise
-        if not proposals and getattr(self.proposer, "exhausted", ""):
+        if not proposals and self.proposer.exhausted:
             self.display.message(f"LLM budget reached ({self.proposer.exhausted}): no more proposals")
             return None
         return proposals
@@ -400,6 +397,14 @@ class Search:
         known = {c.id for c in self.state.history}
         cands: list[Candidate] = []
         for p in proposals:
+            if p.error:  # a sample without code: recorded, never trained
+                cid = candidate_id(gen, f"no code: {p.meta.get('slot')} {p.note} {len(cands)}")
+                cands.append(Candidate(id=cid, generation=gen, source="", origin=self.proposer.origin, note=p.note,
+                                       meta=p.meta, status="no_code",
+                                       validation=Validation(ok=False, stage="proposal", reason=p.error,
+                                                             details=[f"attempt {a['attempt'] + 1}: {a['error']}"
+                                                                      for a in p.meta.get("attempts", [])])))
+                continue
             cid = candidate_id(gen, p.source)
             if cid in known or any(c.id == cid for c in cands):
                 continue  # identical code was already trained
@@ -410,6 +415,9 @@ class Search:
     def gate(self, cands: list[Candidate]) -> None:
         """The static gate; every candidate is recorded, rejected or not."""
         for c in cands:
+            if c.status != "proposed":
+                self.rd.write_candidate(c)
+                continue
             violations = check_source(c.source, self.state.task.schema.names)
             if violations:
                 c.validation = Validation(ok=False, stage="static", reason=str(violations[0]),
@@ -469,7 +477,7 @@ class Search:
 
     # -- between generations and at the end -----------------------------------------------------------
     def budget_spent(self) -> bool:
-        return bool(getattr(self.proposer, "exhausted", ""))
+        return bool(self.proposer.exhausted)
 
     def target_reached(self) -> bool:
         task = self.state.task
@@ -543,7 +551,7 @@ def _summary(state: SearchState, proposer, best: Candidate | None, t_start: floa
         "task": task.name,
         "proposer": proposer.label,
         "proposer_kind": proposer.origin.split(":")[0],
-        "model": getattr(proposer, "model", None),
+        "model": proposer.model,
         "best_candidate_id": best.id if best else None,
         "best_fitness": best.fitness if best else None,
         "best_fitness_std": best.fitness_std if best else None,
@@ -571,8 +579,8 @@ def _summary(state: SearchState, proposer, best: Candidate | None, t_start: floa
         if feedback else None,
         "sessions": state.sessions,
         "wall_time_s": round(state.wall_before_s + time.time() - t_start, 2),
-        "llm": proposer.usage() if hasattr(proposer, "usage") else None,
-        "stopped_by_budget": getattr(proposer, "exhausted", "") or None,
+        "llm": proposer.usage(),
+        "stopped_by_budget": proposer.exhausted or None,
     }
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from rewardsmith.errors import UserError
 from rewardsmith.propose.base import Proposal, ProposalContext, Proposer
 from rewardsmith.propose.offline import OfflineProposer
 

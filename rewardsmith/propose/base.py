@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol
+from typing import Any
 
 from rewardsmith.records import Candidate
 from rewardsmith.tasks.base import Task
@@ -15,6 +15,8 @@ class Proposal:
     note: str = ""
     parents: list[str] = dataclasses.field(default_factory=list)
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # a sample that produced no code at all: why (recorded as a candidate with status no_code)
+    error: str = ""
 
 
 @dataclasses.dataclass
@@ -31,12 +33,28 @@ class ProposalContext:
     ranking: list[str] | None = None
     # term constraints read from human feedback (offline proposer): {"field", "direction", "sentence"}
     constraints: list[dict] = dataclasses.field(default_factory=list)
+    attempt: int = 0  # retry of this generation (0: first try): a retry must draw new samples
 
 
-class Proposer(Protocol):
+class Proposer:
+    """What the loop needs of a proposer. Subclasses set ``label`` and ``origin`` and implement
+    ``propose``; the rest has defaults that fit a proposer without a model, usage or budget."""
+
     #: shown in output and stored in summary.json: says plainly who wrote the code
-    label: str
+    label: str = ""
     #: stored as each candidate's origin
-    origin: str
+    origin: str = ""
+    #: the model behind it (None for a program search)
+    model: str | None = None
+    #: why proposing stopped for good (a spent budget), '' while it can go on
+    exhausted: str = ""
 
-    def propose(self, ctx: ProposalContext) -> list[Proposal]: ...
+    def propose(self, ctx: ProposalContext) -> list[Proposal]:
+        raise NotImplementedError
+
+    def restore(self) -> None:
+        """A resumed run: reload what earlier sessions spent (calls, tokens) from the run directory."""
+
+    def usage(self) -> dict | None:
+        """Calls, tokens and cost so far (None: nothing to count)."""
+        return None

@@ -1,6 +1,9 @@
 """A content-addressed response cache for LLM calls (litellm's own cache is not used).
 
-Key: model, api_base, messages, sampling parameters and the sample index. Modes:
+Key: model, api_base, messages, sampling parameters, the sample index and where in the run the
+request was made (generation, the generation's retry, the run's seed), so a retry or a later
+generation with the same prompt draws new samples while replaying a finished run answers every
+request from the cache. Modes:
 ``readwrite`` reads hits and stores misses; ``replay`` only reads (a miss is an error, no call is
 made); ``off`` neither reads nor writes.
 """
@@ -22,9 +25,11 @@ def default_cache_dir() -> Path:
     return user_cache_dir("llm")
 
 
-def cache_key(model: str, api_base: str | None, messages: list[dict], params: dict, sample: int) -> str:
+def cache_key(model: str, api_base: str | None, messages: list[dict], params: dict, sample: int,
+              draw: dict | None = None) -> str:
+    """``draw``: {"generation", "retry", "seed"} of the request (see the module docstring)."""
     blob = json.dumps({"model": model, "api_base": api_base, "messages": messages, "params": params,
-                       "sample": sample}, sort_keys=True, ensure_ascii=False)
+                       "sample": sample, "draw": draw or {}}, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

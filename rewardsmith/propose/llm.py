@@ -7,7 +7,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from rewardsmith.propose.base import Proposal, ProposalContext
+from rewardsmith.propose.base import Proposal, ProposalContext, Proposer
 from rewardsmith.propose.llm_client import BudgetExhausted, LLMClient, LLMSettings
 from rewardsmith.propose.prompts import PromptSet
 from rewardsmith.records import Candidate
@@ -23,10 +23,11 @@ def extract_code(text: str) -> str | None:
     return blocks[-1].strip() + "\n" if blocks else None
 
 
-class LLMProposer:
+class LLMProposer(Proposer):
     def __init__(self, settings: LLMSettings, run_dir: Path | None = None):
         self.settings = settings
-        self.client = LLMClient(settings)
+        # litellm's own log lines: the run's llm/litellm.log only, never the console
+        self.client = LLMClient(settings, log_file=Path(run_dir) / "llm" / "litellm.log" if run_dir else None)
         self.prompts = PromptSet(settings.prompts_dir)
         self.run_dir = Path(run_dir) if run_dir else None
         self.model = settings.model_id
@@ -76,7 +77,8 @@ class LLMProposer:
         attempts: dict[int, list[dict]] = {s: [] for s in slots}
         first: dict[int, str] = {}
         try:
-            texts = self.client.complete(base, slots, generation=ctx.generation, attempt=0) \
+            texts = self.client.complete(base, slots, generation=ctx.generation, attempt=0, retry=ctx.attempt,
+                                         seed=ctx.seed) \
                 if self.client.supports_n() or self.client.cache.mode == "replay" else None
             if texts is not None:
                 first = dict(zip(slots, texts))
@@ -91,7 +93,8 @@ class LLMProposer:
                 if attempt == 0 and s in first:
                     text = first[s]
                 else:
-                    text = self.client.complete(convo, [s], generation=ctx.generation, attempt=attempt)[0]
+                    text = self.client.complete(convo, [s], generation=ctx.generation, attempt=attempt,
+                                                retry=ctx.attempt, seed=ctx.seed)[0]
                 convo.append({"role": "assistant", "content": text})
                 code = extract_code(text)
                 if code is None:
@@ -109,7 +112,12 @@ class LLMProposer:
             if code is not None:
                 return Proposal(source=code, note=f"LLM sample {s}: still invalid after "
                                 f"{self.settings.max_attempts} attempts", meta={"slot": s, "attempts": attempts[s]})
-            return None
+            # no code in any answer: still a candidate (status no_code) with every attempt's error
+            last = convo[-2]["content"] if len(convo) >= 2 else ""
+            return Proposal(source="", note=f"LLM sample {s}: no code after {self.settings.max_attempts} attempts",
+                            meta={"slot": s, "attempts": attempts[s], "model": self.model,
+                                  "last_answer": last[:2000]},
+                            error=f"no code block defining compute_reward in {len(attempts[s])} answer(s)")
 
         results: dict[int, Proposal | None] = {}
         errors: list[BaseException] = []

@@ -4,11 +4,13 @@ token and cost accounting, and an optional budget."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import random
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -103,7 +105,11 @@ class CallRecord:
     retries: int = 0
 
 
-def _litellm():
+LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
+_log_files: dict[str, logging.Handler] = {}
+
+
+def _litellm(log_file: Path | None = None):
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the price map
     try:
         import litellm
@@ -112,12 +118,44 @@ def _litellm():
 
     litellm.telemetry = False
     litellm.suppress_debug_info = True
+    route_litellm_logs(log_file)
     return litellm
 
 
+def route_litellm_logs(log_file: Path | None) -> None:
+    """litellm's log lines go to ``log_file`` (the run's ``llm/litellm.log``) only: its own console
+    handler is removed and nothing reaches the root logger (hydra's console), so a call is not
+    printed twice and the console keeps to rewardsmith's own lines."""
+    for name in LITELLM_LOGGERS:
+        lg = logging.getLogger(name)
+        lg.propagate = False
+        for h in list(lg.handlers):
+            # the console handler litellm adds on import (a StreamHandler subclass), not our file
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+                lg.removeHandler(h)
+    if log_file is None or str(log_file) in _log_files:
+        return
+    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    for old in _log_files.values():  # one run at a time per process: the newest run's file
+        for name in LITELLM_LOGGERS:
+            logging.getLogger(name).removeHandler(old)
+        old.close()
+    _log_files.clear()
+    _log_files[str(log_file)] = handler
+    for name in LITELLM_LOGGERS:
+        lg = logging.getLogger(name)
+        lg.addHandler(handler)
+        if lg.level == logging.NOTSET or lg.level > logging.INFO:
+            lg.setLevel(logging.INFO)
+
+
 class LLMClient:
-    def __init__(self, settings: LLMSettings, env: dict[str, str] | None = None):
+    def __init__(self, settings: LLMSettings, env: dict[str, str] | None = None, log_file: Path | None = None):
         self.s = settings
+        self.log_file = log_file
         env = dict(os.environ if env is None else env)
         self.api_key = env.get(settings.api_key_env) if settings.api_key_env else None
         self.cache = ResponseCache(settings.cache_dir, settings.cache)
@@ -149,7 +187,7 @@ class LLMClient:
         if self.s.n_mode != "auto":
             return self.s.n_mode == "n"
         if self._supports_n is None:
-            litellm = _litellm()
+            litellm = _litellm(self.log_file)
             try:
                 params = litellm.get_supported_openai_params(model=self.s.model,
                                                              custom_llm_provider=PROVIDERS[self.s.provider][0])
@@ -183,10 +221,13 @@ class LLMClient:
                 raise BudgetExhausted(f"cost budget of ${self.s.max_cost_usd} reached")
 
     # -- calls ---------------------------------------------------------------------------------
-    def complete(self, messages: list[dict], samples: list[int], *, generation: int, attempt: int) -> list[str]:
-        """Return one completion text per sample index (n>1 in one call where allowed)."""
+    def complete(self, messages: list[dict], samples: list[int], *, generation: int, attempt: int,
+                 retry: int = 0, seed: int = 0) -> list[str]:
+        """Return one completion text per sample index (n>1 in one call where allowed). ``retry`` (the
+        generation's retry) and ``seed`` (the run's) are part of the cache key with ``generation``."""
         params = {"temperature": self.s.temperature, "max_tokens": self.s.max_tokens_per_call}
-        keys = [cache_key(self.s.model_id, self.s.api_base, messages, params, s) for s in samples]
+        draw = {"generation": generation, "retry": retry, "seed": seed}
+        keys = [cache_key(self.s.model_id, self.s.api_base, messages, params, s, draw) for s in samples]
         out: dict[int, str] = {}
         for s, k in zip(samples, keys):
             hit = self.cache.get(k)
@@ -230,7 +271,7 @@ class LLMClient:
             self.calls.append(rec)
 
     def _call(self, messages, n, params) -> tuple[list[str], CallRecord]:
-        litellm = _litellm()
+        litellm = _litellm(self.log_file)
         kwargs: dict[str, Any] = {"model": self.s.model_id, "messages": messages, "timeout": self.s.timeout_s,
                                   "num_retries": 0, **params}
         if n > 1:

@@ -13,29 +13,14 @@ import dataclasses
 import json
 import math
 import random
-from typing import Any
 
 import numpy as np
 
-from rewardsmith.propose.base import Proposal, ProposalContext
+from rewardsmith.propose.base import Proposal, ProposalContext, Proposer
 from rewardsmith.records import Candidate
 from rewardsmith.tasks.schema import Field, StateSchema
 
 MAX_TERMS = 6
-
-# term kind -> (formula over v = normalised value, sign convention)
-_KINDS = {
-    "near_zero": "bonus exp(-|v| / temperature): high when the field is near 0",
-    "abs_penalty": "penalty -|v|",
-    "sq_penalty": "penalty -v^2",
-    "value": "signed linear term +-v (reward high or low values)",
-    "magnitude": "bonus |v| (reward large magnitude, e.g. speed)",
-    "progress": "signed change of the field over the step",
-    "upright": "bonus cos(angle)",
-    "action_cost": "penalty on squared action",
-    "alive": "constant bonus per step",
-}
-
 
 @dataclasses.dataclass
 class Term:
@@ -129,7 +114,7 @@ def render(terms: list[Term], schema: StateSchema, header: str) -> str:
 
 
 def _dedupe(terms: list[Term]) -> list[Term]:
-    """One term per (kind, field): a repeated term only rescales its twin."""
+    """One term per (kind, field): a repeated term is dropped (the first one is kept)."""
     out: dict[str, Term] = {}
     for t in terms:
         out.setdefault(t.name, t)
@@ -140,7 +125,7 @@ def _signature(terms: list[Term]) -> str:
     return json.dumps([dataclasses.asdict(t) for t in terms], sort_keys=True)
 
 
-class OfflineProposer:
+class OfflineProposer(Proposer):
     label = "offline proposer (program search over state-schema terms; no LLM)"
     origin = "offline"
 
@@ -292,7 +277,3 @@ def _term_influence(c: Candidate) -> dict[str, float]:
             if ok.sum() >= 3 and np.std(fit[ok]) > 0 and np.std(comp[ok]) > 0:
                 acc.setdefault(name, []).append(float(np.corrcoef(fit[ok], comp[ok])[0, 1]))
     return {k: float(np.mean(v)) for k, v in acc.items()}
-
-
-def describe_kinds() -> dict[str, Any]:
-    return dict(_KINDS)

@@ -16,7 +16,7 @@ h1{font-size:22px;margin-bottom:4px} h2{font-size:18px;margin-top:32px;border-bo
 h3{font-size:15px;margin:18px 0 6px} .sub{color:#666;margin-top:0}
 table{border-collapse:collapse;font-size:13px;margin:6px 0} td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f5f5f5} td.num{text-align:right;font-variant-numeric:tabular-nums}
-.trained{color:#1a7f37}.rejected,.failed{color:#c62828}.best{background:#fff8dc}
+.trained{color:#1a7f37}.rejected,.failed,.no_code{color:#c62828}.best{background:#fff8dc}
 .charts{display:flex;flex-wrap:wrap;gap:12px} .chart text{font-size:11px;fill:#333} .chart .title{font-size:13px;font-weight:600}
 pre{background:#f8f8f8;padding:10px;overflow-x:auto;font-size:12.5px;border:1px solid #eee}
 .flag{color:#b00020;font-weight:600} details{margin:6px 0} summary{cursor:pointer}
@@ -198,6 +198,8 @@ def build_report(root: str | Path) -> str:
             if c is None:
                 continue
             reason = c.validation.reason if c.validation is not None and not c.validation.ok else c.note
+            if c.status == "no_code" and c.validation is not None and c.validation.details:
+                reason += " (" + "; ".join(c.validation.details) + ")"
             mc = mean_curves(c)
             flags = ""
             if mc:
