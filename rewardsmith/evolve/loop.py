@@ -33,7 +33,8 @@ from rewardsmith.tasks import Task, UnknownTaskError, get_task
 from rewardsmith.train.candidates import WorkerSettings, train_candidates
 from rewardsmith.train.population import Halving, halving_sizes
 from rewardsmith.train.ppo import PPOConfig
-from rewardsmith.train.runner import WarmWorker
+from rewardsmith.train.runner import WarmWorker, sandbox_policy
+from rewardsmith.train.sandbox import MODES as SANDBOX_MODES, physical_memory_mb, probe as sandbox_probe
 from rewardsmith.validate.isolate import CheckLimits
 from rewardsmith.validate.static import check_source
 
@@ -128,8 +129,18 @@ def _worker_settings(cfg: Mapping[str, Any]) -> WorkerSettings:
     if cache not in (True, False, None):
         raise UserError(f"compile_cache must be true or false, got {cache!r}")
     cache_dir = str(cfg.get("compile_cache_dir") or user_cache_dir("jax")) if cache else None
+    mode = cfg.get("sandbox") or "auto"
+    if mode not in SANDBOX_MODES:
+        raise UserError(f"sandbox must be auto, strict or off, got {mode!r}")
+    memory = cfg.get("sandbox_memory_mb")
+    memory = physical_memory_mb() if memory is None else memory
+    file_mb = cfg.get("sandbox_file_mb", 4096)
+    for key, value in (("sandbox_memory_mb", memory), ("sandbox_file_mb", file_mb)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UserError(f"{key} must be a non-negative integer (0: no cap), got {value!r}")
     return WorkerSettings(timeout_s=_positive_number(cfg, "worker_timeout_s", 1800), limits=limits,
-                          compile_cache_dir=cache_dir)
+                          compile_cache_dir=cache_dir, sandbox=mode, sandbox_memory_mb=memory,
+                          sandbox_file_mb=file_mb)
 
 
 def _check_cfg(cfg: Mapping[str, Any]) -> tuple[Task, PPOConfig, list[int], WorkerSettings]:
@@ -145,6 +156,11 @@ def _check_cfg(cfg: Mapping[str, Any]) -> tuple[Task, PPOConfig, list[int], Work
         raise UserError(f"max_generation_retries must be a non-negative integer, got {retries!r}")
     ppo = ppo_config(task, cfg)
     budget_settings(cfg, ppo)
+    if worker.sandbox == "strict":
+        missing = sandbox_probe().get("missing", ["network", "filesystem"])
+        if missing:
+            raise UserError(f"sandbox=strict: this machine gives the training worker no {' and no '.join(missing)} "
+                            "isolation (user namespaces, Landlock); use sandbox=auto to run without it")
     if _feedback_mode(cfg) not in ("", "terminal", "web", "file"):
         raise UserError(f"feedback must be none, terminal, web or file, got {cfg.get('feedback')!r}")
     if _feedback_mode(cfg) == "terminal" and not sys.stdin.isatty():
@@ -318,7 +334,8 @@ def _ask_feedback(rd: RunDir, cfg: Mapping[str, Any], display) -> None:
 
 def _search(state: SearchState, rd: RunDir, proposer, display, iterations: int) -> dict:
     """The generations and the final evaluation, all trained by one warm worker process."""
-    with WarmWorker(rd.root / "worker") as process:
+    policy = sandbox_policy(state.worker, rd.root / "worker", state.task.source_file)
+    with WarmWorker(rd.root / "worker", policy) as process:
         return Search(state, rd, proposer, display, process).run(iterations)
 
 
@@ -335,6 +352,7 @@ class Search:
         self.max_retries = int(cfg.get("max_generation_retries", 2))
         self.t_start = time.time()
         self.pending_baselines = [b for b in state.baselines.values() if b.status not in ("trained", "failed")]
+        self.sandbox_warned = False
 
     def run(self, iterations: int) -> dict:
         state = self.state
@@ -436,6 +454,7 @@ class Search:
                                             state.worker, self.display, self.process, budget=self.budget_job())
         for c in cands + self.pending_baselines:
             self.rd.write_candidate(c)
+        self.warn_sandbox()
         if self.pending_baselines and not worker_error \
                 and all(b.status in ("trained", "failed") for b in self.pending_baselines):
             self.pending_baselines = []
@@ -451,6 +470,15 @@ class Search:
         sizes = halving_sizes(self.samples, n_base, len(self.state.seeds), halving, self.state.ppo.num_updates)
         return {"kind": "halving", "eta": halving.eta, "rungs": halving.rungs, "sizes": sizes,
                 "protected": [b.id for b in self.state.baselines.values()]}
+
+    def warn_sandbox(self) -> None:
+        """Once per run: say what isolation the worker lacks on this machine."""
+        sb = self.process.sandbox or {}
+        if sb.get("missing") and not self.sandbox_warned:
+            self.sandbox_warned = True
+            self.display.message(f"warning: the training worker runs candidate code without "
+                                 f"{' and '.join(sb['missing'])} isolation here (no user namespaces or Landlock); "
+                                 "the static gate and the keyless worker still apply")
 
     def record(self, gen: int, attempt: int, cands: list[Candidate], worker_error: str, human_text: str,
                feedback: list, wall_s: float) -> GenerationRecord:
@@ -508,6 +536,7 @@ class Search:
         ranked = self.state.ranking(feedback)
         best = ranked[0] if ranked else None
         s = _summary(self.state, self.proposer, best, self.t_start, status, final, feedback)
+        s["sandbox"] = self.process.sandbox
         atomic_write_json(self.rd.root / "summary.json", s)
         if best is not None:
             write_best_reward(self.rd.root / "best_reward.py", best, self.state.task, s)

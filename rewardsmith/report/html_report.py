@@ -104,6 +104,14 @@ def build_report(root: str | Path) -> str:
                      f"{spent.get('baselines', 0):,} by baselines · budget {_e(summary.get('budget', 'uniform'))}"
                      + (f", {spent['stopped_early']} candidate(s) stopped early" if spent.get("stopped_early") else "")))
     rows.append(("selection", _e(summary.get("selection", "fitness"))))
+    sb = summary.get("sandbox")
+    if sb:
+        lim = sb.get("limits") or {}
+        rows.append(("worker sandbox", f"network: {_e(sb.get('network'))} · files: {_e(sb.get('filesystem'))} · "
+                     f"processes: {_e(sb.get('processes'))} · memory cap: "
+                     f"{_e(str(lim.get('memory_mb')) + ' MB' if lim.get('memory_mb') else 'none')}"
+                     + (f" · <span class='flag'>missing: {_e(', '.join(sb['missing']))}</span>"
+                        if sb.get("missing") else "")))
     hf = summary.get("human_feedback")
     if hf:
         ratings = ", ".join(f"{_e(k)} {v:g}" for k, v in sorted(hf["preference_ratings"].items(),

@@ -12,7 +12,7 @@ from rewardsmith.records import Candidate, MemberResult, Validation
 from rewardsmith.rundir import RunDir, atomic_write_json
 from rewardsmith.tasks import Task
 from rewardsmith.train.ppo import MAX_COMPONENTS, PPOConfig
-from rewardsmith.train.runner import WarmWorker, WorkerError, run_worker
+from rewardsmith.train.runner import WarmWorker, WorkerError, run_worker, sandbox_policy
 from rewardsmith.validate.isolate import CheckLimits
 
 
@@ -24,6 +24,9 @@ class WorkerSettings:
     limits: CheckLimits
     compile_cache_dir: str | None  # JAX's persistent compilation cache; None = off
     population_size: int | None = None  # members of a full generation (candidates and baselines x seeds)
+    sandbox: str = "auto"  # the worker's OS isolation: auto, strict or off (see train/sandbox.py)
+    sandbox_memory_mb: int = 0  # the worker's address-space cap (0: none)
+    sandbox_file_mb: int = 4096  # the largest file the worker may write
 
 
 
@@ -78,8 +81,11 @@ def train_candidates(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOCon
 
     workdir = workdir or rd.gen_dir(gen) / "worker" / f"attempt_{attempt}"
     try:
-        runner = process.run if process is not None else run_worker
-        result = runner(job, workdir, timeout_s=worker.timeout_s, on_event=on_event)
+        if process is not None:
+            result = process.run(job, workdir, timeout_s=worker.timeout_s, on_event=on_event)
+        else:
+            result = run_worker(job, workdir, timeout_s=worker.timeout_s, on_event=on_event,
+                                policy=sandbox_policy(worker, workdir, task.source_file))
     except WorkerError as e:
         for c in cands:
             c.status = "failed"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from rewardsmith.rundir import atomic_write_json, read_json
+from rewardsmith.train.sandbox import ENV as SANDBOX_ENV, Policy
 
 # Variables the worker inherits. Everything else is dropped, and even these are dropped when their
 # name looks like a credential.
@@ -22,7 +23,7 @@ _ENV_ALLOW = re.compile(
     r"^(PATH|HOME|USER|LANG|LANGUAGE|LC_[A-Z]+|TZ|TMPDIR|TEMP|TMP|PYTHONPATH|PYTHONHASHSEED|PYTHONUTF8|"
     r"VIRTUAL_ENV|XLA_FLAGS|JAX_[A-Z0-9_]+|TF_CPP_MIN_LOG_LEVEL|CUDA_VISIBLE_DEVICES|NVIDIA_[A-Z_]+|"
     r"LD_LIBRARY_PATH|MUJOCO_GL|PYOPENGL_PLATFORM|OMP_NUM_THREADS|OPENBLAS_[A-Z0-9_]+|MKL_NUM_THREADS|"
-    r"REWARDSMITH_CPU_DEVICES|REWARDSMITH_TASK_PATH|SYSTEMROOT)$")
+    r"REWARDSMITH_CPU_DEVICES|REWARDSMITH_TASK_PATH|REWARDSMITH_TEST_ONLY_UNGUARDED_REWARDS|SYSTEMROOT)$")
 _SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION", re.IGNORECASE)
 
 
@@ -35,8 +36,24 @@ def worker_env(base: dict[str, str] | None = None) -> dict[str, str]:
     return {k: v for k, v in base.items() if _ENV_ALLOW.match(k) and not _SECRET.search(k)}
 
 
+def _writable(write_dir: Path, compile_cache_dir: str | None) -> tuple[str, ...]:
+    """What a worker may write: beneath its own directory and the compilation cache (created here)."""
+    write = [str(Path(write_dir).resolve())]
+    if compile_cache_dir:
+        Path(compile_cache_dir).mkdir(parents=True, exist_ok=True)
+        write.append(str(Path(compile_cache_dir).resolve()))
+    return tuple(write)
+
+
+def sandbox_policy(settings, write_dir: Path, task_file: str | None = None) -> Policy:
+    """The worker's OS isolation for a run's worker settings."""
+    read = [str(Path(task_file).resolve().parent)] if task_file else []
+    return Policy(mode=settings.sandbox, write=_writable(write_dir, settings.compile_cache_dir), read=tuple(read),
+                  memory_mb=int(settings.sandbox_memory_mb or 0), file_mb=int(settings.sandbox_file_mb or 0))
+
+
 def run_worker(job: dict, workdir: Path, *, timeout_s: float,
-               on_event: Callable[[dict], None] | None = None) -> dict:
+               on_event: Callable[[dict], None] | None = None, policy: Policy | None = None) -> dict:
     """Run one job in a fresh worker process; return its result or raise WorkerError."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -45,7 +62,8 @@ def run_worker(job: dict, workdir: Path, *, timeout_s: float,
         result_path.unlink()
     atomic_write_json(job_path, job)
     with open(log_path, "w", encoding="utf-8") as log:
-        proc = _start_worker([str(job_path), str(result_path)], log, workdir, stdin=subprocess.DEVNULL)
+        proc = _start_worker([str(job_path), str(result_path)], log, workdir, stdin=subprocess.DEVNULL,
+                             policy=policy or Policy(mode="auto", write=_writable(workdir, job.get("compile_cache_dir"))))
         reader = threading.Thread(target=_pump, args=(proc, on_event, log), daemon=True)
         reader.start()
         t0 = time.monotonic()
@@ -66,9 +84,14 @@ def run_worker(job: dict, workdir: Path, *, timeout_s: float,
     return read_json(result_path)
 
 
-def _start_worker(args: list[str], log, cwd: Path, stdin) -> subprocess.Popen:
-    """A worker process with the scrubbed environment, in a session of its own (killed as a group)."""
+def _start_worker(args: list[str], log, cwd: Path, stdin, policy: Policy) -> subprocess.Popen:
+    """A worker process with the scrubbed environment, in a session of its own (killed as a group),
+    told its sandbox policy; its temporary files go beneath its own directory."""
     env = worker_env()
+    env[SANDBOX_ENV] = policy.to_env()
+    tmp = Path(cwd) / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    env["TMPDIR"] = env["MPLCONFIGDIR"] = str(tmp.resolve())
     # the worker imports this very package; make sure it can when running from a source tree
     pkg_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH", "")) if p)
@@ -83,8 +106,10 @@ class WarmWorker:
     code. A job past its timeout kills it; a crash ends it; either way the job fails with one line
     and the next job starts a fresh worker. Logs: ``log_dir/worker-<n>.log``."""
 
-    def __init__(self, log_dir: str | os.PathLike):
+    def __init__(self, log_dir: str | os.PathLike, policy: Policy | None = None):
         self.log_dir = Path(log_dir)
+        self.policy = policy or Policy(mode="auto", write=(str(self.log_dir.resolve()),))
+        self.sandbox: dict | None = None  # what the worker's sandbox applied, as it reported
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self._events: queue.SimpleQueue = queue.SimpleQueue()
@@ -101,7 +126,7 @@ class WarmWorker:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._log_path = self.log_dir / f"worker-{self.starts}.log"
         with open(self._log_path, "w", encoding="utf-8") as log:
-            self.proc = _start_worker(["--serve"], log, self.log_dir, stdin=subprocess.PIPE)
+            self.proc = _start_worker(["--serve"], log, self.log_dir, stdin=subprocess.PIPE, policy=self.policy)
         self._events = queue.SimpleQueue()
         threading.Thread(target=_pump_queue, args=(self.proc, self._events, self._log_path), daemon=True).start()
 
@@ -110,7 +135,10 @@ class WarmWorker:
         """Run one job; return its result or raise WorkerError."""
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        job_path, result_path = workdir / "job.json", workdir / "result.json"
+        # the record in ``workdir``; the worker reads and writes only beneath its own directory
+        atomic_write_json(workdir / "job.json", job)
+        io = self.log_dir / "io"
+        job_path, result_path = io / "job.json", io / "result.json"
         if result_path.exists():
             result_path.unlink()
         atomic_write_json(job_path, job)
@@ -141,7 +169,11 @@ class WarmWorker:
                     raise WorkerError(f"training worker failed: {event.get('error')} (log: {self._log_path})")
                 if not result_path.exists():
                     raise WorkerError(f"training worker wrote no result (log: {self._log_path})")
-                return read_json(result_path)
+                result = read_json(result_path)
+                os.replace(result_path, workdir / "result.json")
+                return result
+            if event.get("event") == "sandbox":
+                self.sandbox = {k: v for k, v in event.items() if k != "event"}
             if on_event is not None:
                 try:
                     on_event(event)

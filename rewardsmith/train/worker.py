@@ -21,6 +21,8 @@ def _configure_devices() -> None:
 
 
 _CHECKER = None  # the candidate checker process, kept for this worker's life
+_NO_SPAWN = False  # set once this process may start no more processes (the sandbox's seccomp filter)
+_SANDBOX: dict = {}  # what the sandbox applied to this worker
 
 
 def emit(event: str, **data) -> None:
@@ -47,6 +49,16 @@ def run_job(job: dict) -> dict:
 
     import jax
     import numpy as np
+
+    global _NO_SPAWN
+    checker_up = _CHECKER.proc is not None and _CHECKER.proc.poll() is None
+    if _SANDBOX.get("mode", "off") != "off" and not _NO_SPAWN and checker_up and jax.default_backend() == "cpu":
+        # the checker runs: from here on no new process (GPU compilers may need subprocesses)
+        from rewardsmith.train.sandbox import forbid_new_processes
+
+        _NO_SPAWN = forbid_new_processes()
+        _SANDBOX["processes"] = _SANDBOX.get("processes", "none") + ("; seccomp: no new processes" if _NO_SPAWN else "")
+        emit("sandbox", **_SANDBOX)
 
     if job.get("compile_cache_dir"):
         # the trainer is compiled once per task and settings: later runs load it from disk
@@ -193,11 +205,23 @@ def serve() -> int:
             sys.stderr.flush()
             msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
             emit("job_done", ok=False, error=f"{type(e).__name__}: {msg}"[:400])
+            if _NO_SPAWN and (_CHECKER is None or _CHECKER.proc is None or _CHECKER.proc.poll() is not None):
+                return 3  # the checker is gone and this process may not start another: a fresh worker will
     return 0
+
+
+def _enter_sandbox() -> None:
+    """Network, process, filesystem and resource isolation, before anything heavy is imported."""
+    from rewardsmith.train.sandbox import Policy, enter
+
+    _SANDBOX.update(enter(Policy.from_env()))
+    emit("sandbox", **_SANDBOX)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv in (["--serve"], []) or len(argv) == 2:
+        _enter_sandbox()
     if argv == ["--serve"]:
         _configure_devices()
         return serve()

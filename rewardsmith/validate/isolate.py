@@ -211,6 +211,9 @@ def _child(cand: dict, schema, max_components: int, limits: CheckLimits, wfd: in
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; a write past the limit ends the child
+    from rewardsmith.train.sandbox import forbid_new_processes
+
+    forbid_new_processes()  # candidate code starts no process (where the kernel allows the filter)
     from rewardsmith.validate.trace import shape_check_schema
 
     try:

@@ -6,6 +6,7 @@ import ast
 import builtins
 import math
 import importlib
+import os
 import sys
 import traceback
 from typing import Any, Callable
@@ -67,9 +68,15 @@ def compile_reward(source: str, name: str):
     return compile(ast.fix_missing_locations(tree), f"<reward {name}>", "exec", dont_inherit=True)
 
 
+# Test-only hook (tests/test_sandbox.py): run candidate code with the full builtins, as if the
+# in-process defences had a hole, to show what the OS sandbox alone still stops. Never a setting.
+UNGUARDED_TEST_HOOK = "REWARDSMITH_TEST_ONLY_UNGUARDED_REWARDS"
+
+
 def load_reward_fn(source: str, name: str = "candidate") -> Callable:
     """Execute reward source in a namespace with allow-listed builtins; return compute_reward."""
-    namespace: dict[str, Any] = {"__builtins__": safe_builtins(), "__name__": f"rewardsmith_reward_{name}"}
+    table = builtins.__dict__ if os.environ.get(UNGUARDED_TEST_HOOK) == "1" else safe_builtins()
+    namespace: dict[str, Any] = {"__builtins__": table, "__name__": f"rewardsmith_reward_{name}"}
     try:
         exec(compile_reward(source, name), namespace)
     except Exception as e:  # noqa: BLE001 - any failure is the candidate's

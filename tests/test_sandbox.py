@@ -1,0 +1,180 @@
+"""The worker's OS sandbox on its own: the static gate and the restricted builtins switched off by a
+test-only hook, hostile candidates run in the worker and its checker, and nothing reaches outside."""
+
+import json
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from rewardsmith.evolve import loop
+from rewardsmith.evolve.loop import run
+from rewardsmith.propose.base import Proposal, Proposer
+from rewardsmith.tasks import get_task
+from rewardsmith.train import sandbox
+from rewardsmith.validate.load import UNGUARDED_TEST_HOOK
+
+from conftest import tiny_cfg
+
+REWARD = '''
+import jax.numpy as jnp
+
+
+def compute_reward(state, action, next_state):
+    r = jnp.cos(next_state.theta)
+    return r, {"upright": r}
+'''
+
+# acts at load time: in the checker's child process first, or (worker_only) only in the training
+# worker itself, where the trainer is loaded
+TEMPLATE = '''import sys
+
+
+def _act():
+{action}
+
+
+if {everywhere} or "rewardsmith.train.population" in sys.modules:
+    _act()
+''' + REWARD
+
+SLEEP = "97.25"  # a sleep no other process on the machine runs
+
+
+def payloads(outside: Path, secret: Path, port: int) -> dict[str, str]:
+    actions = {
+        "write outside": f"    open({str(outside)!r}, 'w').write('escaped')",
+        "read outside": f"    print(open({str(secret)!r}).read())",
+        "connect": f"    import socket\n    socket.create_connection(('127.0.0.1', {port}), timeout=3).sendall(b'hi')",
+        "spawn loop": f"    import subprocess\n    for _ in range(20):\n        subprocess.Popen(['sleep', '{SLEEP}'])",
+        "memory": "    x = bytearray(40 * 1024 ** 3)",
+    }
+    out = {}
+    for name, action in actions.items():
+        for where, everywhere in (("checker", "True"), ("worker", "False")):
+            out[f"{name} ({where})"] = TEMPLATE.replace("{action}", action).replace("{everywhere}", everywhere)
+    return out
+
+
+class _Fixed(Proposer):
+    label, origin = "fixed test proposer", "test:fixed"
+
+    def __init__(self, sources):
+        self.sources = sources
+
+    def propose(self, ctx):
+        out, self.sources = [Proposal(source=s) for s in self.sources], []
+        return out
+
+
+def _sleepers() -> list[int]:
+    pids = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if (p / "cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", SLEEP.encode()]:
+                    pids.append(int(p.name))
+            except OSError:
+                pass
+    return pids
+
+
+@pytest.fixture(scope="module")
+def available():
+    got = sandbox.probe()
+    if got.get("missing"):
+        pytest.skip(f"this machine gives no {got['missing']} isolation")
+    return got
+
+
+def test_hostile_code_without_gate_has_no_effect_outside_the_worker(tmp_path, monkeypatch, available):
+    outside, secret = tmp_path / "outside.txt", tmp_path / "secret.txt"
+    secret.write_text("the-secret-4f1c9")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    connections = []
+    stop = threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                connections.append(listener.accept())
+            except OSError:
+                pass
+
+    threading.Thread(target=accept, daemon=True).start()
+    hostile = payloads(outside, secret, listener.getsockname()[1])
+    task = get_task("cartpole")
+    sources = [task.human_reward] + list(hostile.values())
+    # the hook: no static gate in the loop, full builtins in the worker and the checker
+    monkeypatch.setattr(loop, "check_source", lambda *a, **k: [])
+    monkeypatch.setenv(UNGUARDED_TEST_HOOK, "1")
+    monkeypatch.setattr(loop, "make_proposer", lambda *a, **k: _Fixed(list(sources)))
+    cfg = tiny_cfg(iterations=1, samples=len(sources), baselines=False, check_cpu_s=5, check_memory_mb=1024,
+                   max_generation_retries=0, sandbox_memory_mb=12000)
+    try:
+        summary = run(cfg, tmp_path / "run")
+    finally:
+        stop.set()
+    records = {json.loads(p.read_text())["source"]: json.loads(p.read_text())
+               for p in (tmp_path / "run").rglob("candidate.json")}
+    # the run completed and the good candidate trained beside the hostile ones
+    assert summary["status"] == "complete"
+    assert records[task.human_reward]["status"] == "trained"
+    assert summary["sandbox"]["network"].startswith("namespace") and summary["sandbox"]["filesystem"].startswith(
+        "landlock") and summary["sandbox"]["limits"]["memory_mb"] == 12000
+    expected = {"write outside": "PermissionError", "read outside": "PermissionError", "connect": "OSError",
+                "spawn loop": "PermissionError", "memory": "MemoryError"}
+    for name, src in hostile.items():
+        rec = records[src]
+        reason = rec["validation"]["reason"]
+        assert rec["status"] == "rejected", (name, rec["status"], reason)
+        assert expected[name.split(" (")[0]] in reason, (name, reason)
+    # nothing happened outside the worker
+    assert not outside.exists()
+    assert connections == []
+    assert _sleepers() == []
+    leaked = [p for p in (tmp_path / "run").rglob("*") if p.is_file() and b"the-secret-4f1c9" in p.read_bytes()]
+    assert leaked == []
+    # the worker wrote only beneath its own directory (and the compile cache)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "secret.txt"]
+    listener.close()
+
+
+def test_worker_writes_only_in_its_own_directory_and_keeps_working(tmp_path, available):
+    """Landlock's effect on an ordinary run: job files under <run>/worker, records where they were."""
+    summary = run(tiny_cfg(iterations=1, samples=2), tmp_path / "run")
+    assert summary["status"] == "complete" and summary["sandbox"]["missing"] == []
+    assert "seccomp: no new processes" in summary["sandbox"]["processes"]
+    attempt = tmp_path / "run" / "generations" / "gen_00" / "worker" / "attempt_0"
+    assert (attempt / "job.json").is_file() and (attempt / "result.json").is_file()
+
+
+def test_strict_mode_refuses_where_isolation_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(loop, "sandbox_probe", lambda: {"missing": ["network"]})
+    from rewardsmith.errors import UserError
+
+    with pytest.raises(UserError, match="sandbox=strict: this machine gives the training worker no network"):
+        run(tiny_cfg(sandbox="strict"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(UserError, match="sandbox must be auto, strict or off"):
+        run(tiny_cfg(sandbox="maybe"), tmp_path / "run")
+
+
+def test_no_new_processes_filter_keeps_threads(tmp_path):
+    """The seccomp filter alone, in a child: threads start, processes do not."""
+    import subprocess
+    import sys
+
+    code = ("import os, subprocess, threading; from rewardsmith.train.sandbox import forbid_new_processes\n"
+            "assert forbid_new_processes()\n"
+            "t = threading.Thread(target=lambda: None); t.start(); t.join()\n"
+            "for f in (lambda: subprocess.run(['true']), os.fork):\n"
+            "    try:\n        f(); print('spawned')\n    except PermissionError:\n        print('refused')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    if "assert" in out.stderr:
+        pytest.skip("no seccomp on this machine")
+    assert out.stdout.split() == ["refused", "refused"], out.stderr
