@@ -4,6 +4,7 @@ candidate; the good candidate of the same generation still trains, within second
 worker timeout; ``load_reward`` executes nothing from a rejected file."""
 
 import json
+import math
 import random
 import re
 import time
@@ -124,44 +125,120 @@ def test_gate_refuses_bombs_with_a_reason(name):
     assert any(expected in v.message for v in violations), [str(v) for v in violations]
 
 
+def _idiom(body: str, before: str = "", sig: str = "def compute_reward(state, action, next_state):") -> str:
+    lines = "\n".join("    " + ln for ln in body.strip().splitlines())
+    return (before + "\n\n" if before else "") + sig + "\n" + lines + "\n"
+
+
+_R = "r = 1.0 - jnp.abs(next_state.theta)\nreturn r, {'upright': r}"
+# One harmless idiom each, as LLMs write them every day (the 17 the gate used to refuse).
 IDIOMS = {
-    "annotations": "from typing import Dict, Tuple\n\n\ndef compute_reward(state, action, next_state) -> "
-                   "Tuple[jnp.ndarray, Dict[str, jnp.ndarray]]:\n    r: float = 1.0 - jnp.abs(next_state.theta)\n"
-                   "    return r, {'upright': r}\n",
-    "jit": "@jax.jit\ndef compute_reward(state, action, next_state):\n    r = 1.0 - jnp.abs(next_state.theta)\n"
-           "    return r, {'upright': r}\n",
-    "items": "def compute_reward(state, action, next_state):\n    c = {'a': -jnp.abs(next_state.x), "
-             "'b': -jnp.abs(next_state.theta)}\n    total = 0.0\n    for k, v in c.items():\n"
-             "        total = total + v\n    return total, c\n",
-    "values sum genexp": "def compute_reward(state, action, next_state):\n    c = {'a': -jnp.abs(next_state.x)}\n"
-                         "    return sum(v for v in c.values()), c.copy()\n",
-    "default arg": "def helper(x, scale=0.5):\n    return jnp.exp(-x / scale)\n\n\ndef compute_reward(state, "
-                   "action, next_state):\n    r = helper(jnp.abs(next_state.theta))\n    return r, {'r': r}\n",
-    "module constants": "W = jnp.array([1.0, 0.1])\nDEG = math.pi / 180\n\n\ndef compute_reward(state, action, "
-                        "next_state):\n    r = W[0] * jnp.cos(next_state.theta) - W[1] * DEG\n"
-                        "    return r, {'r': r}\n",
-    "range len": "def compute_reward(state, action, next_state):\n    parts = [next_state.x, next_state.theta]\n"
-                 "    total = 0.0\n    for i in range(len(parts)):\n        total = total - jnp.abs(parts[i])\n"
-                 "    return total, {'t': total}\n",
-    "f-string names": "def compute_reward(state, action, next_state):\n    c = {}\n    for i, v in "
-                      "enumerate((next_state.x, next_state.theta)):\n        c[f'term_{i}'] = -jnp.abs(v)\n"
-                      "    return c['term_0'] + c['term_1'], c\n",
+    "return annotation Tuple": _idiom(_R, "from typing import Dict, Tuple",
+                                      "def compute_reward(state, action, next_state) -> Tuple[jnp.ndarray, "
+                                      "Dict[str, jnp.ndarray]]:"),
+    "parameter annotations": _idiom(_R, "from typing import Any",
+                                    "def compute_reward(state: Any, action: jnp.ndarray, next_state: Any):"),
+    "variable annotation": _idiom("r: float = 1.0 - jnp.abs(next_state.theta)\nreturn r, {'upright': r}"),
+    "future annotations": "from __future__ import annotations\n" + HEADER + _idiom(
+        _R, sig="def compute_reward(state, action, next_state) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:"),
+    "jit decorator": _idiom(_R, sig="@jax.jit\ndef compute_reward(state, action, next_state):"),
+    "items": _idiom("c = {'a': -jnp.abs(next_state.x), 'b': -jnp.abs(next_state.theta)}\ntotal = 0.0\n"
+                    "for k, v in c.items():\n    total = total + v\nreturn total, c"),
+    "values": _idiom("c = {'a': -jnp.abs(next_state.x)}\ntotal = 0.0\nfor v in c.values():\n"
+                     "    total = total + v\nreturn total, c"),
+    "keys": _idiom("c = {'a': -jnp.abs(next_state.x)}\nout = {}\nfor k in c.keys():\n    out[k] = c[k]\n"
+                   "return out['a'], out"),
+    "copy": _idiom("c = {'a': -jnp.abs(next_state.x)}\nd = c.copy()\nv = next_state.theta.copy()\n"
+                   "return d['a'] - jnp.abs(v), d"),
+    "literal default": _idiom("r = helper(jnp.abs(next_state.theta))\nreturn r, {'r': r}",
+                              "def helper(x, scale=0.5, mode='exp', w=(1.0, 2.0)):\n    return jnp.exp(-x / scale) * w[0]"),
+    "jnp.array constant": _idiom("r = W[0] * jnp.cos(next_state.theta) - W[1] * jnp.abs(next_state.x)\n"
+                                 "return r, {'r': r}", "W = jnp.array([1.0, 0.1])"),
+    "math constant": _idiom("r = jnp.cos(next_state.theta) - jnp.abs(next_state.theta) * DEG\nreturn r, {'r': r}",
+                            "DEG = math.pi / 180"),
+    "range len action": _idiom("total = 1.0\nfor i in range(len(action)):\n    total = total - 0.01 * action[i] ** 2\n"
+                               "return total, {'t': total}"),
+    "sum genexp": _idiom("parts = (next_state.x, next_state.theta)\nr = -sum(jnp.abs(p) for p in parts)\n"
+                         "return r, {'r': r}"),
+    "f-string names": _idiom("c = {}\nfor i, v in enumerate((next_state.x, next_state.theta)):\n"
+                             "    c[f'term_{i}'] = -jnp.abs(v)\nreturn c['term_0'] + c['term_1'], c"),
+    "zip": _idiom("r = 0.0\nfor w, v in zip((1.0, 2.0), (next_state.x, next_state.theta)):\n"
+                  "    r = r - w * jnp.abs(v)\nreturn r, {'r': r}"),
+    "docstring and comments": '"""Keep the pole up."""\n' + HEADER + _idiom(
+        '"""Upright bonus."""\n# near 1 when upright\n' + _R),
 }
+assert len(IDIOMS) == 17
 
 
 @pytest.mark.parametrize("name", sorted(IDIOMS))
 def test_gate_accepts_harmless_idioms(name):
-    src = HEADER + "\n" + IDIOMS[name]
-    assert check_source(src, CARTPOLE_FIELDS) == []
+    assert check_source(_with_header(IDIOMS[name]), CARTPOLE_FIELDS) == []
 
 
-def test_idioms_load_trace_and_match(tmp_path):
-    from rewardsmith.train.ppo import MAX_COMPONENTS
+def _with_header(src: str) -> str:
+    return src if "import jax.numpy" in src else HEADER + "\n" + src
 
-    task = get_task("cartpole")
-    cands = [(n.replace(" ", "_"), HEADER + "\n" + src) for n, src in IDIOMS.items()]
-    res = check_isolated(cands, task.schema.to_json(), MAX_COMPONENTS)
-    assert all(v.ok for v in res.values()), {k: v.reason for k, v in res.items() if not v.ok}
+
+def test_idioms_pass_the_gate_and_the_checker_and_train(tmp_path, monkeypatch):
+    """All 17 idioms in one real generation: each passes the gate and the isolated trace check, and trains."""
+    sources = [_with_header(src) for src in IDIOMS.values()]
+    monkeypatch.setattr(loop, "make_proposer", lambda *a, **k: _FixedProposer(list(sources)))
+    summary = run(tiny_cfg(iterations=1, samples=len(sources), baselines=False, max_generation_retries=0),
+                  tmp_path / "run")
+    records = {json.loads(p.read_text())["source"]: json.loads(p.read_text())
+               for p in (tmp_path / "run").rglob("candidate.json")}
+    assert summary["status"] == "complete" and len(records) == 17
+    for name, src in zip(IDIOMS, sources):
+        rec = records[src]
+        assert rec["status"] == "trained", (name, rec["status"], rec["validation"])
+        assert rec["fitness"] is not None and math.isfinite(rec["fitness"]), name
+
+
+TORCH = {  # a PyTorch or Isaac Gym idiom -> the fix the gate's answer names
+    "clamp": ("r = next_state.theta.clamp(-1.0, 1.0)", "attribute 'clamp' is not allowed: use jnp.clip(x, low, high)"),
+    "norm dim": ("r = -jnp.linalg.norm(action, dim=-1)", "keyword dim= is PyTorch's; JAX uses axis="),
+    "norm method": ("r = -action.norm()", "attribute 'norm' is not allowed: use jnp.linalg.norm(x, axis=...)"),
+    "unsqueeze": ("r = jnp.sum(action.unsqueeze(-1))", "use x[..., None] or jnp.expand_dims(x, axis)"),
+    "keepdim": ("r = jnp.sum(action, keepdim=True)", "keyword keepdim= is PyTorch's; JAX uses keepdims="),
+    "torch function": ("r = torch.clamp(next_state.theta, -1.0, 1.0)", "unknown name 'torch': PyTorch is not available"),
+    "detach": ("r = next_state.theta.detach()", "attribute 'detach' is not allowed: not needed in JAX"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TORCH))
+def test_pytorch_idioms_are_answered_with_the_fix(name):
+    body, expected = TORCH[name]
+    violations = check_source(reward(body + "\nr = r * 1.0"), CARTPOLE_FIELDS)
+    assert any(expected in v.message for v in violations), [str(v) for v in violations]
+
+
+def test_torch_imports_and_jit_script_are_answered_with_the_fix():
+    src = ("import torch\n\n\n@torch.jit.script\ndef compute_reward(state, action, next_state):\n"
+           "    r = torch.cat([action, action]).sum() + torch.exp(next_state.x)\n    return r, {'r': r}\n")
+    msgs = [v.message for v in check_source(src, CARTPOLE_FIELDS)]
+    assert any(m.startswith("import of 'torch' is not allowed: PyTorch is not available here") for m in msgs), msgs
+    assert "@torch.jit.script is not needed: the reward is traced and compiled with jax.jit already; " \
+           "remove the decorator" in msgs
+    assert "torch.cat is not allowed: use jnp.concatenate" in msgs
+    assert "torch.exp is not allowed: use jnp.exp" in msgs
+
+
+def test_isaac_names_are_answered_with_the_field_to_read():
+    fields = get_task("ant").schema.names
+    src = (HEADER + "\n\ndef compute_reward(state, action, next_state):\n"
+           "    r = next_state.potentials - next_state.prev_potentials + next_state.up_proj + next_state.heading_proj\n"
+           "    return r, {'r': r}\n")
+    msgs = [v.message for v in check_source(src, fields)]
+    assert any("no field 'prev_potentials': use state.potentials" in m for m in msgs), msgs
+    assert any("no field 'up_proj': use next_state.up_vec[2]" in m for m in msgs), msgs
+    assert any("no field 'heading_proj': use next_state.heading_vec[0]" in m for m in msgs), msgs
+    # where the schema lacks the field a hint would name, the answer lists the fields instead
+    msgs = [v.message for v in check_source(src.replace("next_state.potentials - ", ""), CARTPOLE_FIELDS)]
+    assert any("no field 'up_proj'; fields:" in m for m in msgs), msgs
+    eureka = (HEADER + "\n\ndef compute_reward(root_states, actions, dt):\n    r = root_states[7]\n"
+              "    return r, {'r': r}\n")
+    msgs = [v.message for v in check_source(eureka, fields)]
+    assert any("an Eureka-style signature: read those as fields, e.g. next_state.root_states" in m for m in msgs)
 
 
 # -- the checker itself never raises ---------------------------------------------------------------

@@ -1,10 +1,12 @@
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from rewardsmith.evaluate.final import hns
 from rewardsmith.evolve import run
 from rewardsmith.report import build_report
 
@@ -26,8 +28,13 @@ def test_final_evaluation_and_hns(finished_run):
         assert final[k]["fitness_mean"] is not None and final[k]["fitness_std"] is not None
         assert len(final[k]["per_seed"]) == 2
     b, h, s = (final[k]["fitness_mean"] for k in ("best", "human", "sparse"))
+    # both branches asserted: a score where the baselines differ, none (not a division by ~0) where they tie
     if abs(h - s) > 1e-12:
         assert summary["human_normalised_score"] == pytest.approx((b - s) / abs(h - s))
+    else:
+        assert summary["human_normalised_score"] is None
+    assert hns(b, h, h) is None
+    assert hns(3.0, 2.0, 0.0) == pytest.approx(1.5) and hns(-1.0, 2.0, 4.0) == pytest.approx(-2.5)
     assert summary["hns_formula"] == "HNS = (F_candidate - F_sparse) / |F_human - F_sparse|"
     assert json.loads((root / "final" / "final.json").read_text())["best"]["id"] == summary["best_candidate_id"]
 
@@ -42,7 +49,8 @@ def test_report_is_self_contained_and_complete(finished_run):
     assert summary["best_candidate_id"] in page and "human-normalised score" in page
     assert "generation 0" in page and "generation 1" in page
     assert "feedback text built from this generation" in page
-    assert "def</span> <span" in page or "compute_reward" in page  # highlighted code
+    # the best reward's code, highlighted: keyword and function name each in a styled span
+    assert re.search(r'<span style="[^"]+">def</span>\s*<span style="[^"]+">compute_reward</span>', page)
 
 
 def test_report_cli_regenerates_from_run_dir_alone(finished_run, tmp_path):

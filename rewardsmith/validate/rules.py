@@ -127,3 +127,67 @@ def qualified_allowed(qname: str) -> bool:
     if len(parts) == 3:
         return parts[2] in names
     return len(parts) == 4 and parts[1:3] == ["numpy", "linalg"] and parts[3] in JNP_LINALG_ALLOW
+
+
+# -- hints: what to write instead, for code written against PyTorch or Isaac Gym ----------------------
+# Array methods PyTorch has and JAX arrays do not (or spell differently).
+TORCH_METHOD_HINTS = {
+    "clamp": "use jnp.clip(x, low, high)",
+    "clamp_min": "use jnp.maximum(x, low)",
+    "clamp_max": "use jnp.minimum(x, high)",
+    "norm": "use jnp.linalg.norm(x, axis=...)",
+    "unsqueeze": "use x[..., None] or jnp.expand_dims(x, axis)",
+    "view": "use x.reshape(...)",
+    "pow": "use x ** n",
+    "float": "use x.astype(jnp.float32)",
+    "masked_fill": "use jnp.where(mask, value, x)",
+    "item": "not needed: return the array",
+    "detach": "not needed in JAX: remove it",
+    "cpu": "not needed in JAX: remove it",
+    "cuda": "not needed in JAX: remove it",
+    "to": "not needed in JAX: remove it",
+    "numel": "use x.size",
+    "dim": "use x.ndim",
+}
+# torch functions whose JAX name differs; any other torch.<f> maps to jnp.<f> where that exists.
+TORCH_FUNCTION_HINTS = {
+    "clamp": "jnp.clip", "clip": "jnp.clip", "norm": "jnp.linalg.norm", "cat": "jnp.concatenate",
+    "unsqueeze": "jnp.expand_dims", "Tensor": "jax.Array", "tensor": "jnp.array", "pow": "jnp.power",
+    "atan2": "jnp.arctan2", "acos": "jnp.arccos", "asin": "jnp.arcsin", "atan": "jnp.arctan",
+    "logical_and": "jnp.logical_and", "square": "jnp.square", "sigmoid": "jax.nn.sigmoid",
+}
+# keyword arguments PyTorch spells differently
+TORCH_KEYWORD_HINTS = {"dim": "axis=", "keepdim": "keepdims="}
+TORCH_DECORATOR_HINT = ("@torch.jit.script is not needed: the reward is traced and compiled with jax.jit "
+                        "already; remove the decorator")
+TORCH_MODULE_HINT = "PyTorch is not available here: write JAX (`import jax.numpy as jnp`; torch.X is mostly jnp.X)"
+
+# Isaac Gym / Eureka names that are not fields of a schema: the field to read instead (offered only where
+# the task's schema has that field).
+ISAAC_FIELD_HINTS = {
+    "prev_potentials": ("potentials", "use state.potentials (before the step) and next_state.potentials (after)"),
+    "up_proj": ("up_vec", "use next_state.up_vec[2] (the torso's up axis projected on world z)"),
+    "heading_proj": ("heading_vec", "use next_state.heading_vec[0] (the facing direction projected on +x)"),
+    "velocity": ("torso_vel", "use next_state.torso_vel (world frame)"),
+    "ang_velocity": ("torso_ang_vel", "use next_state.torso_ang_vel (world frame)"),
+    "torso_position": ("torso_pos", "use next_state.torso_pos"),
+    "torso_rotation": ("torso_rot", "use next_state.torso_rot (w, x, y, z)"),
+    "progress_buf": ("step", "use next_state.step"),
+    "actions": (None, "the action is the `action` argument"),
+    "obs_buf": (None, "read the named fields instead of the observation buffer"),
+}
+# Eureka's reward signature names its inputs; here they are fields of `state` / `next_state`.
+EUREKA_PARAMS = frozenset({"root_states", "dof_pos", "dof_vel", "actions", "targets", "potentials",
+                           "prev_potentials", "up_vec", "heading_vec", "dt", "obs_buf", "progress_buf",
+                           "object_rot", "goal_rot", "object_pos", "goal_pos", "torso_position"})
+
+
+def torch_function_hint(name: str) -> str:
+    """``torch.<name>`` -> what to write in JAX."""
+    if name in TORCH_FUNCTION_HINTS:
+        return f"use {TORCH_FUNCTION_HINTS[name]}"
+    if name in JNP_ALLOW:
+        return f"use jnp.{name}"
+    if name in ("jit", "no_grad"):
+        return "not needed in JAX: remove it"
+    return "PyTorch is not available here; write it with jnp"

@@ -338,7 +338,9 @@ class _Checker(cst.CSTVisitor):
 
     def visit_Decorator(self, node: cst.Decorator) -> bool:
         names = self._qualified(node.decorator) if isinstance(node.decorator, (cst.Name, cst.Attribute)) else set()
-        if not names & rules.ALLOWED_DECORATORS:
+        if _dotted(node.decorator).startswith("torch."):
+            self._add(node, rules.TORCH_DECORATOR_HINT)
+        elif not names & rules.ALLOWED_DECORATORS:
             self._add(node, f"decorators are not allowed (only {', '.join(sorted(rules.ALLOWED_DECORATORS))})")
         return False
 
@@ -364,7 +366,9 @@ class _Checker(cst.CSTVisitor):
             self._add(node, "imports are only allowed at module level")
         for alias in node.names:
             name = _dotted(alias.name)
-            if name not in rules.ALLOWED_MODULES:
+            if name.split(".")[0] == "torch":
+                self._add(alias, f"import of {name!r} is not allowed: {rules.TORCH_MODULE_HINT}")
+            elif name not in rules.ALLOWED_MODULES:
                 self._add(alias, f"import of {name!r} is not allowed (allowed: {', '.join(sorted(rules.ALLOWED_MODULES))})")
             if alias.asname is not None:
                 self.module_aliases.add(alias.asname.name.value)  # type: ignore[union-attr]
@@ -387,7 +391,9 @@ class _Checker(cst.CSTVisitor):
             if module == "__future__" and name == "annotations" and alias.asname is None:
                 continue
             qname = f"{module}.{name}"
-            if not (qname in rules.ALLOWED_MODULES or rules.qualified_allowed(qname)):
+            if module.split(".")[0] == "torch":
+                self._add(alias, f"import of {qname!r} is not allowed: {rules.TORCH_MODULE_HINT}")
+            elif not (qname in rules.ALLOWED_MODULES or rules.qualified_allowed(qname)):
                 self._add(alias, f"import of {qname!r} is not allowed")
             if qname in rules.ALLOWED_MODULES:
                 self.module_aliases.add(alias.asname.name.value if alias.asname else name)  # type: ignore[union-attr]
@@ -408,7 +414,11 @@ class _Checker(cst.CSTVisitor):
         if node.name.value == rules.REWARD_FN and self.function_depth == 0:
             names = tuple(p.name.value for p in params.params)
             if names != rules.REWARD_PARAMS:
-                self._add(node, f"{rules.REWARD_FN} must take exactly {rules.REWARD_PARAMS}, got {names}")
+                hint = ""
+                if set(names) & rules.EUREKA_PARAMS:
+                    hint = (" (an Eureka-style signature: read those as fields, e.g. next_state.root_states; "
+                            "the action is `action`)")
+                self._add(node, f"{rules.REWARD_FN} must take exactly {rules.REWARD_PARAMS}, got {names}{hint}")
             else:
                 self.found_reward_fn = True
         self.function_depth += 1
@@ -525,6 +535,9 @@ class _Checker(cst.CSTVisitor):
     def visit_Arg(self, node: cst.Arg) -> None:
         if node.keyword is not None:
             self.skip.add(id(node.keyword))
+            if node.keyword.value in rules.TORCH_KEYWORD_HINTS:
+                self._add(node.keyword, f"keyword {node.keyword.value}= is PyTorch's; JAX uses "
+                                        f"{rules.TORCH_KEYWORD_HINTS[node.keyword.value]}")
 
     def visit_Name(self, node: cst.Name) -> None:
         if id(node) in self.skip:
@@ -537,7 +550,19 @@ class _Checker(cst.CSTVisitor):
         elif name in rules.REFLECTION_BUILTINS:
             self._add(node, f"{name!r} is not allowed")
         elif name not in self.bound and name not in rules.ALLOWED_BUILTINS:
-            self._add(node, f"unknown name {name!r}")
+            hint = ""
+            if name == "torch":
+                hint = f": {rules.TORCH_MODULE_HINT}"
+            elif name in self.fields or name in rules.EUREKA_PARAMS:
+                hint = self._field_hint(name, prefix=": read it as a field, e.g. next_state." + name)
+            self._add(node, f"unknown name {name!r}{hint}")
+
+    def _field_hint(self, name: str, prefix: str = "") -> str:
+        """What to read instead of an Isaac Gym / Eureka name, where this schema has it."""
+        field, text = rules.ISAAC_FIELD_HINTS.get(name, ("", ""))
+        if text and (field is None or field in self.fields):
+            return f": {text}"
+        return prefix if name in self.fields else ""
 
     def visit_Attribute(self, node: cst.Attribute) -> None:
         self.skip.add(id(node.attr))
@@ -558,21 +583,25 @@ class _Checker(cst.CSTVisitor):
             if not qnames:
                 qnames = {".".join(chain)}
             for q in qnames:
-                if not rules.qualified_allowed(q):
+                if q.split(".")[0] == "torch" and len(chain) > 1:
+                    self._add(node, f"{q} is not allowed: {rules.torch_function_hint(chain[1])}")
+                elif not rules.qualified_allowed(q):
                     self._add(node, f"{q} is not allowed")
             return
         segments = chain[1:] if chain else [attr]
         if root in rules.REWARD_PARAMS and root != "action" and chain:
             first = segments[0]
             if first not in self.fields:
-                self._add(node, f"{root} has no field {first!r}; fields: {self.field_list}")
+                hint = self._field_hint(first)
+                self._add(node, f"{root} has no field {first!r}{hint or '; fields: ' + self.field_list}")
                 return
             segments = segments[1:]
         elif chain is None:
             segments = [attr]
         for s in segments:
             if s not in rules.ARRAY_ATTRS and s not in self.fields:
-                self._add(node, f"attribute {s!r} is not allowed")
+                hint = rules.TORCH_METHOD_HINTS.get(s)
+                self._add(node, f"attribute {s!r} is not allowed" + (f": {hint}" if hint else ""))
                 return
 
     def visit_Call(self, node: cst.Call) -> None:
