@@ -31,6 +31,19 @@ def emit(event: str, **data) -> None:
     print(json.dumps({"event": event, **data}), flush=True)
 
 
+def _forbid_new_processes(jax) -> None:
+    """Once the checker runs, this process starts no new one (seccomp; CPU only: GPU compilers may
+    need subprocesses). Called after the environment is built and before any candidate code runs."""
+    global _NO_SPAWN
+    checker_up = _CHECKER.proc is not None and _CHECKER.proc.poll() is None
+    if _SANDBOX.get("mode", "off") != "off" and not _NO_SPAWN and checker_up and jax.default_backend() == "cpu":
+        from rewardsmith.train.sandbox import forbid_new_processes
+
+        _NO_SPAWN = forbid_new_processes()
+        _SANDBOX["processes"] = _SANDBOX.get("processes", "none") + ("; seccomp: no new processes" if _NO_SPAWN else "")
+        emit("sandbox", **_SANDBOX)
+
+
 def run_job(job: dict) -> dict:
     import time
 
@@ -50,16 +63,6 @@ def run_job(job: dict) -> dict:
     import jax
     import numpy as np
 
-    global _NO_SPAWN
-    checker_up = _CHECKER.proc is not None and _CHECKER.proc.poll() is None
-    if _SANDBOX.get("mode", "off") != "off" and not _NO_SPAWN and checker_up and jax.default_backend() == "cpu":
-        # the checker runs: from here on no new process (GPU compilers may need subprocesses)
-        from rewardsmith.train.sandbox import forbid_new_processes
-
-        _NO_SPAWN = forbid_new_processes()
-        _SANDBOX["processes"] = _SANDBOX.get("processes", "none") + ("; seccomp: no new processes" if _NO_SPAWN else "")
-        emit("sandbox", **_SANDBOX)
-
     if job.get("compile_cache_dir"):
         # the trainer is compiled once per task and settings: later runs load it from disk
         jax.config.update("jax_compilation_cache_dir", str(job["compile_cache_dir"]))
@@ -75,6 +78,8 @@ def run_job(job: dict) -> dict:
 
     task = get_task(job["task"]["name"], job["task"].get("file"))
     task = task.with_env_overrides(job["task"].get("env"))
+    task.make_env()  # environment libraries load now: some start a process at import (glfw through mujoco)
+    _forbid_new_processes(jax)
     config = PPOConfig.from_dict(job["ppo"])
     seeds = [int(s) for s in job["seeds"]]
     result: dict = {"candidates": {}, "env_names": sorted(os.environ) if job.get("report_env") else None}
