@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from rewardsmith.records import Candidate
-from rewardsmith.rundir import RunDir, atomic_write_json, move_aside
+from rewardsmith.rundir import RunDir, atomic_write_json
 from rewardsmith.tasks import Task
 from rewardsmith.train.candidates import WorkerSettings, train_candidates
 from rewardsmith.train.ppo import PPOConfig
@@ -36,14 +36,13 @@ def final_evaluation(rd: RunDir, task: Task, ppo: PPOConfig, cfg: Mapping[str, A
     if final_steps:
         ppo = dataclasses.replace(ppo, total_timesteps=int(final_steps))
     seeds = [base_seed * 1000 + 500 + i for i in range(n)]
-    if (rd.root / "final").exists():  # an earlier session's final evaluation: kept beside the new one
-        move_aside(rd.root / "final", rd.root / "final.before-resume")
+    rd.set_aside_final()  # an earlier session's final evaluation is kept beside the new one
     entries = {"best": best.source, "human": task.human_reward, "sparse": task.sparse_reward}
     cands = [Candidate(id=f"final-{k}", generation=-1, source=src, origin=k) for k, src in entries.items()]
     display.message(f"final evaluation: best {best.id} and both baselines, {n} seeds each, "
                     f"{ppo.env_steps} env steps")
-    err = train_candidates(rd, 0, 0, task, ppo, seeds, cands, worker, display, process, workdir=rd.root / "final" / "worker",
-                 rollout_dir=rd.root / "final" / "rollouts" if cfg.get("record_rollouts", True) else None)
+    err = train_candidates(rd, 0, 0, task, ppo, seeds, cands, worker, display, process, workdir=rd.final_worker_dir,
+                           rollout_dir=rd.final_rollouts_dir if cfg.get("record_rollouts", True) else None)
     out: dict[str, Any] = {"eval_seeds": seeds, "env_steps_per_member": ppo.env_steps, "worker_error": err or None,
                            "hns_formula": HNS_FORMULA}
     for key, c in zip(entries, cands):
@@ -53,7 +52,7 @@ def final_evaluation(rd: RunDir, task: Task, ppo: PPOConfig, cfg: Mapping[str, A
                     "fitness_std": float(np.std(fits)) if fits else None,
                     "per_seed": [m.fitness for m in c.members],
                     "failed_seeds": sum(1 for m in c.members if not m.ok)}
-        atomic_write_json(rd.root / "final" / f"{key}.json", c.to_json())
+        atomic_write_json(rd.final_path(key), c.to_json())
     out["hns"] = hns(out["best"]["fitness_mean"], out["human"]["fitness_mean"], out["sparse"]["fitness_mean"])
-    atomic_write_json(rd.root / "final" / "final.json", out)
+    atomic_write_json(rd.final_path("final"), out)
     return out

@@ -25,8 +25,6 @@ from rewardsmith.reflect import generation_reflection
 from rewardsmith.rundir import (
     RunDir,
     atomic_write_json,
-    move_aside,
-    read_json,
     user_cache_dir,
 )
 from rewardsmith.tasks import Task, UnknownTaskError, get_task
@@ -198,11 +196,11 @@ def run(cfg: Any, run_dir: str | Path, display: Any = None) -> dict:
     """Run a whole search; returns the summary (also written to run_dir/summary.json)."""
     cfg = _plain(cfg)
     task, ppo, seeds, worker = _check_cfg(cfg)
-    if (Path(run_dir) / "summary.json").exists():
+    if RunDir(run_dir, create=False).has_summary():
         raise UserError(f"{run_dir} already holds a run; continue it with rewardsmith-resume run_dir={run_dir}")
     proposer = make_proposer(cfg.get("llm") or {"provider": "offline"}, run_dir=Path(run_dir))
     rd = RunDir(run_dir)
-    atomic_write_json(rd.root / "config.json", cfg)
+    rd.write_config(cfg)
     state = SearchState(cfg=cfg, task=task, ppo=ppo, seeds=seeds, worker=worker)
     if cfg.get("baselines", True):
         state.baselines = {kind: _baseline(kind, task) for kind in BASELINE_IDS}
@@ -221,15 +219,14 @@ def resume(run_dir: str | Path, iterations: int | None = None, overrides: Mappin
     """Continue a run from its run directory alone: an interrupted run finishes its configured
     generations; a finished one gets ``iterations`` more (default 1). Human feedback in
     ``feedback.json`` reaches the next generation's proposer, and its selection mode ranks candidates."""
-    rd_path = Path(run_dir)
-    if not (rd_path / "config.json").is_file() or not (rd_path / "summary.json").is_file():
-        raise UserError(f"{run_dir} is not a rewardsmith run directory (no config.json/summary.json)")
-    cfg = read_json(rd_path / "config.json")
+    rd = RunDir(run_dir, create=False)
+    if not rd.config_path.is_file() or not rd.has_summary():
+        raise UserError(f"{run_dir} is not a rewardsmith run directory (no {rd.CONFIG}/{rd.SUMMARY})")
+    cfg = rd.read_config()
     for k, v in (overrides or {}).items():
         cfg[k] = v
     task, ppo, seeds, worker = _check_cfg(cfg)
-    summary = read_json(rd_path / "summary.json")
-    rd = RunDir(rd_path)
+    summary = rd.read_summary()
     state = SearchState(cfg=cfg, task=task, ppo=ppo, seeds=seeds, worker=worker,
                         wall_before_s=float(summary.get("wall_time_s") or 0.0),
                         sessions=int(summary.get("sessions") or 1) + 1)
@@ -240,7 +237,7 @@ def resume(run_dir: str | Path, iterations: int | None = None, overrides: Mappin
     if iterations < 1:
         raise UserError(f"iterations must be a positive integer, got {iterations!r}")
     cfg["iterations"] = state.next_gen + iterations
-    atomic_write_json(rd.root / "config.json", cfg)
+    rd.write_config(cfg)
     proposer = make_proposer(cfg.get("llm") or {"provider": "offline"}, run_dir=rd.root)
     proposer.restore()
     return _search(state, rd, proposer, display or _NullDisplay(), iterations)
@@ -250,28 +247,18 @@ def _load_state(state: SearchState, rd: RunDir) -> None:
     """Rebuild history, generation records, baselines and the last reflection from the run directory.
     A generation that was interrupted (candidates but no generation record) is moved to
     ``interrupted/``, not deleted."""
-    records: list[GenerationRecord] = []
-    for path in sorted(rd.root.glob("generations/gen_*/generation*.json")):
-        records.append(GenerationRecord(**read_json(path)))
-    records.sort(key=lambda r: (r.index, r.attempt))
+    records = [GenerationRecord(**r) for r in rd.generation_records()]
     done = sorted({r.index for r in records})
     # generations must be contiguous from 0; anything after a gap or without a record is incomplete
     complete = 0
     while complete in done:
         complete += 1
-    for d in sorted(rd.root.glob("generations/gen_*")):
-        try:
-            idx = int(d.name.split("_")[1])
-        except (IndexError, ValueError):
-            continue
+    for idx, d in rd.generation_dirs():
         if idx >= complete:
-            move_aside(d, rd.root / "interrupted" / d.name)
+            rd.set_aside_generation(d)
     state.generations = [r for r in records if r.index < complete]
     ids = [cid for r in state.generations for cid in r.candidate_ids]
-    by_id: dict[str, Candidate] = {}
-    for path in rd.root.glob("generations/gen_*/candidates/*/candidate.json"):
-        c = Candidate.from_json(read_json(path))
-        by_id[c.id] = c
+    by_id = {c.id: c for c in map(Candidate.from_json, rd.candidate_records())}
     seen: set[str] = set()
     state.history = []
     for cid in ids:
@@ -279,9 +266,9 @@ def _load_state(state: SearchState, rd: RunDir) -> None:
             seen.add(cid)
             state.history.append(by_id[cid])
     for kind, bid in BASELINE_IDS.items():
-        path = rd.root / "baselines" / bid / "candidate.json"
-        if path.is_file():
-            state.baselines[kind] = Candidate.from_json(read_json(path))
+        record = rd.baseline_record(bid)
+        if record is not None:
+            state.baselines[kind] = Candidate.from_json(record)
         elif state.cfg.get("baselines", True):
             state.baselines[kind] = _baseline(kind, state.task)
     state.reflection = state.generations[-1].reflection if state.generations else ""
@@ -334,8 +321,8 @@ def _ask_feedback(rd: RunDir, cfg: Mapping[str, Any], display) -> None:
 
 def _search(state: SearchState, rd: RunDir, proposer, display, iterations: int) -> dict:
     """The generations and the final evaluation, all trained by one warm worker process."""
-    policy = sandbox_policy(state.worker, rd.root / "worker", state.task.source_file)
-    with WarmWorker(rd.root / "worker", policy) as process:
+    policy = sandbox_policy(state.worker, rd.worker_dir, state.task.source_file)
+    with WarmWorker(rd.worker_dir, policy) as process:
         return Search(state, rd, proposer, display, process).run(iterations)
 
 
@@ -396,7 +383,7 @@ class Search:
         ctx = ProposalContext(task=state.task, generation=gen, k=self.samples, history=list(state.history),
                               reflection=state.reflection, seed=self.base_seed, human_feedback=human_text,
                               ranking=ranking if feedback else None, constraints=constraints, attempt=attempt)
-        atomic_write_json(self.rd.gen_dir(gen) / _attempt_name("proposer_input", attempt),
+        atomic_write_json(self.rd.proposer_input_path(gen, attempt),
                           {"proposer": self.proposer.label, "reflection": ctx.reflection,
                            "human_feedback": ctx.human_feedback, "constraints": ctx.constraints,
                            "selection": state.selection_mode(feedback), "ranking": ranking[:10]})
@@ -497,7 +484,7 @@ class Search:
                                wall_s=wall_s, worker_error=worker_error,
                                reflection=state.reflection, human_feedback=human_text)
         state.generations.append(rec)
-        atomic_write_json(self.rd.gen_dir(gen) / _attempt_name("generation", attempt), dataclasses.asdict(rec))
+        atomic_write_json(self.rd.generation_record_path(gen, attempt), dataclasses.asdict(rec))
         self.write_summary("running")
         write_report_safely(self.rd.root, self.display)
         self.display.generation_done(gen, gen_best, best)
@@ -537,14 +524,10 @@ class Search:
         best = ranked[0] if ranked else None
         s = _summary(self.state, self.proposer, best, self.t_start, status, final, feedback)
         s["sandbox"] = self.process.sandbox
-        atomic_write_json(self.rd.root / "summary.json", s)
+        self.rd.write_summary(s)
         if best is not None:
-            write_best_reward(self.rd.root / "best_reward.py", best, self.state.task, s)
+            write_best_reward(self.rd.best_reward_path, best, self.state.task, s)
         return s
-
-
-def _attempt_name(stem: str, attempt: int) -> str:
-    return f"{stem}{'' if attempt == 0 else f'_retry{attempt}'}.json"
 
 
 def write_report_safely(root: Path, display) -> None:

@@ -12,21 +12,21 @@ def export(run_dir: str | Path, out: str | Path, fmt: str = "jax", candidate: st
     from rewardsmith.export.module import render_export
     from rewardsmith.export.numpy_transform import NumpyExportError
     from rewardsmith.records import Candidate
-    from rewardsmith.rundir import atomic_write_text, read_json
+    from rewardsmith.rundir import RunDir, atomic_write_text
     from rewardsmith.tasks import get_task
 
-    root = Path(run_dir)
-    if not (root / "summary.json").is_file():
-        raise UserError(f"{root} is not a rewardsmith run directory (no summary.json)")
-    summary = read_json(root / "summary.json")
+    rd = RunDir(run_dir, create=False)
+    root = rd.root
+    if not rd.has_summary():
+        raise UserError(f"{root} is not a rewardsmith run directory (no {rd.SUMMARY})")
+    summary = rd.read_summary()
     cid = candidate or summary.get("best_candidate_id")
     if not cid:
         raise UserError(f"{root} has no best candidate yet; name one with candidate=<id>")
-    hits = list(root.glob(f"generations/gen_*/candidates/{cid}/candidate.json")) + \
-        list(root.glob(f"baselines/{cid}/candidate.json"))
-    if not hits:
+    record = rd.find_candidate(cid)
+    if record is None:
         raise UserError(f"no candidate {cid!r} in {root}")
-    cand = Candidate.from_json(read_json(hits[0]))
+    cand = Candidate.from_json(record)
     if cand.validation is None or not cand.validation.ok:
         raise UserError(f"candidate {cid} did not pass validation; nothing to export")
     task = get_task(summary["task"])

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rewardsmith.errors import UserError
-from rewardsmith.rundir import read_json
+from rewardsmith.rundir import RunDir
 from rewardsmith.tasks import StateSchema, get_task
 from rewardsmith.train.ppo import MAX_COMPONENTS
 from rewardsmith.train.runner import worker_env
@@ -41,16 +41,15 @@ class LoadedReward:
 def _resolve(path_or_run_dir: str | Path, candidate: str | None) -> tuple[Path, str | None]:
     p = Path(path_or_run_dir)
     if p.is_dir():
+        rd = RunDir(p, create=False)
         if candidate:
-            hits = list(p.glob(f"generations/gen_*/candidates/{candidate}/reward.py")) + \
-                list(p.glob(f"baselines/{candidate}/reward.py"))
-            if not hits:
+            found = rd.find_reward_file(candidate)
+            if found is None:
                 raise UserError(f"no candidate {candidate!r} in run directory {p}")
-            return hits[0], None
-        if not (p / "best_reward.py").is_file():
-            raise UserError(f"{p} has no best_reward.py (is it a rewardsmith run directory?)")
-        task = read_json(p / "summary.json").get("task") if (p / "summary.json").is_file() else None
-        return p / "best_reward.py", task
+            return found, None
+        if not rd.best_reward_path.is_file():
+            raise UserError(f"{p} has no {rd.BEST_REWARD} (is it a rewardsmith run directory?)")
+        return rd.best_reward_path, rd.summary_task()
     if not p.is_file():
         raise UserError(f"no reward file or run directory at {p}")
     return p, None
@@ -63,8 +62,9 @@ def _task_of(path: Path, source: str, task: str | None) -> str:
     if m:
         return m.group(1)
     for parent in path.parents:
-        if (parent / "summary.json").is_file():
-            return read_json(parent / "summary.json")["task"]
+        task = RunDir(parent, create=False).summary_task()
+        if task:
+            return task
     raise UserError(f"cannot tell which task {path} is for: pass task=<name>")
 
 

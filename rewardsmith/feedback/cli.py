@@ -11,11 +11,11 @@ policies, give feedback, and continue the search with it.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from rewardsmith.cli.common import int_arg
 from rewardsmith.errors import UserError
 from rewardsmith.feedback.session import collect
+from rewardsmith.rundir import RunDir
 
 KEYS = {"run_dir", "mode", "file", "host", "port", "top", "then", "iterations", "live", "timeout_s"}
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         rec = collect(session, args.get("mode", "web"), args)
         if rec is None:
             return 1
-        print(f"feedback for generation {rec.generation} saved to {Path(args['run_dir']) / 'feedback.json'}")
+        print(f"feedback for generation {rec.generation} saved to {RunDir(args['run_dir'], create=False).feedback_path}")
         if then == "exit":
             print(f"continue the search with: rewardsmith-resume run_dir={args['run_dir']}")
             return 0

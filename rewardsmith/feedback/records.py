@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from rewardsmith.errors import UserError
-from rewardsmith.rundir import atomic_write_json, read_json
+from rewardsmith.rundir import RunDir, atomic_write_json, read_json
 
-FEEDBACK_FILE = "feedback.json"
 SELECTION_MODES = ("fitness", "preference", "both")
 MAX_TEXT = 4000
 MAX_PAIRS = 1000  # far more than any page shows (every pair of the candidates on it)
@@ -181,7 +180,7 @@ def _show(value: Any) -> str:
 # -- storage ------------------------------------------------------------------------------------
 
 def load_feedback(run_dir: str | Path) -> list[FeedbackRecord]:
-    path = Path(run_dir) / FEEDBACK_FILE
+    path = RunDir(run_dir, create=False).feedback_path
     if not path.is_file():
         return []
     data = read_json(path)
@@ -190,7 +189,7 @@ def load_feedback(run_dir: str | Path) -> list[FeedbackRecord]:
 
 def save_feedback(run_dir: str | Path, rec: FeedbackRecord) -> Path:
     """Append ``rec``; refuse a second record for the same generation (nothing is overwritten)."""
-    path = Path(run_dir) / FEEDBACK_FILE
+    path = RunDir(run_dir, create=False).feedback_path
     records = load_feedback(run_dir)
     for r in records:
         if r.generation == rec.generation:

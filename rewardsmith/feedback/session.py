@@ -11,7 +11,7 @@ from rewardsmith.feedback.records import (AlreadySubmitted, FeedbackError, Feedb
                                           parse_submission, save_feedback)
 from rewardsmith.records import Candidate, GenerationRecord
 from rewardsmith.reflect.text import mean_curves, trajectory_lines
-from rewardsmith.rundir import read_json
+from rewardsmith.rundir import RunDir
 
 
 @dataclasses.dataclass
@@ -61,13 +61,14 @@ class Session:
 def open_session(run_dir: str | Path, top: int = 4, generation: int | None = None) -> Session:
     """The session for the latest finished generation (or ``generation``); a clear FeedbackError when
     there is nothing to look at or the generation already has feedback."""
-    root = Path(run_dir)
-    if not (root / "summary.json").is_file():
-        raise FeedbackError(f"no rewardsmith run directory at {root} (no summary.json)")
+    rd = RunDir(run_dir, create=False)
+    root = rd.root
+    if not rd.has_summary():
+        raise FeedbackError(f"no rewardsmith run directory at {root} (no {rd.SUMMARY})")
     if top < 2:
         raise FeedbackError(f"top must be at least 2 to compare candidates, got {top}")
-    summary = read_json(root / "summary.json")
-    records = [GenerationRecord(**read_json(p)) for p in sorted(root.glob("generations/gen_*/generation*.json"))]
+    summary = rd.read_summary()
+    records = [GenerationRecord(**r) for r in rd.generation_records()]
     if not records:
         raise FeedbackError(f"{root} has no finished generation yet: nothing to look at")
     gens = sorted({r.index for r in records})
@@ -81,9 +82,9 @@ def open_session(run_dir: str | Path, top: int = 4, generation: int | None = Non
     ids = [cid for r in records if r.index == gen for cid in r.candidate_ids]
     cands = []
     for cid in dict.fromkeys(ids):
-        path = root / "generations" / f"gen_{gen:02d}" / "candidates" / cid / "candidate.json"
-        if path.is_file():
-            c = Candidate.from_json(read_json(path))
+        record = rd.load_candidate(gen, cid)
+        if record is not None:
+            c = Candidate.from_json(record)
             if c.fitness is not None:
                 cands.append(c)
     if len(cands) < 1:
@@ -93,8 +94,7 @@ def open_session(run_dir: str | Path, top: int = 4, generation: int | None = Non
     termination = _termination(summary)
     shown = []
     for c in cands[:top]:
-        rpath = root / "generations" / f"gen_{gen:02d}" / "candidates" / c.id / "rollout.json"
-        rollout = read_json(rpath) if rpath.is_file() else None
+        rollout = rd.load_rollout(c)
         shown.append(SessionCandidate(c, rollout, trajectory_lines(c, termination, fields=False)))
     return Session(run_dir=root, task=str(summary.get("task")), fitness_doc=str(summary.get("fitness_doc") or ""),
                    generation=gen, candidates=shown, termination=termination)

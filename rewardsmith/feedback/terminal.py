@@ -12,6 +12,7 @@ from typing import Any
 
 from rewardsmith.feedback.records import SELECTION_MODES, AlreadySubmitted, FeedbackError, FeedbackRecord
 from rewardsmith.feedback.session import Session
+from rewardsmith.rundir import RunDir
 
 
 def sparkline(values: list, width: int = 24) -> str:
@@ -126,5 +127,5 @@ def run_terminal(session: Session, console=None, require_tty: bool = True) -> Fe
             console.print(f"[red]{e}[/] - please answer again")
             continue
         console.print(f"[green]feedback for generation {session.generation} saved to "
-                      f"{session.run_dir / 'feedback.json'}[/]")
+                      f"{RunDir(session.run_dir, create=False).feedback_path}[/]")
         return rec

@@ -11,7 +11,7 @@ from rewardsmith.propose.base import Proposal, ProposalContext, Proposer
 from rewardsmith.propose.llm_client import BudgetExhausted, LLMClient, LLMSettings
 from rewardsmith.propose.prompts import PromptSet
 from rewardsmith.records import Candidate
-from rewardsmith.rundir import atomic_write_json
+from rewardsmith.rundir import RunDir, atomic_write_json
 from rewardsmith.validate.static import check_source
 
 _BLOCK = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
@@ -27,9 +27,9 @@ class LLMProposer(Proposer):
     def __init__(self, settings: LLMSettings, run_dir: Path | None = None):
         self.settings = settings
         # litellm's own log lines: the run's llm/litellm.log only, never the console
-        self.client = LLMClient(settings, log_file=Path(run_dir) / "llm" / "litellm.log" if run_dir else None)
+        self.rd = RunDir(run_dir, create=False) if run_dir else None
+        self.client = LLMClient(settings, log_file=self.rd.llm_log_path if self.rd else None)
         self.prompts = PromptSet(settings.prompts_dir)
-        self.run_dir = Path(run_dir) if run_dir else None
         self.model = settings.model_id
         self.label = f"LLM {settings.model_id} via litellm"
         self.origin = f"llm:{settings.model_id}"
@@ -43,7 +43,7 @@ class LLMProposer(Proposer):
         from rewardsmith.propose.llm_client import CallRecord
         from rewardsmith.rundir import read_json
 
-        path = self.run_dir / "llm" / "calls.json" if self.run_dir else None
+        path = self.rd.llm_calls_path if self.rd else None
         if path is not None and path.is_file():
             self.client.calls = [CallRecord(**c) for c in read_json(path)] + self.client.calls
 
@@ -138,13 +138,13 @@ class LLMProposer(Proposer):
         return [p for s in slots if (p := results[s]) is not None]
 
     def _save(self, ctx: ProposalContext, conversations, attempts) -> None:
-        if self.run_dir is None:
+        if self.rd is None:
             return
-        d = self.run_dir / "llm" / f"gen_{ctx.generation:02d}"
+        d = self.rd.llm_generation_dir(ctx.generation)
         for s, convo in conversations.items():
             atomic_write_json(d / f"slot_{s:02d}.json", {"messages": convo, "attempts": attempts[s]})
         atomic_write_json(d / "usage.json", self.client.totals(ctx.generation))
-        atomic_write_json(self.run_dir / "llm" / "calls.json", [c.__dict__ for c in self.client.calls])
+        atomic_write_json(self.rd.llm_calls_path, [c.__dict__ for c in self.client.calls])
 
     def usage(self) -> dict:
         return {"model": self.model, **self.client.totals(),

@@ -8,7 +8,7 @@ from rewardsmith.records import Candidate
 from rewardsmith.reflect.diagnostics import diagnose
 from rewardsmith.reflect.text import mean_curves
 from rewardsmith.report.svg import chart
-from rewardsmith.rundir import atomic_write_text, read_json
+from rewardsmith.rundir import RunDir, atomic_write_text
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1180px;color:#222;padding:0 16px}
@@ -47,12 +47,9 @@ def _highlight(code: str) -> str:
         return f"<pre>{_e(code)}</pre>"
 
 
-def _load_candidates(root: Path) -> tuple[list[Candidate], dict[str, Candidate]]:
-    cands = [Candidate.from_json(read_json(p)) for p in sorted(root.glob("generations/gen_*/candidates/*/candidate.json"))]
-    base = {}
-    for p in sorted(root.glob("baselines/*/candidate.json")):
-        c = Candidate.from_json(read_json(p))
-        base[c.id] = c
+def _load_candidates(rd: RunDir) -> tuple[list[Candidate], dict[str, Candidate]]:
+    cands = [Candidate.from_json(r) for r in rd.candidate_records()]
+    base = {c.id: c for c in map(Candidate.from_json, rd.baseline_records())}
     return cands, base
 
 
@@ -66,16 +63,14 @@ def _steps_curve(c: Candidate, key: str) -> list[dict]:
 
 
 def build_report(root: str | Path) -> str:
-    root = Path(root)
-    if not (root / "summary.json").is_file():
-        raise FileNotFoundError(f"{root} is not a rewardsmith run directory (no summary.json)")
-    summary = read_json(root / "summary.json")
-    cands, baselines = _load_candidates(root)
+    rd = RunDir(root, create=False)
+    root = rd.root
+    if not rd.has_summary():
+        raise FileNotFoundError(f"{root} is not a rewardsmith run directory (no {rd.SUMMARY})")
+    summary = rd.read_summary()
+    cands, baselines = _load_candidates(rd)
     by_id = {c.id: c for c in cands}
-    gens = []
-    for p in sorted(root.glob("generations/gen_*/generation*.json")):
-        gens.append(read_json(p))
-    gens.sort(key=lambda g: (g["index"], g["attempt"]))
+    gens = rd.generation_records()
     best = by_id.get(summary.get("best_candidate_id") or "")
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>rewardsmith · "
              f"{_e(summary.get('task'))}</title><style>{CSS}</style></head><body>"]
@@ -166,7 +161,7 @@ def build_report(root: str | Path) -> str:
     parts.append("</div>")
 
     # -- rollouts -----------------------------------------------------------------------------------
-    gifs = sorted((root / "final" / "rollouts").glob("*.gif"))
+    gifs = sorted(rd.final_rollouts_dir.glob("*.gif"))
     if gifs:
         import base64
 
@@ -176,7 +171,7 @@ def build_report(root: str | Path) -> str:
             label = {"final-best": "best candidate", "final-human": "human baseline",
                      "final-sparse": "sparse baseline"}.get(g.stem, g.stem)
             parts.append(f"<figure><img alt='rollout of {_e(label)}' src='data:image/gif;base64,{data}'>"
-                         f"<figcaption>{_e(label)} · <a href='final/rollouts/{_e(g.stem)}.html'>interactive "
+                         f"<figcaption>{_e(label)} · <a href='{_e(g.with_suffix('.html').relative_to(root).as_posix())}'>interactive "
                          f"viewer</a></figcaption></figure>")
         parts.append("</div>")
 
@@ -239,14 +234,13 @@ def build_report(root: str | Path) -> str:
             parts.append(f"<h3>{_e(c.id)}: fitness {_f(c.fitness)} ± {_f(c.fitness_std)}</h3>{_highlight(c.source)}")
 
     parts.append("<h2>Configuration</h2>")
-    if (root / "config.json").is_file():
-        parts.append(f"<pre>{_e(json.dumps(read_json(root / 'config.json'), indent=2))}</pre>")
+    if rd.config_path.is_file():
+        parts.append(f"<pre>{_e(json.dumps(rd.read_config(), indent=2))}</pre>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
 def write_report(root: str | Path) -> Path:
-    root = Path(root)
-    out = root / "report.html"
+    out = RunDir(root, create=False).report_path
     atomic_write_text(out, build_report(root))
     return out

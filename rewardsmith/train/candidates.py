@@ -79,7 +79,7 @@ def train_candidates(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOCon
                             f"trained in {ev.get('train_s', 0):.1f} s")
         display.candidates(cands)
 
-    workdir = workdir or rd.gen_dir(gen) / "worker" / f"attempt_{attempt}"
+    workdir = workdir or rd.worker_attempt_dir(gen, attempt)
     try:
         if process is not None:
             result = process.run(job, workdir, timeout_s=worker.timeout_s, on_event=on_event)
@@ -101,7 +101,7 @@ def train_candidates(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOCon
             if rollout_dir is not None:
                 _save_rollout(rollout_dir, cid, res["rollout"], task, display)
             else:
-                atomic_write_json(rd.record_dir(c) / "rollout.json", res["rollout"])
+                atomic_write_json(rd.rollout_path(c), res["rollout"])
         c.validation = Validation(**res["validation"])
         c.members = [MemberResult(**m) for m in res["members"]]
         if c.members:
