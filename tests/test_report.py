@@ -50,7 +50,7 @@ def test_report_is_self_contained_and_complete(finished_run):
     assert "generation 0" in page and "generation 1" in page
     assert "feedback text built from this generation" in page
     # the best reward's code, highlighted: keyword and function name each in a styled span
-    assert re.search(r'<span style="[^"]+">def</span>\s*<span style="[^"]+">compute_reward</span>', page)
+    assert re.search(r'<span style="[^"]+">def</span>(\s|<span[^>]*>\s*</span>)*<span style="[^"]+">compute_reward</span>', page)
 
 
 def test_report_cli_regenerates_from_run_dir_alone(finished_run, tmp_path):
