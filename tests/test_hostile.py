@@ -156,7 +156,8 @@ IDIOMS = {
                                  "return r, {'r': r}", "W = jnp.array([1.0, 0.1])"),
     "math constant": _idiom("r = jnp.cos(next_state.theta) - jnp.abs(next_state.theta) * DEG\nreturn r, {'r': r}",
                             "DEG = math.pi / 180"),
-    "range len action": _idiom("total = 1.0\nfor i in range(len(action)):\n    total = total - 0.01 * action[i] ** 2\n"
+    "range len action": _idiom("a = jnp.atleast_1d(action)  # CartPole's action is a scalar\ntotal = 1.0\n"
+                               "for i in range(len(a)):\n    total = total - 0.01 * a[i] ** 2\n"
                                "return total, {'t': total}"),
     "sum genexp": _idiom("parts = (next_state.x, next_state.theta)\nr = -sum(jnp.abs(p) for p in parts)\n"
                          "return r, {'r': r}"),

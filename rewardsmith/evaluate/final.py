@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-import numpy as np
 
 from rewardsmith.records import Candidate
 from rewardsmith.rundir import RunDir, atomic_write_json
@@ -46,10 +45,8 @@ def final_evaluation(rd: RunDir, task: Task, ppo: PPOConfig, cfg: Mapping[str, A
     out: dict[str, Any] = {"eval_seeds": seeds, "env_steps_per_member": ppo.env_steps, "worker_error": err or None,
                            "hns_formula": HNS_FORMULA}
     for key, c in zip(entries, cands):
-        fits = [m.fitness for m in c.members if m.ok and m.fitness is not None]
         out[key] = {"id": best.id if key == "best" else BASELINE_IDS[key],
-                    "fitness_mean": float(np.mean(fits)) if fits else None,
-                    "fitness_std": float(np.std(fits)) if fits else None,
+                    "fitness_mean": c.fitness, "fitness_std": c.fitness_std,  # over its ok seeds
                     "per_seed": [m.fitness for m in c.members],
                     "failed_seeds": sum(1 for m in c.members if not m.ok)}
         atomic_write_json(rd.final_path(key), c.to_json())

@@ -42,19 +42,18 @@ def export(run_dir: str | Path, out: str | Path, fmt: str = "jax", candidate: st
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rewardsmith.cli.common import parse_kv
+    from rewardsmith.cli.common import parse_kv, run_command
 
     argv = sys.argv[1:] if argv is None else argv
-    try:
+
+    def body() -> int:
         args = parse_kv(argv, {"run_dir", "out", "format", "candidate"})
         if "run_dir" not in args or "out" not in args:
             raise UserError("usage: rewardsmith-export run_dir=PATH out=FILE.py [format=jax|numpy] [candidate=ID]")
-        path = export(args["run_dir"], args["out"], args.get("format", "jax"), args.get("candidate"))
-    except (UserError, ValueError) as e:
-        print(f"rewardsmith-export: error: {e}", file=sys.stderr)
-        return 2
-    print(path)
-    return 0
+        print(export(args["run_dir"], args["out"], args.get("format", "jax"), args.get("candidate")))
+        return 0
+
+    return run_command("rewardsmith-export", body, "stopped; nothing was written")
 
 
 if __name__ == "__main__":
