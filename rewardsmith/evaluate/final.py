@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-
 from rewardsmith.records import Candidate
 from rewardsmith.rundir import RunDir, atomic_write_json
 from rewardsmith.tasks import Task

@@ -106,9 +106,9 @@ class WarmWorker:
     code. A job past its timeout kills it; a crash ends it; either way the job fails with one line
     and the next job starts a fresh worker. Logs: ``log_dir/worker-<n>.log``."""
 
-    def __init__(self, log_dir: str | os.PathLike, policy: Policy | None = None):
+    def __init__(self, log_dir: str | os.PathLike, policy: Policy):
         self.log_dir = Path(log_dir)
-        self.policy = policy or Policy(mode="auto", write=(str(self.log_dir.resolve()),))
+        self.policy = policy
         self.sandbox: dict | None = None  # what the worker's sandbox applied, as it reported
         self.proc: subprocess.Popen | None = None
         self.starts = 0

@@ -151,10 +151,10 @@ TORCH_METHOD_HINTS = {
 }
 # torch functions whose JAX name differs; any other torch.<f> maps to jnp.<f> where that exists.
 TORCH_FUNCTION_HINTS = {
-    "clamp": "jnp.clip", "clip": "jnp.clip", "norm": "jnp.linalg.norm", "cat": "jnp.concatenate",
+    "clamp": "jnp.clip", "norm": "jnp.linalg.norm", "cat": "jnp.concatenate",
     "unsqueeze": "jnp.expand_dims", "Tensor": "jax.Array", "tensor": "jnp.array", "pow": "jnp.power",
     "atan2": "jnp.arctan2", "acos": "jnp.arccos", "asin": "jnp.arcsin", "atan": "jnp.arctan",
-    "logical_and": "jnp.logical_and", "square": "jnp.square", "sigmoid": "jax.nn.sigmoid",
+    "sigmoid": "jax.nn.sigmoid",
 }
 # keyword arguments PyTorch spells differently
 TORCH_KEYWORD_HINTS = {"dim": "axis=", "keepdim": "keepdims="}
@@ -180,6 +180,11 @@ ISAAC_FIELD_HINTS = {
 EUREKA_PARAMS = frozenset({"root_states", "dof_pos", "dof_vel", "actions", "targets", "potentials",
                            "prev_potentials", "up_vec", "heading_vec", "dt", "obs_buf", "progress_buf",
                            "object_rot", "goal_rot", "object_pos", "goal_pos", "torso_position"})
+
+
+def is_torch(dotted: str) -> bool:
+    """Does a dotted name (``torch.jit.script``, ``torch``) come from PyTorch?"""
+    return dotted.split(".")[0] == "torch"
 
 
 def torch_function_hint(name: str) -> str:

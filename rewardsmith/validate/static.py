@@ -338,7 +338,7 @@ class _Checker(cst.CSTVisitor):
 
     def visit_Decorator(self, node: cst.Decorator) -> bool:
         names = self._qualified(node.decorator) if isinstance(node.decorator, (cst.Name, cst.Attribute)) else set()
-        if _dotted(node.decorator).startswith("torch."):
+        if rules.is_torch(_dotted(node.decorator)):
             self._add(node, rules.TORCH_DECORATOR_HINT)
         elif not names & rules.ALLOWED_DECORATORS:
             self._add(node, f"decorators are not allowed (only {', '.join(sorted(rules.ALLOWED_DECORATORS))})")
@@ -366,7 +366,7 @@ class _Checker(cst.CSTVisitor):
             self._add(node, "imports are only allowed at module level")
         for alias in node.names:
             name = _dotted(alias.name)
-            if name.split(".")[0] == "torch":
+            if rules.is_torch(name):
                 self._add(alias, f"import of {name!r} is not allowed: {rules.TORCH_MODULE_HINT}")
             elif name not in rules.ALLOWED_MODULES:
                 self._add(alias, f"import of {name!r} is not allowed (allowed: {', '.join(sorted(rules.ALLOWED_MODULES))})")
@@ -391,7 +391,7 @@ class _Checker(cst.CSTVisitor):
             if module == "__future__" and name == "annotations" and alias.asname is None:
                 continue
             qname = f"{module}.{name}"
-            if module.split(".")[0] == "torch":
+            if rules.is_torch(module):
                 self._add(alias, f"import of {qname!r} is not allowed: {rules.TORCH_MODULE_HINT}")
             elif not (qname in rules.ALLOWED_MODULES or rules.qualified_allowed(qname)):
                 self._add(alias, f"import of {qname!r} is not allowed")
@@ -551,18 +551,17 @@ class _Checker(cst.CSTVisitor):
             self._add(node, f"{name!r} is not allowed")
         elif name not in self.bound and name not in rules.ALLOWED_BUILTINS:
             hint = ""
-            if name == "torch":
+            if rules.is_torch(name):
                 hint = f": {rules.TORCH_MODULE_HINT}"
             elif name in self.fields or name in rules.EUREKA_PARAMS:
-                hint = self._field_hint(name, prefix=": read it as a field, e.g. next_state." + name)
+                hint = self._field_hint(name) or (f": read it as a field, e.g. next_state.{name}"
+                                                  if name in self.fields else "")
             self._add(node, f"unknown name {name!r}{hint}")
 
-    def _field_hint(self, name: str, prefix: str = "") -> str:
-        """What to read instead of an Isaac Gym / Eureka name, where this schema has it."""
+    def _field_hint(self, name: str) -> str:
+        """What to read instead of an Isaac Gym / Eureka name, where this schema has it ('' if nothing)."""
         field, text = rules.ISAAC_FIELD_HINTS.get(name, ("", ""))
-        if text and (field is None or field in self.fields):
-            return f": {text}"
-        return prefix if name in self.fields else ""
+        return f": {text}" if text and (field is None or field in self.fields) else ""
 
     def visit_Attribute(self, node: cst.Attribute) -> None:
         self.skip.add(id(node.attr))
@@ -583,7 +582,7 @@ class _Checker(cst.CSTVisitor):
             if not qnames:
                 qnames = {".".join(chain)}
             for q in qnames:
-                if q.split(".")[0] == "torch" and len(chain) > 1:
+                if rules.is_torch(q) and len(chain) > 1:
                     self._add(node, f"{q} is not allowed: {rules.torch_function_hint(chain[1])}")
                 elif not rules.qualified_allowed(q):
                     self._add(node, f"{q} is not allowed")
