@@ -13,7 +13,8 @@ from rewardsmith.train.population import train_population  # noqa: E402
 from rewardsmith.validate.static import check_source  # noqa: E402
 from rewardsmith.validate.trace import shape_check  # noqa: E402
 
-BRAX_TASKS = ["ant", "humanoid", "halfcheetah", "hopper", "inverted_pendulum", "reacher"]
+BRAX_TASKS = ["ant", "humanoid", "halfcheetah", "hopper", "inverted_pendulum", "reacher",
+              "hopper_jump", "halfcheetah_backflip", "ant_spin"]
 
 
 @pytest.mark.parametrize("name", BRAX_TASKS)

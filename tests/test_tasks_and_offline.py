@@ -88,3 +88,28 @@ def test_offline_proposer_evolves_from_the_fittest():
     top_ids = {"g00-5", "g00-4", "g00-3"}
     assert sum(p.parents[0] in top_ids for p in children) >= len(children) // 2
     assert not {p.source for p in gen1} & {p.source for p in gen0}
+
+
+def test_offline_proposer_reads_single_components_of_small_vectors_and_never_constants():
+    """Height is torso_pos[2] and the turn rate torso_ang_vel[2]: terms on one component of a small
+    vector, on the whole of a long one (joint angles), and none on dt (constant) or step (count)."""
+    import re
+
+    from rewardsmith.validate.static import check_source
+
+    task = get_task("ant_spin")
+    prop = OfflineProposer()
+    gen0 = prop.propose(ProposalContext(task=task, generation=0, k=24, history=[], seed=1))
+    sources = "\n".join(p.source for p in gen0)
+    assert re.search(r"next_state\.torso_ang_vel\[[0-2]\]|next_state\.torso_pos\[[0-2]\]", sources)
+    assert not re.search(r"next_state\.joint_pos\[", sources)  # 8 joints: read as a whole
+    assert "next_state.dt" not in sources and "next_state.step" not in sources
+    for p in gen0:
+        assert check_source(p.source, task.schema.names) == []
+    indexed = [t for p in gen0 for t in p.meta["terms"] if t.get("index") is not None]
+    assert indexed and all(task.schema.field(t["field"]).shape[0] > t["index"] for t in indexed)
+    # a later generation can move a term to another component of its field
+    history = [_scored(p.source, f"g00-{i}", p.meta, float(i), {}, [0.0, 1.0, 2.0]) for i, p in enumerate(gen0)]
+    notes = [p.note for g in range(1, 6)
+             for p in prop.propose(ProposalContext(task=task, generation=g, k=12, history=history, seed=1))]
+    assert any(n.startswith("moved ") for n in notes)

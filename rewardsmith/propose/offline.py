@@ -21,6 +21,7 @@ from rewardsmith.records import Candidate
 from rewardsmith.tasks.schema import Field, StateSchema
 
 MAX_TERMS = 6
+MAX_INDEXED = 4  # vector fields up to this size get terms on single components
 
 @dataclasses.dataclass
 class Term:
@@ -29,14 +30,22 @@ class Term:
     weight: float = 1.0
     sign: float = 1.0
     temperature: float = 0.3
+    # one component of a small vector field (torso_pos[2] is height, torso_ang_vel[2] the turn
+    # rate); None: the term reads the whole field (its mean)
+    index: int | None = None
 
     @property
     def name(self) -> str:
-        return f"{self.kind}_{self.field}" if self.field else self.kind
+        if not self.field:
+            return self.kind
+        return f"{self.kind}_{self.field}" + ("" if self.index is None else str(self.index))
+
+    def read(self, which: str = "next_state") -> str:
+        return f"{which}.{self.field}" + ("" if self.index is None else f"[{self.index}]")
 
 
 def _usable_fields(schema: StateSchema) -> list[Field]:
-    return [f for f in schema.fields if f.kind != "count"]
+    return [f for f in schema.fields if f.kind not in ("count", "constant")]
 
 
 _PRIOR = {"near_zero": 0.3, "sq_penalty": 0.2, "abs_penalty": 0.15, "value": 0.15, "magnitude": 0.1,
@@ -57,8 +66,17 @@ def _random_term(rng: random.Random, schema: StateSchema, field: Field | None = 
     if f.kind == "angle":
         prior["upright"] = 0.25
     kind = rng.choices(list(prior), list(prior.values()))[0]
+    # a small vector (a position, a velocity) mixes axes that mean different things: most terms on
+    # one read a single component of it
+    index = None
+    if _indexable(f) and rng.random() < 0.7:
+        index = rng.randrange(f.shape[0])
     return Term(kind, f.name, weight=_rand_weight(rng), sign=rng.choice([1.0, -1.0]),
-                temperature=rng.choice([0.05, 0.1, 0.2, 0.3, 0.5, 1.0]))
+                temperature=rng.choice([0.05, 0.1, 0.2, 0.3, 0.5, 1.0]), index=index)
+
+
+def _indexable(f: Field) -> bool:
+    return len(f.shape) == 1 and 1 < f.shape[0] <= MAX_INDEXED
 
 
 def _rand_weight(rng: random.Random) -> float:
@@ -71,13 +89,13 @@ def _expr(term: Term, schema: StateSchema) -> str:
     if term.kind == "action_cost":
         return f"-{term.weight:.4g} * jnp.sum(jnp.square(action))"
     f = schema.field(term.field)
-    vec = bool(f.shape)
+    vec = bool(f.shape) and term.index is None
     scale = f.scale
 
     def agg(e: str) -> str:
         return f"jnp.mean({e})" if vec else e
 
-    v = f"next_state.{f.name} / {scale:.4g}"
+    v = f"{term.read()} / {scale:.4g}"
     if term.kind == "near_zero":
         return f"{term.weight:.4g} * {agg(f'jnp.exp(-jnp.abs({v}) / {term.temperature:.4g})')}"
     if term.kind == "abs_penalty":
@@ -89,10 +107,10 @@ def _expr(term: Term, schema: StateSchema) -> str:
     if term.kind == "magnitude":
         return f"{term.weight:.4g} * {agg(f'jnp.abs({v})')}"
     if term.kind == "progress":
-        d = f"(next_state.{f.name} - state.{f.name}) / {scale:.4g}"
+        d = f"({term.read()} - {term.read('state')}) / {scale:.4g}"
         return f"{term.sign * term.weight * 10:.4g} * {agg(f'({d})')}"
     if term.kind == "upright":
-        return f"{term.weight:.4g} * {agg(f'jnp.cos(next_state.{f.name})')}"
+        return f"{term.weight:.4g} * {agg(f'jnp.cos({term.read()})')}"
     raise ValueError(f"unknown term kind {term.kind}")
 
 
@@ -178,8 +196,9 @@ class OfflineProposer(Proposer):
         p = rng.choices(parents, weights)[0]
         terms = [Term(**t) for t in p.meta["terms"]]
         influence = _term_influence(p)
-        op = rng.choices(["weight", "temperature", "add", "remove", "crossover", "sign"],
-                         [0.3, 0.15, 0.2, 0.15, 0.12, 0.08])[0]
+        op = rng.choices(["weight", "temperature", "add", "remove", "crossover", "sign", "component"],
+                         [0.3, 0.15, 0.2, 0.15, 0.12, 0.08, 0.08])[0]
+        vector_terms = [t for t in terms if t.field and _indexable(ctx.task.schema.field(t.field))]
         parent_ids = [p.id]
         if op == "remove" and len(terms) > 1:
             # drop the term that works against fitness most (lowest influence), with some noise
@@ -206,6 +225,13 @@ class OfflineProposer(Proposer):
             t = rng.choice([t for t in terms if t.kind in ("value", "progress")])
             t.sign = -t.sign
             what = f"flipped the sign of {t.name} in {p.id}"
+        elif op == "component" and vector_terms:
+            t = rng.choice(vector_terms)
+            size = ctx.task.schema.field(t.field).shape[0]
+            t.index = rng.choice([i for i in [None, *range(size)] if i != t.index])
+            what = f"moved {t.kind} on {t.field} to " + ("the whole field" if t.index is None
+                                                         else f"component {t.index}") + f" in {p.id}"
+            terms = _dedupe(terms)
         else:
             # damp terms that move against fitness, boost those that move with it
             i = rng.randrange(len(terms))

@@ -39,8 +39,9 @@ class TaskHooks:
     """Trusted task code: how to read the schema out of an env state, and how to score it.
 
     ``state_view(env_state) -> dict`` returns every schema field as a float32 array.
-    ``fitness_step(state, action, next_state, env_reward, terminated) -> scalar`` is summed over
-    an episode; the mean episodic sum is the task's ground-truth fitness.
+    ``fitness_step(state, action, next_state, env_reward, terminated) -> scalar`` is combined over
+    an episode by the task's ``fitness_reduce`` (summed, or its maximum taken); the mean over
+    episodes is the task's ground-truth fitness.
     """
 
     make_env: Callable[[Mapping[str, Any]], EnvAdapter]
@@ -70,6 +71,9 @@ class Task:
     fitness_target: float | None = None
     # What the environment's own termination means: "failure", "success" or "none" (time limit only).
     termination: str = "none"
+    # How an episode's per-step fitness values combine: "sum" (distance run, steps alive) or "max"
+    # (the best moment: highest jump).
+    fitness_reduce: str = "sum"
     source_file: str = ""
 
     def with_env_overrides(self, overrides: Mapping[str, Any] | None) -> "Task":

@@ -143,11 +143,38 @@ def _reacher_fitness(state, action, next_state, env_reward, terminated):
     return -jnp.linalg.norm(next_state.tip_to_target).astype(jnp.float32)
 
 
+def _wrap(angle):
+    """An angle difference wrapped to [-pi, pi): the step's true rotation while it turns less than pi."""
+    return (angle + jnp.pi) % (2.0 * jnp.pi) - jnp.pi
+
+
+def _torso_height(state, action, next_state, env_reward, terminated):
+    # the torso's height after the step; the task takes the episode's maximum
+    return next_state.torso_pos[2].astype(jnp.float32)
+
+
+def _backward_turns(state, action, next_state, env_reward, terminated):
+    # backward (nose-up) pitch rotation this step, in turns: the episodic sum is the net back flips
+    return (-_wrap(next_state.torso_angle - state.torso_angle) / (2.0 * jnp.pi)).astype(jnp.float32)
+
+
+def _ccw_turns(state, action, next_state, env_reward, terminated):
+    # counter-clockwise heading change this step, in turns: the episodic sum is the net spins
+    yaw0 = jnp.arctan2(state.heading_vec[1], state.heading_vec[0])
+    yaw1 = jnp.arctan2(next_state.heading_vec[1], next_state.heading_vec[0])
+    return (_wrap(yaw1 - yaw0) / (2.0 * jnp.pi)).astype(jnp.float32)
+
+
 ANT = TaskHooks(make_env=_make, state_view=lambda es: _free_body_view(es, 7, 6), fitness_step=_x_progress)
 HUMANOID = TaskHooks(make_env=_make, state_view=lambda es: _free_body_view(es, 7, 6), fitness_step=_x_progress)
 HALFCHEETAH = TaskHooks(make_env=_make, state_view=_planar_view, fitness_step=_x_progress)
 HOPPER = TaskHooks(make_env=_make, state_view=_planar_view, fitness_step=_x_progress)
 INVERTED_PENDULUM = TaskHooks(make_env=_make, state_view=_pendulum_view, fitness_step=_alive)
 REACHER = TaskHooks(make_env=_make, state_view=_reacher_view, fitness_step=_reacher_fitness)
+# new behaviours: a Brax body, a description and a ground-truth fitness, no environment reward used
+HOPPER_JUMP = TaskHooks(make_env=_make, state_view=_planar_view, fitness_step=_torso_height)
+HALFCHEETAH_BACKFLIP = TaskHooks(make_env=_make, state_view=_planar_view, fitness_step=_backward_turns)
+ANT_SPIN = TaskHooks(make_env=_make, state_view=lambda es: _free_body_view(es, 7, 6), fitness_step=_ccw_turns)
 
-__all__ = ["ANT", "HALFCHEETAH", "HOPPER", "HUMANOID", "INVERTED_PENDULUM", "REACHER", "BraxAdapter", "math"]
+__all__ = ["ANT", "ANT_SPIN", "HALFCHEETAH", "HALFCHEETAH_BACKFLIP", "HOPPER", "HOPPER_JUMP", "HUMANOID",
+           "INVERTED_PENDULUM", "REACHER", "BraxAdapter", "math"]

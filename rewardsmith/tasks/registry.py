@@ -73,6 +73,12 @@ def _resolve(ref: str) -> Any:
     return obj
 
 
+def _fitness_reduce(value: Any, path: Path) -> str:
+    if value not in ("sum", "max"):
+        raise ValueError(f"task file {path}: fitness.reduce must be 'sum' or 'max', got {value!r}")
+    return str(value)
+
+
 def load_task_file(path: str | os.PathLike) -> Task:
     path = Path(path)
     if not path.is_file():
@@ -95,6 +101,7 @@ def load_task_file(path: str | os.PathLike) -> Task:
         fitness_doc=str(data["fitness"].get("doc", "")),
         fitness_target=data["fitness"].get("target"),
         termination=str(data["fitness"].get("termination", "none")),
+        fitness_reduce=_fitness_reduce(data["fitness"].get("reduce", "sum"), path),
         human_reward=(base / baselines["human"]).read_text(),
         sparse_reward=(base / baselines["sparse"]).read_text(),
         ppo=dict(data.get("ppo", {})),

@@ -24,7 +24,8 @@ class Field:
     # proposer to scale its terms. Not a hard bound.
     low: float | None = None
     high: float | None = None
-    # "float", "angle" (radians, wrapped to [-pi, pi]) or "count".
+    # "float", "angle" (radians, wrapped to [-pi, pi]), "count" (steps) or "constant" (same every
+    # step, e.g. dt: read it, never reward it).
     kind: str = "float"
 
     @property

@@ -216,6 +216,11 @@ class PPO:
         self.scalar_fields = [f.name for f in task.schema.fields]
         self.skeleton = task.skeleton(env)  # (env_state -> body positions [B, 3], parents) or None
         self.obs_size = env.obs_size
+        # an episode's fitness: the sum of its steps' values, or their maximum (task.fitness_reduce)
+        if task.fitness_reduce == "max":
+            self.fit_init, self.fit_combine = -jnp.inf, jnp.maximum
+        else:
+            self.fit_init, self.fit_combine = 0.0, jnp.add
         lr_fn = (optax.linear_schedule(cfg.lr, 0.0, self.num_updates * cfg.update_epochs * cfg.num_minibatches)
                  if cfg.anneal_lr else cfg.lr)
         self.tx = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(lr_fn, eps=1e-5))
@@ -261,7 +266,7 @@ class PPO:
         obs, env_state = jax.vmap(env.reset)(jax.random.split(k_env, cfg.num_envs))
         return Carry(params=params, opt=self.tx.init(params), obs=obs, env_state=env_state,
                      obs_stats=_RunningStats.init((self.obs_size,)), ret_stats=_RunningStats.init(()),
-                     ret_acc=jnp.zeros(cfg.num_envs), ep_fit=jnp.zeros(cfg.num_envs),
+                     ret_acc=jnp.zeros(cfg.num_envs), ep_fit=jnp.full(cfg.num_envs, self.fit_init),
                      ep_len=jnp.zeros(cfg.num_envs), rng=rng)
 
     def rollout(self, c: Carry) -> tuple[Carry, Transitions]:
@@ -284,11 +289,11 @@ class PPO:
             obs_r, es_r = jax.vmap(env.reset)(jax.random.split(k_reset, n))
             es_next = jax.tree.map(lambda a, b: jax.vmap(jnp.where)(done, a, b), es_r, es2)
             obs_next = jnp.where(done[:, None], obs_r, obs2)
-            ep_fit, ep_len = c.ep_fit + fit, c.ep_len + 1
+            ep_fit, ep_len = self.fit_combine(c.ep_fit, fit), c.ep_len + 1
             tr = Transitions(state=s, env_action=env_a, next_state=ns, obs=obs_n, raw_obs=c.obs, action=raw,
                              logp=logp, value=value, done=done, v_trunc=v_trunc, env_reward=env_r,
                              fin_fit=jnp.where(done, ep_fit, 0.0), fin_len=jnp.where(done, ep_len, 0.0))
-            c = c._replace(rng=rng, obs=obs_next, env_state=es_next, ep_fit=jnp.where(done, 0.0, ep_fit),
+            c = c._replace(rng=rng, obs=obs_next, env_state=es_next, ep_fit=jnp.where(done, self.fit_init, ep_fit),
                            ep_len=jnp.where(done, 0.0, ep_len))
             return c, tr
 
@@ -381,7 +386,7 @@ class PPO:
         rng = jax.random.fold_in(c.rng, 7)
         obs, es = jax.vmap(env.reset)(jax.random.split(rng, n))
         nf = len(self.scalar_fields)
-        init = {"obs": obs, "es": es, "alive": jnp.ones(n, bool), "fit": jnp.zeros(n), "len": jnp.zeros(n),
+        init = {"obs": obs, "es": es, "alive": jnp.ones(n, bool), "fit": jnp.full(n, self.fit_init), "len": jnp.zeros(n),
                 "term": jnp.zeros(n, bool), "rng": rng, "fmin": jnp.full((n, nf), jnp.inf),
                 "fmax": jnp.full((n, nf), -jnp.inf), "fsum": jnp.zeros((n, nf)), "act": jnp.zeros(n)}
 
@@ -397,7 +402,7 @@ class PPO:
             al = e["alive"][:, None]
             out = {
                 "obs": obs2, "es": es2, "rng": rng,
-                "fit": e["fit"] + live * fit, "len": e["len"] + live,
+                "fit": jnp.where(e["alive"], self.fit_combine(e["fit"], fit), e["fit"]), "len": e["len"] + live,
                 "term": e["term"] | (e["alive"] & term),
                 "alive": e["alive"] & ~(term | trunc),
                 "fmin": jnp.where(al, jnp.minimum(e["fmin"], mags), e["fmin"]),

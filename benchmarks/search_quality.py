@@ -1,0 +1,99 @@
+"""Does the search matter? The default search on every CPU task, N runs each, in one table.
+
+Each run is the real command (``rewardsmith task=T train=P seed=S``: offline proposer unless ``--extra``
+says otherwise, final evaluation on 5 fresh seeds) in its own process. Per task the table gives, as
+mean ± sd over runs:
+
+  * the best candidate's final fitness (retrained on ``eval_seeds`` fresh seeds at the search budget),
+  * the human (or, for new behaviours, reference) and sparse baselines' final fitness at the same budget,
+  * HNS = (best - sparse) / (human - sparse), per run, then averaged,
+  * env steps the whole run trained (candidates, baselines, final evaluation) and wall time.
+
+Run folders are kept under ``--out`` (default outputs/benchmarks/search_quality); a run whose
+summary is already there is read, not repeated, so a long table can be built a few rows at a time.
+
+    python benchmarks/search_quality.py [--tasks pendulum,hopper_jump] [--runs 3] [--extra "budget=halving"]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CLASSIC = ["pendulum", "mountain_car_continuous"]
+BRAX = ["inverted_pendulum", "reacher", "hopper", "halfcheetah"]
+NEW_BEHAVIOURS = ["hopper_jump", "halfcheetah_backflip", "ant_spin"]
+
+
+def preset(task: str) -> str:
+    return "default" if task in CLASSIC else "cpu"
+
+
+def one_run(task: str, seed: int, root: Path, extra: list[str]) -> dict:
+    run_dir = root / f"{task}-{seed}"
+    summary_path = run_dir / "summary.json"
+    wall = None
+    if not (summary_path.exists() and json.loads(summary_path.read_text()).get("status") == "complete"):
+        cmd = [sys.executable, "-m", "rewardsmith.cli.main", f"task={task}", f"train={preset(task)}",
+               f"seed={seed}", "live=false", f"run_dir={run_dir}", *extra]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        (run_dir / "wall_s.txt").write_text(f"{wall:.1f}\n")
+    elif (run_dir / "wall_s.txt").exists():
+        wall = float((run_dir / "wall_s.txt").read_text())
+    s = json.loads(summary_path.read_text())
+    final = s.get("final_evaluation") or {}
+    best, human, sparse = (final.get(k) or {} for k in ("best", "human", "sparse"))
+    b, h, sp = best.get("fitness_mean"), human.get("fitness_mean"), sparse.get("fitness_mean")
+    steps = s.get("env_steps") or {}
+    final_steps = (final.get("env_steps_per_member") or 0) * len(final.get("eval_seeds") or []) * 3
+    return {"task": task, "seed": seed, "wall_s": wall if wall is not None else s.get("wall_time_s"),
+            "best": b, "best_sd": best.get("fitness_std"), "human": h, "sparse": sp, "hns": final.get("hns"),
+            "proposer": s.get("proposer_kind"),
+            "env_steps": steps.get("candidates", 0) + steps.get("baselines", 0) + final_steps}
+
+
+def _ms(values: list) -> str:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return "-"
+    sd = statistics.pstdev(vals) if len(vals) > 1 else 0.0
+    return f"{statistics.mean(vals):.4g} ± {sd:.2g}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tasks", default=",".join(CLASSIC + BRAX + NEW_BEHAVIOURS))
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--out", default="outputs/benchmarks/search_quality")
+    ap.add_argument("--extra", default="", help="more overrides for every run, space-separated")
+    args = ap.parse_args()
+    root = Path(args.out)
+    rows = []
+    for task in args.tasks.split(","):
+        for seed in range(args.runs):
+            r = one_run(task, seed, root, args.extra.split())
+            rows.append(r)
+            print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}), flush=True)
+    print()
+    print("| task | preset | runs | best (final, 5 seeds) | human / reference | sparse | HNS | env steps | wall s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for task in args.tasks.split(","):
+        rs = [r for r in rows if r["task"] == task]
+        walls = [r["wall_s"] for r in rs if r["wall_s"] is not None]
+        print(f"| {task} | {preset(task)} | {len(rs)} | {_ms([r['best'] for r in rs])} | "
+              f"{_ms([r['human'] for r in rs])} | {_ms([r['sparse'] for r in rs])} | "
+              f"{_ms([r['hns'] for r in rs])} | {statistics.mean(r['env_steps'] for r in rs):,.0f} | "
+              f"{statistics.mean(walls) if walls else float('nan'):.0f} |")
+
+
+if __name__ == "__main__":
+    main()
