@@ -28,7 +28,7 @@ def test_brax_task_schema_matches_the_state(name):
         assert view[f.name].shape == f.shape, (f.name, view[f.name].shape, f.shape)
         assert view[f.name].dtype == jnp.float32
     assert task.schema.action.shape == (env.action_size,)
-    assert {"cpu_smoke", "gpu"} <= set(task.presets)
+    assert {"cpu", "cpu_smoke", "gpu"} <= set(task.presets)
     for src in (task.human_reward, task.sparse_reward):
         assert check_source(src, task.schema.names) == []
         v, _ = shape_check(src, "baseline", task, MAX_COMPONENTS)

@@ -113,3 +113,39 @@ def test_offline_proposer_reads_single_components_of_small_vectors_and_never_con
     notes = [p.note for g in range(1, 6)
              for p in prop.propose(ProposalContext(task=task, generation=g, k=12, history=history, seed=1))]
     assert any(n.startswith("moved ") for n in notes)
+
+
+def test_offline_rewards_follow_what_termination_means():
+    """Where reaching the goal ends the episode no bounded bonus pays per step (ending sooner is never
+    worse); where falling ends it every program carries an alive bonus at least its penalties' size."""
+    import numpy as np
+
+    from rewardsmith.validate.load import load_reward_fn
+
+    mcc = get_task("mountain_car_continuous")
+    props = OfflineProposer().propose(ProposalContext(task=mcc, generation=0, k=30, history=[], seed=5))
+    rng = np.random.default_rng(0)
+    checked = 0
+    for p in props:
+        if any(t["kind"] in ("value", "magnitude", "progress") for t in p.meta["terms"]):
+            continue  # unbounded terms: the sign is the search's to find
+        fn = load_reward_fn(p.source)
+        for _ in range(20):
+            s = mcc.schema.make_state({"position": jnp.float32(rng.uniform(-1.2, 0.6)),
+                                       "velocity": jnp.float32(rng.uniform(-0.07, 0.07)), "step": jnp.float32(3)})
+            total, _ = fn(s, jnp.array([rng.uniform(-1, 1)], jnp.float32), s)
+            assert float(total) <= 1e-6, p.source
+        checked += 1
+    assert checked >= 5
+    assert any(t["kind"] == "beyond" for p in props for t in p.meta["terms"])
+
+    ip = get_task("inverted_pendulum")
+    for p in OfflineProposer().propose(ProposalContext(task=ip, generation=0, k=12, history=[], seed=5)):
+        assert any(t["kind"] == "alive" for t in p.meta["terms"]), p.source
+    from rewardsmith.propose.offline import Term, respect_termination
+
+    kept = respect_termination([Term("sq_penalty", "pole_angle", weight=3.0), Term("action_cost", weight=0.5)],
+                               "failure")
+    assert [(t.kind, t.weight) for t in kept if t.kind == "alive"] == [("alive", 3.5)]
+    assert len(respect_termination(kept, "failure")) == len(kept)  # once is enough
+    assert respect_termination([Term("sq_penalty", "x")], "none") == [Term("sq_penalty", "x")]

@@ -33,6 +33,11 @@ class Term:
     # one component of a small vector field (torso_pos[2] is height, torso_ang_vel[2] the turn
     # rate); None: the term reads the whole field (its mean)
     index: int | None = None
+    # "beyond": the level, as a fraction of the field's range from the side the sign points to
+    level: float = 0.9
+    # bounded bonuses rendered as "bonus - its maximum" (never positive): set where reaching the goal
+    # ends the episode, so that ending sooner never costs the agent reward
+    shifted: bool = False
 
     @property
     def name(self) -> str:
@@ -65,6 +70,8 @@ def _random_term(rng: random.Random, schema: StateSchema, field: Field | None = 
     prior = dict(_PRIOR)
     if f.kind == "angle":
         prior["upright"] = 0.25
+    if f.low is not None and f.high is not None:
+        prior["beyond"] = 0.15  # a bonus for being past a level of the field: a goal region
     kind = rng.choices(list(prior), list(prior.values()))[0]
     # a small vector (a position, a velocity) mixes axes that mean different things: most terms on
     # one read a single component of it
@@ -72,7 +79,8 @@ def _random_term(rng: random.Random, schema: StateSchema, field: Field | None = 
     if _indexable(f) and rng.random() < 0.7:
         index = rng.randrange(f.shape[0])
     return Term(kind, f.name, weight=_rand_weight(rng), sign=rng.choice([1.0, -1.0]),
-                temperature=rng.choice([0.05, 0.1, 0.2, 0.3, 0.5, 1.0]), index=index)
+                temperature=rng.choice([0.05, 0.1, 0.2, 0.3, 0.5, 1.0]), index=index,
+                level=rng.choice([0.6, 0.75, 0.9]))
 
 
 def _indexable(f: Field) -> bool:
@@ -85,7 +93,9 @@ def _rand_weight(rng: random.Random) -> float:
 
 def _expr(term: Term, schema: StateSchema) -> str:
     if term.kind == "alive":
-        return f"jnp.float32({term.weight:.4g})"
+        # where reaching the goal ends the episode a per-step bonus would pay for not reaching it:
+        # there the same term is a per-step cost
+        return f"jnp.float32({-term.weight if term.shifted else term.weight:.4g})"
     if term.kind == "action_cost":
         return f"-{term.weight:.4g} * jnp.sum(jnp.square(action))"
     f = schema.field(term.field)
@@ -96,8 +106,9 @@ def _expr(term: Term, schema: StateSchema) -> str:
         return f"jnp.mean({e})" if vec else e
 
     v = f"{term.read()} / {scale:.4g}"
+    less = " - 1.0" if term.shifted else ""
     if term.kind == "near_zero":
-        return f"{term.weight:.4g} * {agg(f'jnp.exp(-jnp.abs({v}) / {term.temperature:.4g})')}"
+        return f"{term.weight:.4g} * {agg(f'(jnp.exp(-jnp.abs({v}) / {term.temperature:.4g}){less})')}"
     if term.kind == "abs_penalty":
         return f"-{term.weight:.4g} * {agg(f'jnp.abs({v})')}"
     if term.kind == "sq_penalty":
@@ -110,7 +121,15 @@ def _expr(term: Term, schema: StateSchema) -> str:
         d = f"({term.read()} - {term.read('state')}) / {scale:.4g}"
         return f"{term.sign * term.weight * 10:.4g} * {agg(f'({d})')}"
     if term.kind == "upright":
-        return f"{term.weight:.4g} * {agg(f'jnp.cos({term.read()})')}"
+        return f"{term.weight:.4g} * {agg(f'(jnp.cos({term.read()}){less})')}"
+    if term.kind == "beyond":
+        lo, hi = float(f.low), float(f.high)  # type: ignore[arg-type]
+        if term.sign > 0:
+            cond = f"{term.read()} > {lo + term.level * (hi - lo):.4g}"
+        else:
+            cond = f"{term.read()} < {hi - term.level * (hi - lo):.4g}"
+        inside, outside = ("0.0", "-1.0") if term.shifted else ("1.0", "0.0")
+        return f"{term.weight:.4g} * {agg(f'jnp.where({cond}, {inside}, {outside})')}"
     raise ValueError(f"unknown term kind {term.kind}")
 
 
@@ -176,6 +195,7 @@ class OfflineProposer(Proposer):
                 terms, applied = apply_constraints(terms, ctx.constraints, schema)
                 if applied:
                     what += "; human feedback: " + ", ".join(applied)
+            terms = respect_termination(terms, ctx.task.termination)
             sig = _signature(terms)
             if sig in seen or not terms:
                 continue
@@ -241,6 +261,27 @@ class OfflineProposer(Proposer):
             t.weight = float(round(min(100.0, max(0.001, t.weight * factor)), 4))
             what = f"scaled {t.name} by {factor:.2f} in {p.id}"
         return copy.deepcopy(terms), parent_ids, what
+
+
+_BOUNDED_BONUSES = ("alive", "near_zero", "upright", "beyond")
+_PENALTY_KINDS = ("sq_penalty", "abs_penalty", "action_cost")
+
+
+def respect_termination(terms: list[Term], termination: str) -> list[Term]:
+    """What the environment's own termination means decides the sign of the per-step reward.
+
+    * ``success`` (reaching the goal ends the episode): bounded bonuses become "bonus - its
+      maximum", so every step before the goal costs something and ending sooner is never worse.
+    * ``failure`` (falling ends it): a program of penalties would teach the agent to fall early;
+      every program keeps an alive bonus at least as large as its penalty weights.
+    """
+    terms = copy.deepcopy(terms)
+    for t in terms:
+        t.shifted = termination == "success" and t.kind in _BOUNDED_BONUSES
+    if termination == "failure" and not any(t.kind == "alive" for t in terms):
+        penalty = sum(t.weight for t in terms if t.kind in _PENALTY_KINDS)
+        terms.append(Term("alive", weight=float(round(max(1.0, penalty), 3))))
+    return terms
 
 
 def _rank_parents(history: list[Candidate], top: int = 6, ranking: list[str] | None = None) -> list[Candidate]:
