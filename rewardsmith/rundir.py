@@ -61,6 +61,38 @@ def move_aside(path: str | os.PathLike, dest: str | os.PathLike) -> Path:
     return target
 
 
+class WorkerFiles:
+    """The files of one training-worker folder (a one-off worker's attempt folder, or the run's warm
+    worker folder): its job and result, its log, its own temporary folder, and the exchange folder a
+    warm worker reads jobs from."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+
+    @property
+    def job(self) -> Path:
+        return self.folder / "job.json"
+
+    @property
+    def result(self) -> Path:
+        return self.folder / "result.json"
+
+    @property
+    def log(self) -> Path:
+        return self.folder / "worker.log"
+
+    @property
+    def tmp(self) -> Path:
+        return self.folder / "tmp"
+
+    def numbered_log(self, n: int) -> Path:
+        return self.folder / f"worker-{n}.log"
+
+    @property
+    def exchange(self) -> "WorkerFiles":
+        return WorkerFiles(self.folder / "io")
+
+
 class RunDir:
     """The one owner of the run directory's layout; every other module reads and writes it through here.
 

@@ -69,7 +69,9 @@ def test_sparse_baseline_pays_only_for_success(name):
 @pytest.mark.parametrize("name", NEW)
 def test_new_behaviour_trains_a_few_updates_with_both_baselines(name):
     task = get_task(name)
-    assert "reference_reward" in open(task.source_file).read()  # the human column is a reference, not the env's
+    # the human column is a hand-written reference (no environment reward exists for the behaviour)
+    assert "reference: reference_reward.py" in open(task.source_file).read()
+    assert task.human_label == "reference reward" and get_task("hopper").human_label == "human baseline"
     cfg = PPOConfig.from_dict({**task.ppo, "num_envs": 4, "num_steps": 8, "total_timesteps": 96,
                                "num_minibatches": 2, "update_epochs": 1, "num_eval_envs": 2})
     branches = []

@@ -10,7 +10,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rewardsmith"
 # names of the run directory's folders and files (RunDir's docstring lists the layout)
 LAYOUT = {"generations", "candidates", "baselines", "final", "interrupted", "llm", "worker", "config.json",
           "summary.json", "best_reward.py", "report.html", "feedback.json", "candidate.json", "rollout.json",
-          "generation.json", "proposer_input.json", "final.json", "calls.json", "litellm.log"}
+          "generation.json", "proposer_input.json", "final.json", "calls.json", "litellm.log",
+          # a worker folder's own files (WorkerFiles)
+          "job.json", "result.json", "worker.log", "tmp", "io"}
 
 
 def _literal_parts(node: ast.AST) -> list[ast.Constant]:

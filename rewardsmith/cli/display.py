@@ -50,7 +50,7 @@ class Display:
         lines = [
             f"done in {summary['wall_time_s']:.0f} s — proposer: {summary['proposer']}",
             best,
-            f"human baseline: {_f(summary['human_baseline_fitness'])}   "
+            f"{summary.get('human_baseline_label') or 'human baseline'}: {_f(summary['human_baseline_fitness'])}   "
             f"sparse baseline: {_f(summary['sparse_baseline_fitness'])}   "
             f"HNS: {_f(summary['human_normalised_score'])}",
         ]

@@ -569,6 +569,7 @@ def _summary(state: SearchState, proposer, best: Candidate | None, t_start: floa
         "best_fitness_std": best.fitness_std if best else None,
         "selection": state.selection_mode(feedback),
         "human_baseline_fitness": f_h,
+        "human_baseline_label": task.human_label,
         "sparse_baseline_fitness": f_s,
         "human_normalised_score": final["hns"] if final else search_hns,
         "hns_formula": HNS_FORMULA,

@@ -80,9 +80,10 @@ def build_report(root: str | Path) -> str:
 
     # -- key numbers ------------------------------------------------------------------------------
     final = summary.get("final_evaluation") or {}
+    human = summary.get("human_baseline_label") or "human baseline"
     rows = [("best candidate", _e(summary.get("best_candidate_id"))),
             ("fitness (search)", f"{_f(summary.get('best_fitness'))} ± {_f(summary.get('best_fitness_std'))}"),
-            ("human baseline (search)", _f(summary.get("human_baseline_fitness"))),
+            (f"{human} (search)", _f(summary.get("human_baseline_fitness"))),
             ("sparse baseline (search)", _f(summary.get("sparse_baseline_fitness"))),
             ("fitness metric", _e(summary.get("fitness_doc")))]
     if final:
@@ -133,7 +134,7 @@ def build_report(root: str | Path) -> str:
             acc = g["best_fitness"] if acc is None else max(acc, g["best_fitness"])
         run_best.append(acc)
     series.append({"label": "best so far", "x": [g["generation"] for g in pg], "y": run_best, "color": "#08519c"})
-    for key, label, color in (("human_baseline_fitness", "human baseline", "#2ca02c"),
+    for key, label, color in (("human_baseline_fitness", summary.get("human_baseline_label") or "human baseline", "#2ca02c"),
                               ("sparse_baseline_fitness", "sparse baseline", "#7f7f7f")):
         if summary.get(key) is not None and pg:
             series.append({"label": label, "x": [pg[0]["generation"], pg[-1]["generation"]],
@@ -168,7 +169,7 @@ def build_report(root: str | Path) -> str:
         parts.append("<h2>Rollouts (final evaluation, deterministic policy)</h2><div class='charts'>")
         for g in gifs:
             data = base64.b64encode(g.read_bytes()).decode("ascii")
-            label = {"final-best": "best candidate", "final-human": "human baseline",
+            label = {"final-best": "best candidate", "final-human": summary.get("human_baseline_label") or "human baseline",
                      "final-sparse": "sparse baseline"}.get(g.stem, g.stem)
             parts.append(f"<figure><img alt='rollout of {_e(label)}' src='data:image/gif;base64,{data}'>"
                          f"<figcaption>{_e(label)} · <a href='{_e(g.with_suffix('.html').relative_to(root).as_posix())}'>interactive "

@@ -74,6 +74,9 @@ class Task:
     # How an episode's per-step fitness values combine: "sum" (distance run, steps alive) or "max"
     # (the best moment: highest jump).
     fitness_reduce: str = "sum"
+    # What the "human" baseline is: the environment's own reward ("human baseline"), or, for a new
+    # behaviour with no such reward, a reference reward written once by hand outside the search.
+    human_label: str = "human baseline"
     source_file: str = ""
 
     def with_env_overrides(self, overrides: Mapping[str, Any] | None) -> "Task":

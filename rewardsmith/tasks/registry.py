@@ -92,6 +92,10 @@ def load_task_file(path: str | os.PathLike) -> Task:
         raise TypeError(f"{data['hooks']} is a {type(hooks).__name__}, expected TaskHooks")
     base = path.parent
     baselines = data["baselines"]
+    # new behaviours name a hand-written reference reward instead of the environment's own
+    human_key = "reference" if "reference" in baselines and "human" not in baselines else "human"
+    if human_key not in baselines or "sparse" not in baselines:
+        raise ValueError(f"task file {path}: baselines need 'human' (or 'reference') and 'sparse'")
     return Task(
         name=str(data["name"]),
         description=" ".join(str(data["description"]).split()),
@@ -102,7 +106,8 @@ def load_task_file(path: str | os.PathLike) -> Task:
         fitness_target=data["fitness"].get("target"),
         termination=str(data["fitness"].get("termination", "none")),
         fitness_reduce=_fitness_reduce(data["fitness"].get("reduce", "sum"), path),
-        human_reward=(base / baselines["human"]).read_text(),
+        human_reward=(base / baselines[human_key]).read_text(),
+        human_label="human baseline" if human_key == "human" else "reference reward",
         sparse_reward=(base / baselines["sparse"]).read_text(),
         ppo=dict(data.get("ppo", {})),
         presets={k: dict(v) for k, v in (data.get("presets") or {}).items()},

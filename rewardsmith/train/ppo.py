@@ -160,6 +160,33 @@ class Carry(NamedTuple):
     rng: jax.Array
 
 
+class Batch(NamedTuple):
+    """A PPO update's training data, flattened to [batch] (or one minibatch of it)."""
+
+    obs: jax.Array
+    action: jax.Array
+    logp: jax.Array
+    value: jax.Array
+    adv: jax.Array
+    target: jax.Array
+
+
+class EvalCarry(NamedTuple):
+    """The deterministic evaluation's state from one step to the next, leading axis [num_eval_envs]."""
+
+    obs: jax.Array
+    env_state: Any
+    alive: jax.Array
+    fitness: jax.Array
+    length: jax.Array
+    terminated: jax.Array
+    rng: jax.Array
+    field_min: jax.Array   # per schema field: the smallest, largest and summed magnitude seen
+    field_max: jax.Array
+    field_sum: jax.Array
+    action_abs: jax.Array  # summed mean |action| per step
+
+
 class RewardOut(NamedTuple):
     """A reward on a batch of transitions: non-finite totals are zeroed and flagged in ``bad``."""
 
@@ -326,8 +353,7 @@ class PPO:
 
         _, adv = jax.lax.scan(gae, (jnp.zeros(cfg.num_envs), last_v),
                               (r, tr.done.astype(jnp.float32), tr.value), reverse=True)
-        data = {"obs": tr.obs, "action": tr.action, "logp": tr.logp, "value": tr.value, "adv": adv,
-                "target": adv + tr.value}
+        data = Batch(obs=tr.obs, action=tr.action, logp=tr.logp, value=tr.value, adv=adv, target=adv + tr.value)
         data = jax.tree.map(lambda x: x.reshape((batch,) + x.shape[2:]), data)
 
         def epoch(carry, key):
@@ -358,22 +384,22 @@ class PPO:
     def loss(self, p, mb):
         cfg = self.cfg
         if self.discrete:
-            logits = jax.vmap(lambda o: _mlp(p["actor"], o))(mb["obs"])
+            logits = jax.vmap(lambda o: _mlp(p["actor"], o))(mb.obs)
             logp_all = jax.nn.log_softmax(logits)
-            logp = jnp.take_along_axis(logp_all, mb["action"][:, None], 1)[:, 0]
+            logp = jnp.take_along_axis(logp_all, mb.action[:, None], 1)[:, 0]
             entropy = -jnp.sum(jnp.exp(logp_all) * logp_all, -1).mean()
         else:
-            mean = jax.vmap(lambda o: _mlp(p["actor"], o))(mb["obs"])
-            logp = jax.vmap(lambda a, m: _gauss_logp(a, m, p["log_std"]))(mb["action"], mean)
+            mean = jax.vmap(lambda o: _mlp(p["actor"], o))(mb.obs)
+            logp = jax.vmap(lambda a, m: _gauss_logp(a, m, p["log_std"]))(mb.action, mean)
             entropy = jnp.sum(p["log_std"] + 0.5 * math.log(2 * math.pi * math.e))
-        v = self.critic(p, mb["obs"])
+        v = self.critic(p, mb.obs)
         if cfg.clip_value_loss:
-            v_clip = mb["value"] + jnp.clip(v - mb["value"], -cfg.clip_eps, cfg.clip_eps)
-            v_loss = 0.5 * jnp.maximum((v - mb["target"]) ** 2, (v_clip - mb["target"]) ** 2).mean()
+            v_clip = mb.value + jnp.clip(v - mb.value, -cfg.clip_eps, cfg.clip_eps)
+            v_loss = 0.5 * jnp.maximum((v - mb.target) ** 2, (v_clip - mb.target) ** 2).mean()
         else:
-            v_loss = 0.5 * ((v - mb["target"]) ** 2).mean()
-        a = (mb["adv"] - mb["adv"].mean()) / (mb["adv"].std() + 1e-8)
-        ratio = jnp.exp(logp - mb["logp"])
+            v_loss = 0.5 * ((v - mb.target) ** 2).mean()
+        a = (mb.adv - mb.adv.mean()) / (mb.adv.std() + 1e-8)
+        ratio = jnp.exp(logp - mb.logp)
         pg = -jnp.minimum(ratio * a, jnp.clip(ratio, 1 - cfg.clip_eps, 1 + cfg.clip_eps) * a).mean()
         return pg + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
 
@@ -386,46 +412,47 @@ class PPO:
         rng = jax.random.fold_in(c.rng, 7)
         obs, es = jax.vmap(env.reset)(jax.random.split(rng, n))
         nf = len(self.scalar_fields)
-        init = {"obs": obs, "es": es, "alive": jnp.ones(n, bool), "fit": jnp.full(n, self.fit_init), "len": jnp.zeros(n),
-                "term": jnp.zeros(n, bool), "rng": rng, "fmin": jnp.full((n, nf), jnp.inf),
-                "fmax": jnp.full((n, nf), -jnp.inf), "fsum": jnp.zeros((n, nf)), "act": jnp.zeros(n)}
+        init = EvalCarry(obs=obs, env_state=es, alive=jnp.ones(n, bool), fitness=jnp.full(n, self.fit_init),
+                         length=jnp.zeros(n), terminated=jnp.zeros(n, bool), rng=rng,
+                         field_min=jnp.full((n, nf), jnp.inf), field_max=jnp.full((n, nf), -jnp.inf),
+                         field_sum=jnp.zeros((n, nf)), action_abs=jnp.zeros(n))
 
-        def step(e, _):
-            rng, k = jax.random.split(e["rng"])
-            obs_n = self.normalize(e["obs"], c.obs_stats)
+        def step(e: EvalCarry, _):
+            rng, k = jax.random.split(e.rng)
+            obs_n = self.normalize(e.obs, c.obs_stats)
             _, _, env_a = jax.vmap(lambda o: self.policy(c.params, o, None, True))(obs_n)
-            obs2, es2, env_r, term, trunc = jax.vmap(env.step)(jax.random.split(k, n), e["es"], env_a)
-            s, ns = jax.vmap(self.view)(e["es"]), jax.vmap(self.view)(es2)
+            obs2, es2, env_r, term, trunc = jax.vmap(env.step)(jax.random.split(k, n), e.env_state, env_a)
+            s, ns = jax.vmap(self.view)(e.env_state), jax.vmap(self.view)(es2)
             fit = jax.vmap(self.task.hooks.fitness_step)(s, env_a, ns, env_r, term)
-            live = e["alive"].astype(jnp.float32)
+            live = e.alive.astype(jnp.float32)
             mags = jax.vmap(self.field_magnitudes)(ns)
-            al = e["alive"][:, None]
-            out = {
-                "obs": obs2, "es": es2, "rng": rng,
-                "fit": jnp.where(e["alive"], self.fit_combine(e["fit"], fit), e["fit"]), "len": e["len"] + live,
-                "term": e["term"] | (e["alive"] & term),
-                "alive": e["alive"] & ~(term | trunc),
-                "fmin": jnp.where(al, jnp.minimum(e["fmin"], mags), e["fmin"]),
-                "fmax": jnp.where(al, jnp.maximum(e["fmax"], mags), e["fmax"]),
-                "fsum": e["fsum"] + live[:, None] * mags,
-                "act": e["act"] + live * jnp.abs(jnp.asarray(env_a, jnp.float32)).reshape(n, -1).mean(-1),
-            }
+            al = e.alive[:, None]
+            out = EvalCarry(
+                obs=obs2, env_state=es2, rng=rng,
+                fitness=jnp.where(e.alive, self.fit_combine(e.fitness, fit), e.fitness), length=e.length + live,
+                terminated=e.terminated | (e.alive & term),
+                alive=e.alive & ~(term | trunc),
+                field_min=jnp.where(al, jnp.minimum(e.field_min, mags), e.field_min),
+                field_max=jnp.where(al, jnp.maximum(e.field_max, mags), e.field_max),
+                field_sum=e.field_sum + live[:, None] * mags,
+                action_abs=e.action_abs + live * jnp.abs(jnp.asarray(env_a, jnp.float32)).reshape(n, -1).mean(-1),
+            )
             # the first evaluation episode, step by step: what the rollout viewer and the feedback
             # session show (schema fields and body positions when the task has them; rewards are added
             # by eval_stats)
-            trace = {"alive": e["alive"][0], "fields": mags[0]}
+            trace = {"alive": e.alive[0], "fields": mags[0]}
             if self.skeleton is not None:
                 trace["bodies"] = self.skeleton[0](jax.tree.map(lambda x: x[0], es2))
             return out, (s, env_a, ns, live, trace)
 
         e, (s, a, ns, live, trace) = jax.lax.scan(step, init, None, env.max_episode_steps)
         if self.skeleton is not None:
-            trace["first_bodies"] = self.skeleton[0](jax.tree.map(lambda x: x[0], init["es"]))
-        steps = jnp.maximum(e["len"].sum(), 1.0)
-        return EvalRollout(state=s, env_action=a, next_state=ns, live=live, trace=trace, fitness=e["fit"],
-                           length=e["len"], terminated=e["term"], field_min=e["fmin"].min(0),
-                           field_max=e["fmax"].max(0), field_mean=e["fsum"].sum(0) / steps,
-                           action_abs_mean=e["act"].sum() / steps)
+            trace["first_bodies"] = self.skeleton[0](jax.tree.map(lambda x: x[0], init.env_state))
+        steps = jnp.maximum(e.length.sum(), 1.0)
+        return EvalRollout(state=s, env_action=a, next_state=ns, live=live, trace=trace, fitness=e.fitness,
+                           length=e.length, terminated=e.terminated, field_min=e.field_min.min(0),
+                           field_max=e.field_max.max(0), field_mean=e.field_sum.sum(0) / steps,
+                           action_abs_mean=e.action_abs.sum() / steps)
 
     @staticmethod
     def eval_stats(ev: EvalRollout, rew: RewardOut) -> dict:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from rewardsmith.rundir import atomic_write_json, read_json
+from rewardsmith.rundir import WorkerFiles, atomic_write_json, read_json
 from rewardsmith.train.sandbox import ENV as SANDBOX_ENV, Policy
 
 # Variables the worker inherits. Everything else is dropped, and even these are dropped when their
@@ -57,7 +57,8 @@ def run_worker(job: dict, workdir: Path, *, timeout_s: float,
     """Run one job in a fresh worker process; return its result or raise WorkerError."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    job_path, result_path, log_path = workdir / "job.json", workdir / "result.json", workdir / "worker.log"
+    files = WorkerFiles(workdir)
+    job_path, result_path, log_path = files.job, files.result, files.log
     if result_path.exists():
         result_path.unlink()
     atomic_write_json(job_path, job)
@@ -89,7 +90,7 @@ def _start_worker(args: list[str], log, cwd: Path, stdin, policy: Policy) -> sub
     told its sandbox policy; its temporary files go beneath its own directory."""
     env = worker_env()
     env[SANDBOX_ENV] = policy.to_env()
-    tmp = Path(cwd) / "tmp"
+    tmp = WorkerFiles(cwd).tmp
     tmp.mkdir(parents=True, exist_ok=True)
     env["TMPDIR"] = env["MPLCONFIGDIR"] = str(tmp.resolve())
     # the worker imports this very package; make sure it can when running from a source tree
@@ -124,7 +125,7 @@ class WarmWorker:
             return
         self.starts += 1
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._log_path = self.log_dir / f"worker-{self.starts}.log"
+        self._log_path = WorkerFiles(self.log_dir).numbered_log(self.starts)
         with open(self._log_path, "w", encoding="utf-8") as log:
             self.proc = _start_worker(["--serve"], log, self.log_dir, stdin=subprocess.PIPE, policy=self.policy)
         self._events = queue.SimpleQueue()
@@ -136,9 +137,10 @@ class WarmWorker:
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         # the record in ``workdir``; the worker reads and writes only beneath its own directory
-        atomic_write_json(workdir / "job.json", job)
-        io = self.log_dir / "io"
-        job_path, result_path = io / "job.json", io / "result.json"
+        record = WorkerFiles(workdir)
+        atomic_write_json(record.job, job)
+        io = WorkerFiles(self.log_dir).exchange
+        job_path, result_path = io.job, io.result
         if result_path.exists():
             result_path.unlink()
         atomic_write_json(job_path, job)
@@ -170,7 +172,7 @@ class WarmWorker:
                 if not result_path.exists():
                     raise WorkerError(f"training worker wrote no result (log: {self._log_path})")
                 result = read_json(result_path)
-                os.replace(result_path, workdir / "result.json")
+                os.replace(result_path, record.result)
                 return result
             if event.get("event") == "sandbox":
                 self.sandbox = {k: v for k, v in event.items() if k != "event"}
