@@ -83,7 +83,7 @@ def test_warm_worker_killed_mid_generation_is_restarted_and_nothing_is_lost(tmp_
 
 
 @pytest.mark.parametrize("over,msg", [
-    ({"task": {"name": "nope", "file": None}}, "unknown task 'nope'; known tasks: ant, cartpole"),
+    ({"task": {"name": "nope", "file": None}}, "unknown task 'nope'; known tasks: ant, ant_spin, cartpole"),
     ({"train": {"bogus": 1}}, "unknown PPO settings: ['bogus']"),
     ({"samples": 0}, "samples must be a positive integer"),
     ({"llm": {"provider": "nope"}}, "unknown llm provider 'nope'"),
