@@ -68,7 +68,7 @@ def _direction(sentence: str) -> str | None:
 
 def text_constraints(text: str, schema: StateSchema) -> tuple[list[TermConstraint], list[str]]:
     """(constraints, sentences that gave none)."""
-    fields = [f.name for f in schema.fields if f.kind not in ("count", "constant")]
+    fields = [f.name for f in schema.fields if f.rewardable]
     out: list[TermConstraint] = []
     unused: list[str] = []
     for sentence in _sentences(text):

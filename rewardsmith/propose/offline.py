@@ -50,7 +50,7 @@ class Term:
 
 
 def _usable_fields(schema: StateSchema) -> list[Field]:
-    return [f for f in schema.fields if f.kind not in ("count", "constant")]
+    return [f for f in schema.fields if f.rewardable]
 
 
 _PRIOR = {"near_zero": 0.3, "sq_penalty": 0.2, "abs_penalty": 0.15, "value": 0.15, "magnitude": 0.1,

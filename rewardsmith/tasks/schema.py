@@ -29,6 +29,11 @@ class Field:
     kind: str = "float"
 
     @property
+    def rewardable(self) -> bool:
+        """Whether a reward term may be built on this field (not a step count or a constant)."""
+        return self.kind not in ("count", "constant")
+
+    @property
     def scale(self) -> float:
         if self.low is None or self.high is None:
             return 1.0
