@@ -58,6 +58,8 @@ class Candidate:
     env_steps: int | None = None  # training env steps over all its seeds
     rung: int | None = None  # budget=halving: the last rung it reached (of ``rungs``)
     rungs: int | None = None
+    # executor=ray: where it trained (shard, node id and address, every attempt's node); {} on this machine
+    placement: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def stopped_early(self) -> bool:

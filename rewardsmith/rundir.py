@@ -89,6 +89,15 @@ class WorkerFiles:
         return self.folder / f"worker-{n}.log"
 
     @property
+    def shards(self) -> Path:
+        """executor=ray: where each shard of the job ran (nodes, attempts, errors)."""
+        return self.folder / "shards.json"
+
+    def shard(self, i: int) -> "WorkerFiles":
+        """executor=ray: shard ``i``'s job, result and worker log, copied back from its node."""
+        return WorkerFiles(self.folder / f"shard_{i}")
+
+    @property
     def exchange(self) -> "WorkerFiles":
         return WorkerFiles(self.folder / "io")
 

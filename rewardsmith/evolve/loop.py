@@ -31,6 +31,7 @@ from rewardsmith.tasks import Task, UnknownTaskError, get_task
 from rewardsmith.train.candidates import WorkerSettings, train_candidates
 from rewardsmith.train.population import Halving, halving_sizes
 from rewardsmith.train.ppo import PPOConfig
+from rewardsmith.train.cluster import executor_settings, make_executor
 from rewardsmith.train.runner import WarmWorker, sandbox_policy
 from rewardsmith.train.sandbox import MODES as SANDBOX_MODES, physical_memory_mb, probe as sandbox_probe
 from rewardsmith.validate.isolate import CheckLimits
@@ -153,7 +154,9 @@ def _check_cfg(cfg: Mapping[str, Any]) -> tuple[Task, PPOConfig, list[int], Work
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise UserError(f"max_generation_retries must be a non-negative integer, got {retries!r}")
     ppo = ppo_config(task, cfg)
-    budget_settings(cfg, ppo)
+    on_ray = executor_settings(cfg) is not None
+    if budget_settings(cfg, ppo) is not None and on_ray:
+        raise UserError("budget=halving runs on executor=local only (its rungs rank a whole generation at once)")
     if worker.sandbox == "strict":
         missing = sandbox_probe().get("missing", ["network", "filesystem"])
         if missing:
@@ -320,9 +323,10 @@ def _ask_feedback(rd: RunDir, cfg: Mapping[str, Any], display) -> None:
 
 
 def _search(state: SearchState, rd: RunDir, proposer, display, iterations: int) -> dict:
-    """The generations and the final evaluation, all trained by one warm worker process."""
+    """The generations and the final evaluation, all trained by one warm worker process (or, with
+    ``executor=ray``, as shards on a Ray cluster)."""
     policy = sandbox_policy(state.worker, rd.worker_dir, state.task.source_file)
-    with WarmWorker(rd.worker_dir, policy) as process:
+    with make_executor(state.cfg, rd.worker_dir, policy, display) as process:
         return Search(state, rd, proposer, display, process).run(iterations)
 
 

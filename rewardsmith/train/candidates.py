@@ -66,7 +66,9 @@ def train_candidates(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOCon
             for cid in ev.get("candidates", []):
                 if cid in by_id:
                     by_id[cid].status = "training"
-            display.message(f"training {ev.get('members')} members in one program on {ev.get('devices')} device(s)")
+            where = f" (shard {ev['shard']} on node {ev.get('node_ip')} {str(ev.get('node_id'))[:8]})" if "shard" in ev else ""
+            display.message(f"training {ev.get('members')} members in one program on {ev.get('devices')} device(s)"
+                            + where)
         elif kind == "progress":
             display.progress(int(ev.get("updates", 0)), int(ev.get("of", 0)), dict(ev.get("fitness") or {}))
         elif kind == "rung":
@@ -87,14 +89,14 @@ def train_candidates(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOCon
             result = run_worker(job, workdir, timeout_s=worker.timeout_s, on_event=on_event,
                                 policy=sandbox_policy(worker, workdir, task.source_file))
     except WorkerError as e:
-        for c in cands:
-            c.status = "failed"
-            c.validation = c.validation or Validation(ok=False, stage="trace", reason="not checked: worker failed")
-            c.members = []
-            c.note = (c.note + " | " if c.note else "") + f"worker failure: {e}"
+        _fail(cands, str(e))
         display.message(str(e))
         display.candidates(cands)
         return str(e)
+    for cid, reason in (result.get("failed") or {}).items():  # executor=ray: a shard that failed
+        _fail([by_id[cid]], reason)
+    for cid, place in (result.get("placement") or {}).items():
+        by_id[cid].placement = place
     for cid, res in result["candidates"].items():
         c = by_id[cid]
         if res.get("rollout"):
@@ -120,6 +122,15 @@ def train_candidates(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOCon
             c.status = "failed"
     display.candidates(cands)
     return ""
+
+
+def _fail(cands: list[Candidate], reason: str) -> None:
+    """Their worker (or shard) failed: recorded as failed with the reason, nothing trained."""
+    for c in cands:
+        c.status = "failed"
+        c.validation = c.validation or Validation(ok=False, stage="trace", reason="not checked: worker failed")
+        c.members = []
+        c.note = (c.note + " | " if c.note else "") + f"worker failure: {reason}"
 
 
 def _save_rollout(directory: Path, cid: str, rollout: dict, task: Task, display) -> None:

@@ -53,8 +53,10 @@ def sandbox_policy(settings, write_dir: Path, task_file: str | None = None) -> P
 
 
 def run_worker(job: dict, workdir: Path, *, timeout_s: float,
-               on_event: Callable[[dict], None] | None = None, policy: Policy | None = None) -> dict:
-    """Run one job in a fresh worker process; return its result or raise WorkerError."""
+               on_event: Callable[[dict], None] | None = None, policy: Policy | None = None,
+               extra_env: dict[str, str] | None = None, preexec_fn: Callable[[], None] | None = None) -> dict:
+    """Run one job in a fresh worker process; return its result or raise WorkerError. ``extra_env``
+    (only names the scrub lets through) and ``preexec_fn`` go to the worker process."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     files = WorkerFiles(workdir)
@@ -64,7 +66,8 @@ def run_worker(job: dict, workdir: Path, *, timeout_s: float,
     atomic_write_json(job_path, job)
     with open(log_path, "w", encoding="utf-8") as log:
         proc = _start_worker([str(job_path), str(result_path)], log, workdir, stdin=subprocess.DEVNULL,
-                             policy=policy or Policy(mode="auto", write=_writable(workdir, job.get("compile_cache_dir"))))
+                             policy=policy or Policy(mode="auto", write=_writable(workdir, job.get("compile_cache_dir"))),
+                             extra_env=extra_env, preexec_fn=preexec_fn)
         reader = threading.Thread(target=_pump, args=(proc, on_event, log), daemon=True)
         reader.start()
         t0 = time.monotonic()
@@ -85,10 +88,11 @@ def run_worker(job: dict, workdir: Path, *, timeout_s: float,
     return read_json(result_path)
 
 
-def _start_worker(args: list[str], log, cwd: Path, stdin, policy: Policy) -> subprocess.Popen:
+def _start_worker(args: list[str], log, cwd: Path, stdin, policy: Policy,
+                  extra_env: dict[str, str] | None = None, preexec_fn=None) -> subprocess.Popen:
     """A worker process with the scrubbed environment, in a session of its own (killed as a group),
     told its sandbox policy; its temporary files go beneath its own directory."""
-    env = worker_env()
+    env = worker_env({**os.environ, **(extra_env or {})})
     env[SANDBOX_ENV] = policy.to_env()
     tmp = WorkerFiles(cwd).tmp
     tmp.mkdir(parents=True, exist_ok=True)
@@ -97,7 +101,8 @@ def _start_worker(args: list[str], log, cwd: Path, stdin, policy: Policy) -> sub
     pkg_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH", "")) if p)
     return subprocess.Popen([sys.executable, "-m", "rewardsmith.train.worker", *args], stdout=subprocess.PIPE,
-                            stderr=log, stdin=stdin, env=env, text=True, start_new_session=True, cwd=str(cwd))
+                            stderr=log, stdin=stdin, env=env, text=True, start_new_session=True, cwd=str(cwd),
+                            preexec_fn=preexec_fn)
 
 
 class WarmWorker:
