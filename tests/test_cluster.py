@@ -191,3 +191,39 @@ def _records(run_dir: Path, gen: int = 0) -> list[dict]:
     recs = [json.loads(p.read_text()) for p in sorted(gdir.glob("candidates/*/candidate.json"))]
     recs += [json.loads(p.read_text()) for p in sorted((run_dir / "baselines").glob("*/candidate.json"))] if gen == 0 else []
     return recs
+
+
+def test_the_live_view_shows_shard_and_node():
+    import io
+
+    from rich.console import Console
+
+    from rewardsmith.cli.display import Display
+    from rewardsmith.records import Candidate
+
+    d = Display(live=False, stream=io.StringIO())
+    d.start(task="cartpole", proposer="offline", run_dir="x")
+    here = Candidate(id="g00-local", generation=0, source="", origin="offline", status="trained", fitness=1.0)
+    d.candidates([here])
+    con = Console(file=io.StringIO(), width=160)
+    con.print(d._render())
+    assert "shard · node" not in con.file.getvalue()  # not on this machine
+    moved = Candidate(id="g00-moved", generation=0, source="", origin="offline", status="trained", fitness=1.0,
+                      placement={"shard": 1, "node_ip": "127.0.0.1", "node_id": "abcdef123456",
+                                 "attempts": [{}, {}]})
+    d.candidates([here, moved])
+    con = Console(file=io.StringIO(), width=160)
+    con.print(d._render())
+    text = con.file.getvalue()
+    assert "shard · node" in text and "1 · 127.0.0.1 abcdef12 (2 attempts)" in text
+
+
+@pytest.mark.parametrize("launcher, target, setting", [
+    ("slurm", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", "cpus_per_task: 8"),
+    ("ray_local", "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher", "num_cpus: 2"),
+])
+def test_the_launcher_presets_compose_over_the_plugins(launcher, target, setting):
+    proc = subprocess.run([sys.executable, "-m", "rewardsmith.cli.main", f"hydra/launcher={launcher}", "--cfg", "hydra",
+                           "-p", "hydra.launcher"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"_target_: {target}" in proc.stdout and setting in proc.stdout

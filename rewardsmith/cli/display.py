@@ -129,6 +129,9 @@ class Display:
         t.add_column("origin")
         t.add_column("status")
         t.add_column("fitness", justify="right")
+        on_cluster = any(getattr(c, "placement", None) for c in self.rows.values())
+        if on_cluster:
+            t.add_column("shard · node")
         t.add_column("note / reason", overflow="fold", max_width=70)
         for c in self.rows.values():
             style = _STYLE.get(c.status, "white")
@@ -141,11 +144,21 @@ class Display:
                 status = f"training {100 * done // max(total, 1)}%"
                 fit = "≈ " + _f(curve[-1]) if curve[-1] is not None else ""
                 reason = sparkline(curve, 30)
+            where = [_where(c.placement)] if on_cluster else []
             t.add_row(c.id, c.origin, f"[{style}]{status}[/]", fit if (c.fitness is not None or curve) else "",
-                      reason or "")
+                      *where, reason or "")
         if self.best is not None:
             t.caption = f"best so far: {self.best.id} fitness {_f(self.best.fitness)}"
         return t
+
+
+def _where(place: dict | None) -> str:
+    """executor=ray: the candidate's shard and node (and how many attempts it took)."""
+    if not place:
+        return ""
+    tries = len(place.get("attempts") or [])
+    return (f"{place.get('shard')} · {place.get('node_ip')} {str(place.get('node_id') or '')[:8]}"
+            + (f" ({tries} attempts)" if tries > 1 else ""))
 
 
 def _describe(c) -> str:

@@ -66,6 +66,9 @@ def train_candidates(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOCon
             for cid in ev.get("candidates", []):
                 if cid in by_id:
                     by_id[cid].status = "training"
+                    if "shard" in ev:  # executor=ray: shown live, replaced by the full placement at the end
+                        by_id[cid].placement = {"executor": "ray", "shard": ev["shard"], "node_id": ev.get("node_id"),
+                                                "node_ip": ev.get("node_ip")}
             where = f" (shard {ev['shard']} on node {ev.get('node_ip')} {str(ev.get('node_id'))[:8]})" if "shard" in ev else ""
             display.message(f"training {ev.get('members')} members in one program on {ev.get('devices')} device(s)"
                             + where)
