@@ -44,18 +44,15 @@ def main() -> None:
 
     import ray
 
-    from rewardsmith.train.cluster import LocalCluster
+    from rewardsmith.train.cluster import LocalCluster, _use_token
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         cluster = LocalCluster(Path(tmp) / "cluster", cpus=None)
-        while True:
-            try:
-                ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
-                break
-            except (ConnectionError, RuntimeError):
-                time.sleep(0.5)
+        cluster.wait_ready(120)
+        _use_token(cluster.auth_env)
+        ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
         print(json.dumps({"ray_cluster_start_s": round(time.perf_counter() - t0, 2)}), flush=True)
         try:
             for rep in range(args.reps):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -31,8 +32,12 @@ def _netns_ok() -> bool:
 needs_netns = pytest.mark.skipif(not _netns_ok(), reason="no user network namespaces here (unshare -rn)")
 
 
-def _in_netns(*cmd: str, timeout: float) -> subprocess.CompletedProcess:
+def _in_netns(*cmd: str, timeout: float, home: Path) -> subprocess.CompletedProcess:
+    """``cmd`` in a network namespace of its own. Ray there uses token authentication with a token
+    made for the test, and a home folder of the test's (Ray writes ~/.ray/ otherwise)."""
+    home.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(HOME=str(home), RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), RAY_USAGE_STATS_ENABLED="0")
     script = "ip link set lo up && exec \"$@\""
     return subprocess.run(["unshare", "-rn", "sh", "-c", script, "sh", *cmd], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=str(HERE.parent))
@@ -115,7 +120,8 @@ def test_a_generation_survives_losing_a_node(tmp_path):
     """Head + two one-CPU worker nodes (separate processes); a worker node is killed mid-generation:
     its shard is retried on the other node. Then with no retries left the lost shard's candidates fail
     with the reason while the rest train, and that run is resumed for one more generation."""
-    proc = _in_netns(sys.executable, str(HERE / "ray_cluster.py"), "faults", str(tmp_path), timeout=1200)
+    proc = _in_netns(sys.executable, str(HERE / "ray_cluster.py"), "faults", str(tmp_path), timeout=1200,
+                     home=tmp_path / "home")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = json.loads((tmp_path / "out.json").read_text())
     workers = set(out["workers"])
@@ -160,7 +166,8 @@ def test_a_generation_survives_losing_a_node(tmp_path):
 def test_a_local_cluster_is_started_keyless_and_stopped(tmp_path):
     """executor=ray with no address starts its own one-node cluster from the scrubbed environment:
     an API key in the driver's environment reaches neither Ray's processes nor the training worker."""
-    proc = _in_netns(sys.executable, str(HERE / "ray_cluster.py"), "local", str(tmp_path), timeout=600)
+    proc = _in_netns(sys.executable, str(HERE / "ray_cluster.py"), "local", str(tmp_path), timeout=600,
+                     home=tmp_path / "home")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = json.loads((tmp_path / "out.json").read_text())
     assert "OPENAI_API_KEY" not in out["env_names"] and "PATH" in out["env_names"]
@@ -177,7 +184,8 @@ def test_a_multirun_over_two_tasks_through_the_ray_launcher(tmp_path):
                      "hydra/launcher=ray_local", "hydra.launcher.ray.init.num_cpus=2",
                      "hydra.launcher.ray.remote.num_cpus=1", f"hydra.sweep.dir={sweep}",
                      "iterations=1", "samples=2", "seeds=1", "final_eval=false", "baselines=false",
-                     "train.total_timesteps=8192", "live=false", "compile_cache=false", timeout=900)
+                     "train.total_timesteps=8192", "live=false", "compile_cache=false", timeout=900,
+                     home=tmp_path / "home")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summaries = sorted(sweep.glob("*/summary.json"))
     assert len(summaries) == 2, list(sweep.rglob("*"))[:20]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -222,7 +223,11 @@ def run_shard(job: dict, shard: int, policy: Policy, timeout_s: float, events=No
     # the worker writes beneath this node's shard folder and this node's compilation cache only
     policy = dataclasses.replace(policy, write=_writable(folder, job.get("compile_cache_dir")))
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
-    extra = {"REWARDSMITH_CPU_DEVICES": str(max(1, int(cpus)))} if cpus else {}
+    extra = {}
+    if cpus:  # the shard's CPUs are its devices, whatever device count the node was started with
+        extra["REWARDSMITH_CPU_DEVICES"] = str(max(1, int(cpus)))
+        extra["XLA_FLAGS"] = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
+                                      if not f.startswith("--xla_force_host_platform_device_count"))
     out: dict = {"node_id": node_id, "node_ip": node_ip}
     try:
         out["result"] = run_worker(job, folder, timeout_s=timeout_s, on_event=send, policy=policy,
@@ -242,6 +247,25 @@ def run_shard(job: dict, shard: int, policy: Policy, timeout_s: float, events=No
 
 
 # -- the driver -------------------------------------------------------------------------------------
+def _use_token(auth_env: dict[str, str]) -> dict[str, str | None]:
+    """Ray's authentication settings for this process (set in the environment and re-read, as Ray
+    itself does when it enables token authentication); returns the values they replace."""
+    before = {k: os.environ.get(k) for k in auth_env}
+    os.environ.update(auth_env)
+    _reload_ray_auth()
+    return before
+
+
+def _reload_ray_auth() -> None:
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+    except (ImportError, AttributeError):  # a Ray without token authentication reads the environment
+        pass
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -266,14 +290,28 @@ class LocalCluster:
                "--disable-usage-stats", f"--temp-dir={self.temp}",
                f"--num-cpus={cpus or os.cpu_count() or 1}",
                f"--ray-client-server-port={_free_port()}", f"--dashboard-agent-listen-port={_free_port()}"]
-        env = worker_env()
-        env["RAY_USAGE_STATS_ENABLED"] = "0"
+        # Ray's token authentication with a token of this cluster's own (the only credential its
+        # processes hold); the training worker never gets it (the scrub drops *TOKEN*/*AUTH* names)
+        self.auth_env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+        env = {**worker_env(), **self.auth_env, "RAY_USAGE_STATS_ENABLED": "0"}
         self.log = open(self.folder / "ray-head.log", "w", encoding="utf-8")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=env, start_new_session=True)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Until the head says it started (connecting earlier can leave ``ray.init`` waiting for good)."""
+        log = self.folder / "ray-head.log"
+        deadline = time.monotonic() + timeout_s
+        while "Ray runtime started" not in log.read_text(encoding="utf-8", errors="replace"):
+            if not self.alive():
+                raise UserError(f"the local Ray cluster did not start (log: {log})")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise UserError(f"the local Ray cluster did not start within {timeout_s:g} s (log: {log})")
+            time.sleep(0.3)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -304,6 +342,7 @@ class RayExecutor:
         self._connected = False
         self._owns_connection = False
         self._remote = None
+        self._env_before: dict[str, str | None] = {}
 
     # the connection is made on first use, so a run that never trains starts no cluster
     def connect(self) -> None:
@@ -315,7 +354,9 @@ class RayExecutor:
             address = self.settings.address
             if address is None:
                 self.cluster = LocalCluster(self.log_dir, self.settings.local_cpus)
+                self.cluster.wait_ready(self.settings.connect_timeout_s)
                 address = self.cluster.address
+                self._env_before = _use_token(self.cluster.auth_env)  # this driver authenticates with its token
             deadline = time.monotonic() + self.settings.connect_timeout_s
             while True:
                 try:
@@ -341,8 +382,6 @@ class RayExecutor:
             on_event: Callable[[dict], None] | None = None) -> dict:
         import ray
         from ray.util.queue import Queue
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
         self.connect()
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -350,9 +389,7 @@ class RayExecutor:
         atomic_write_json(record.job, job)
         plan = plan_shards(self.nodes(), self.settings)
         jobs = split_job(job, plan.count)
-        here = ray.get_runtime_context().get_node_id()
-        events = Queue(actor_options={"num_cpus": 0, "scheduling_strategy":
-                                      NodeAffinitySchedulingStrategy(node_id=here, soft=True)})
+        events = Queue(actor_options=self._queue_placement())
         t0 = time.monotonic()
         refs = {}
         for i, sj in enumerate(jobs):
@@ -396,6 +433,16 @@ class RayExecutor:
         if all(o.get("error") for o in outcomes):
             raise WorkerError("; ".join(sorted({o["error"] for o in outcomes}))[:600])
         return merged
+
+    def _queue_placement(self) -> dict:
+        """The live events' queue lives on the head node (it goes only with the cluster itself),
+        else beside the driver; it takes no CPU from training."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        head = [n["NodeID"] for n in self.nodes() if n.get("Alive") and "node:__internal_head__" in (n.get("Resources") or {})]
+        here = head[0] if head else ray.get_runtime_context().get_node_id()
+        return {"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=here, soft=True)}
 
     def _outcome(self, ref, i: int, tried: list[dict]) -> dict:
         import ray
@@ -460,6 +507,14 @@ class RayExecutor:
         if self.cluster is not None:
             self.cluster.stop()
             self.cluster = None
+        if self._env_before:
+            for k, v in self._env_before.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            self._env_before = {}
+            _reload_ray_auth()
 
     def __enter__(self) -> "RayExecutor":
         return self
