@@ -31,6 +31,7 @@ from rewardsmith.tasks import Task, UnknownTaskError, get_task
 from rewardsmith.train.candidates import WorkerSettings, train_candidates
 from rewardsmith.train.population import Halving, halving_sizes
 from rewardsmith.train.ppo import PPOConfig
+from rewardsmith.report.trackers import make_tracker, tracker_kind
 from rewardsmith.train.cluster import executor_settings, make_executor
 from rewardsmith.train.runner import WarmWorker, sandbox_policy
 from rewardsmith.train.sandbox import MODES as SANDBOX_MODES, physical_memory_mb, probe as sandbox_probe
@@ -154,6 +155,7 @@ def _check_cfg(cfg: Mapping[str, Any]) -> tuple[Task, PPOConfig, list[int], Work
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise UserError(f"max_generation_retries must be a non-negative integer, got {retries!r}")
     ppo = ppo_config(task, cfg)
+    tracker_kind(cfg)
     on_ray = executor_settings(cfg) is not None
     if budget_settings(cfg, ppo) is not None and on_ray:
         raise UserError("budget=halving runs on executor=local only (its rungs rank a whole generation at once)")
@@ -344,6 +346,7 @@ class Search:
         self.t_start = time.time()
         self.pending_baselines = [b for b in state.baselines.values() if b.status not in ("trained", "failed")]
         self.sandbox_warned = False
+        self.tracker = make_tracker(cfg, rd.root)
 
     def run(self, iterations: int) -> dict:
         state = self.state
@@ -492,7 +495,18 @@ class Search:
         self.write_summary("running")
         write_report_safely(self.rd.root, self.display)
         self.display.generation_done(gen, gen_best, best)
+        self.track(lambda t: (t.candidates(cands + list(state.baselines.values())), t.generation(gen, gen_best, best)))
         return rec
+
+    def track(self, step) -> None:
+        """Hand records to the tracker (logger=...); a tracker problem is reported, never fatal."""
+        if self.tracker is None:
+            return
+        try:
+            step(self.tracker)
+        except Exception as e:  # noqa: BLE001
+            self.display.message(f"logger: {type(e).__name__}: {e}; no more tracking this run")
+            self.tracker = None
 
     # -- between generations and at the end -----------------------------------------------------------
     def budget_spent(self) -> bool:
@@ -518,6 +532,7 @@ class Search:
                                      state.worker, self.display, self.process)
         s = self.write_summary("complete" if best is not None else "no_candidate_trained", final)
         write_report_safely(self.rd.root, self.display)
+        self.track(lambda t: t.finish(s))
         self.display.finish(s)
         return s
 

@@ -1,0 +1,63 @@
+"""logger=tensorboard: a CartPole run's curves written as TensorBoard event files, read back."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+
+from conftest import tiny_cfg
+from rewardsmith.errors import UserError
+from rewardsmith.evolve import run
+
+
+def read_events(logdir):
+    """Every scalar and text summary in the event files beneath ``logdir`` (TFRecord framing)."""
+    from tensorboardX.proto import event_pb2
+
+    scalars, texts = {}, {}
+    files = sorted(logdir.glob("events.out.tfevents.*"))
+    for path in files:
+        data = path.read_bytes()
+        pos = 0
+        while pos < len(data):
+            (n,) = struct.unpack("<Q", data[pos:pos + 8])
+            ev = event_pb2.Event.FromString(data[pos + 12:pos + 12 + n])
+            pos += 12 + n + 4
+            for v in ev.summary.value:
+                if v.HasField("tensor") and v.metadata.plugin_data.plugin_name == "text":
+                    texts[v.tag] = v.tensor.string_val[0].decode()
+                else:
+                    scalars.setdefault(v.tag, []).append((ev.step, v.simple_value))
+    return files, scalars, texts
+
+
+def test_a_cartpole_run_writes_tensorboard_curves_named_by_run_ids(tmp_path):
+    summary = run(tiny_cfg(logger="tensorboard", iterations=2, final_eval=True, eval_seeds=2), tmp_path)
+    files, scalars, texts = read_events(tmp_path / "tensorboard")
+    assert files
+    # per generation: the best of the generation and the best so far, by generation index
+    gens = [json.loads(p.read_text()) for p in sorted((tmp_path / "generations").glob("gen_*/generation*.json"))]
+    assert [s for s, _ in scalars["search/generation_best"]] == [0, 1]
+    assert [v for _, v in scalars["search/generation_best"]] == pytest.approx([g["best_fitness"] for g in gens])
+    # per candidate: training curves under the candidate's id, against env steps, for every seed
+    cand = json.loads(next((tmp_path / "generations" / "gen_00" / "candidates").glob("*/candidate.json")).read_text())
+    m = cand["members"][0]
+    tag = f"{cand['id']}/fitness/seed{m['seed']}"
+    assert tag in scalars
+    assert [s for s, _ in scalars[tag]] == [s for s, f in zip(m["checkpoints"], m["fitness_curve"]) if f is not None]
+    assert [v for _, v in scalars[tag]] == pytest.approx([f for f in m["fitness_curve"] if f is not None], rel=1e-5)
+    assert any(t.startswith(f"{cand['id']}/component/") for t in scalars)
+    assert any(t.startswith("baseline-human/fitness/") for t in scalars)
+    # the final table
+    final = summary["final_evaluation"]
+    assert scalars["final/best"][0][1] == pytest.approx(final["best"]["fitness_mean"], rel=1e-5)
+    assert final["best"]["id"] in texts["final/text_summary"]
+
+
+def test_unknown_logger_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="logger must be none or tensorboard"):
+        run(tiny_cfg(logger="mlflow"), tmp_path / "run")
+    with pytest.raises(UserError, match="logger=wandb is not available yet"):
+        run(tiny_cfg(logger="wandb"), tmp_path / "run")
