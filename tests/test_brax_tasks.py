@@ -82,3 +82,22 @@ def test_brax_run_writes_fitness_baselines_and_viewable_rollouts(tmp_path):
         assert "<svg" in page  # charts of the state fields and reward over the episode
     report = (tmp_path / "report.html").read_text()
     assert "data:image/gif;base64," in report and "final/rollouts/final-best.html" in report
+
+
+@pytest.mark.parametrize("name", ["ant", "ant_spin", "humanoid"])
+def test_the_schema_states_which_joint_each_action_drives(name):
+    """Brax's actuators are not in joint order (ant: action 0 drives joint 6); the docs the LLM and
+    the user read give the map, and it is the model's own actuator table."""
+    import re
+
+    import numpy as np
+
+    task = get_task(name)
+    env = task.make_env().env
+    qd_start = 6  # a free root joint: 6 velocity coordinates before the first joint
+    actual = [int(i) - qd_start for i in np.asarray(env.sys.actuator.qd_id)]
+    docs = {f.name: f.doc for f in task.schema.fields}
+    for text in (task.schema.action.doc, docs["joint_pos"], docs["joint_vel"]):
+        stated = re.search(r"\[([\d, ]+)\]", text)
+        assert stated, text
+        assert [int(x) for x in stated.group(1).split(",")] == actual
