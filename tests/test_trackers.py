@@ -52,8 +52,8 @@ def test_a_cartpole_run_writes_tensorboard_curves_named_by_run_ids(tmp_path):
     assert any(t.startswith("baseline-human/fitness/") for t in scalars)
     # the final table
     final = summary["final_evaluation"]
-    assert scalars["final/best"][0][1] == pytest.approx(final["best"]["fitness_mean"], rel=1e-5)
-    assert final["best"]["id"] in texts["final/text_summary"]
+    assert scalars["evaluation/best"][0][1] == pytest.approx(final["best"]["fitness_mean"], rel=1e-5)
+    assert final["best"]["id"] in texts["evaluation/text_summary"]
 
 
 def test_unknown_logger_is_a_clear_error(tmp_path):

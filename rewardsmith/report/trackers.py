@@ -4,7 +4,7 @@ Tags use the run directory's ids, so a curve leads back to its record:
   * ``<candidate id>/fitness/seed<s>`` and ``<candidate id>/episode_length/seed<s>`` against env steps,
     ``<candidate id>/reward/seed<s>`` and ``<candidate id>/component/<name>/seed<s>`` (per-step means);
   * ``search/generation_best`` and ``search/best_so_far`` against the generation index;
-  * ``final/<best|human|sparse>`` and ``final/hns``, and the final table as text.
+  * ``evaluation/<best|human|sparse>`` and ``evaluation/hns`` (the final evaluation), and its table as text.
 Event files go to ``<run_dir>/tensorboard/``: ``tensorboard --logdir outputs/`` shows every run.
 A tracker problem is reported and never stops the run.
 """
@@ -25,6 +25,11 @@ def tracker_kind(cfg) -> str:
         raise UserError("logger=wandb is not available yet; use logger=tensorboard")
     if kind not in LOGGERS:
         raise UserError(f"logger must be none or tensorboard, got {kind!r}")
+    if kind == "tensorboard":
+        try:
+            import tensorboardX  # noqa: F401
+        except ImportError:
+            raise UserError("logger=tensorboard needs tensorboardX: pip install 'rewardsmith[tensorboard]'") from None
     return kind
 
 
@@ -72,11 +77,11 @@ class TensorBoardTracker:
         for key in ("best", "human", "sparse"):
             entry = final.get(key) or {}
             if entry.get("fitness_mean") is not None:
-                self.writer.add_scalar(f"final/{key}", float(entry["fitness_mean"]), 0)
+                self.writer.add_scalar(f"evaluation/{key}", float(entry["fitness_mean"]), 0)
                 rows.append(f"| {key} | {entry.get('id')} | {entry['fitness_mean']:.4g} |")
         if final.get("hns") is not None:
-            self.writer.add_scalar("final/hns", float(final["hns"]), 0)
-        self.writer.add_text("final", "\n".join(rows) + f"\n\nbest candidate: {summary.get('best_candidate_id')}, "
+            self.writer.add_scalar("evaluation/hns", float(final["hns"]), 0)
+        self.writer.add_text("evaluation", "\n".join(rows) + f"\n\nbest candidate: {summary.get('best_candidate_id')}, "
                              f"status: {summary.get('status')}", 0)
         self.close()
 

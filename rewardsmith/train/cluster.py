@@ -344,7 +344,6 @@ class RayExecutor:
         self._remote = None
         self._env_before: dict[str, str | None] = {}
 
-    # the connection is made on first use, so a run that never trains starts no cluster
     def connect(self) -> None:
         if self._connected:
             return
@@ -517,6 +516,7 @@ class RayExecutor:
             _reload_ray_auth()
 
     def __enter__(self) -> "RayExecutor":
+        self.connect()  # an unreachable cluster is a clear error before the first generation
         return self
 
     def __exit__(self, *exc) -> None:
