@@ -17,6 +17,7 @@ import random
 import numpy as np
 
 from rewardsmith.propose.base import Proposal, ProposalContext, Proposer
+from rewardsmith.propose.relevance import Relevance, relevance
 from rewardsmith.records import Candidate
 from rewardsmith.tasks.schema import Field, StateSchema
 
@@ -57,27 +58,37 @@ _PRIOR = {"near_zero": 0.3, "sq_penalty": 0.2, "abs_penalty": 0.15, "value": 0.1
           "progress": 0.1}
 
 
-def _random_term(rng: random.Random, schema: StateSchema, field: Field | None = None) -> Term:
+def _random_term(rng: random.Random, schema: StateSchema, field: Field | None = None,
+                 rel: Relevance | None = None, index: int | None = None, goal: bool = False) -> Term:
+    """A random term. ``rel`` weights fields and components by how much the description talks
+    about them; ``goal`` (a term on what the description points at most) draws its kind among
+    those that fit the goal's cue (more of it, reach it, hold it) and reads the given ``index``."""
     fields = _usable_fields(schema)
     roll = rng.random()
     if field is None and roll < 0.08:
         return Term("alive", weight=_rand_weight(rng))
     if field is None and roll < 0.14 and schema.action.kind == "continuous":
         return Term("action_cost", weight=_rand_weight(rng) * 0.1)
-    # angles usually carry the goal (upright, heading): tried more often
-    f = field or rng.choices(fields, [3.0 if f.kind == "angle" else 1.0 for f in fields])[0]
+    top = rel.top if rel is not None and rel.top > 0 else 0.0
+    # angles usually carry the goal (upright, heading): tried more often; so are the fields the
+    # description names
+    weights = [(3.0 if f.kind == "angle" else 1.0) * (1.0 + 3.0 * rel.field_weight(f.name) / top if top else 1.0)
+               for f in fields]
+    f = field or rng.choices(fields, weights)[0]
     # prior: shaping terms that are bounded and peak at a set point are tried most often
     prior = dict(_PRIOR)
     if f.kind == "angle":
         prior["upright"] = 0.25
     if f.low is not None and f.high is not None:
         prior["beyond"] = 0.15  # a bonus for being past a level of the field: a goal region
+    if goal and rel is not None and set(rel.goal_kinds) & set(prior):
+        prior = {k: p for k, p in prior.items() if k in rel.goal_kinds}
     kind = rng.choices(list(prior), list(prior.values()))[0]
     # a small vector (a position, a velocity) mixes axes that mean different things: most terms on
-    # one read a single component of it
-    index = None
-    if _indexable(f) and rng.random() < 0.7:
-        index = rng.randrange(f.shape[0])
+    # one read a single component of it, the ones the description names most often
+    if not goal and _indexable(f) and rng.random() < 0.7:
+        comp = rel.component_weights(f.name, f.shape[0]) if rel is not None else [0.0] * f.shape[0]
+        index = rng.choices(range(f.shape[0]), [1.0 + 3.0 * c / max(max(comp), 1e-9) for c in comp])[0]
     return Term(kind, f.name, weight=_rand_weight(rng), sign=rng.choice([1.0, -1.0]),
                 temperature=rng.choice([0.05, 0.1, 0.2, 0.3, 0.5, 1.0]), index=index,
                 level=rng.choice([0.6, 0.75, 0.9]))
@@ -172,23 +183,34 @@ class OfflineProposer(Proposer):
     def propose(self, ctx: ProposalContext) -> list[Proposal]:
         rng = random.Random(f"{ctx.seed}-{ctx.generation}-{len(ctx.history)}")
         schema = ctx.task.schema
+        rel = relevance(ctx.task.description, schema)
         seen = {c.meta.get("signature") for c in ctx.history if c.meta.get("signature")}
         parents = _rank_parents(ctx.history, ranking=ctx.ranking)
         out: list[Proposal] = []
         n_fresh = ctx.k if not parents else max(1, round(ctx.k * self.fresh_fraction))
+        # the first generation's first third starts from what the description points at most,
+        # rewarded in the goal's direction (the other sign on a second pass)
+        leads = rel.leads(max(1, ctx.k // 3)) if not parents else []
         attempts = 0
         n_started, offset = 0, rng.randrange(len(_usable_fields(schema)))
         while len(out) < ctx.k and attempts < 50 * ctx.k:
             attempts += 1
             if len(out) < ctx.k - n_fresh and parents:
-                proposal = self._child(rng, ctx, parents)
+                proposal = self._child(rng, ctx, parents, rel)
+            elif n_started < len(leads) * 2 and len(out) < len(leads):
+                name, index = leads[n_started % len(leads)]
+                goal = _random_term(rng, schema, schema.field(name), rel, index=index, goal=True)
+                goal.sign = 1.0 if n_started < len(leads) else -1.0
+                n_started += 1
+                terms = _dedupe([goal] + [_random_term(rng, schema, rel=rel) for _ in range(rng.randint(0, 2))])
+                proposal = (terms, [], f"random program led by {goal.name}, which the description names most")
             else:
                 # fresh programs cover the schema: each starts from the next field in turn
                 fields = _usable_fields(schema)
                 primary = fields[(n_started + offset) % len(fields)]
                 n_started += 1
-                terms = _dedupe([_random_term(rng, schema, primary)]
-                                + [_random_term(rng, schema) for _ in range(rng.randint(0, 2))])
+                terms = _dedupe([_random_term(rng, schema, primary, rel)]
+                                + [_random_term(rng, schema, rel=rel) for _ in range(rng.randint(0, 2))])
                 proposal = (terms, [], "random program from schema terms")
             terms, parent_ids, what = proposal
             if ctx.constraints:
@@ -210,7 +232,7 @@ class OfflineProposer(Proposer):
             out.append(Proposal(source=render(terms, schema, header), note=what, parents=parent_ids, meta=meta))
         return out
 
-    def _child(self, rng: random.Random, ctx: ProposalContext, parents: list[Candidate]):
+    def _child(self, rng: random.Random, ctx: ProposalContext, parents: list[Candidate], rel: Relevance):
         # tournament among the fittest: rank-weighted choice
         weights = [1.0 / (i + 1) for i in range(len(parents))]
         p = rng.choices(parents, weights)[0]
@@ -226,7 +248,7 @@ class OfflineProposer(Proposer):
             gone = terms.pop(order[0])
             what = f"removed {gone.name} from {p.id}"
         elif op == "add" and len(terms) < MAX_TERMS:
-            t = _random_term(rng, ctx.task.schema)
+            t = _random_term(rng, ctx.task.schema, rel=rel)
             terms = _dedupe(terms + [t])
             what = f"added {t.name} to {p.id}"
         elif op == "crossover" and len(parents) > 1:
