@@ -124,7 +124,8 @@ class RunDir:
         "config.json", "summary.json", "best_reward.py", "report.html", "feedback.json")
 
     def __init__(self, root: str | os.PathLike, create: bool = True):
-        self.root = Path(root)
+        # absolute: the training worker runs in another working directory
+        self.root = Path(root).absolute()
         if create:
             self.root.mkdir(parents=True, exist_ok=True)
 

@@ -98,3 +98,11 @@ def test_generation_records_are_ordered_by_index_and_attempt(tmp_path):
     assert rd.generation_record_path(0, 1).name == "generation_retry1.json"
     assert rd.proposer_input_path(3, 0).name == "proposer_input.json"
     assert not RunDir(tmp_path / "absent", create=False).root.exists()
+
+
+def test_a_relative_run_dir_is_held_absolute(tmp_path, monkeypatch):
+    """The training worker runs in another working directory: every path it is sent must be absolute."""
+    monkeypatch.chdir(tmp_path)
+    rd = RunDir("runs/x")
+    assert rd.root.is_absolute() and rd.root == tmp_path / "runs" / "x"
+    assert rd.worker_dir.is_absolute()

@@ -149,3 +149,50 @@ def test_offline_rewards_follow_what_termination_means():
     assert [(t.kind, t.weight) for t in kept if t.kind == "alive"] == [("alive", 3.5)]
     assert len(respect_termination(kept, "failure")) == len(kept)  # once is enough
     assert respect_termination([Term("sq_penalty", "x")], "none") == [Term("sq_penalty", "x")]
+
+
+def test_offline_proposer_reads_which_components_the_description_names():
+    """The description's words pick the components (the turn rate for a spin, height for a jump,
+    the forward axis for running, the fingertip-target offset for reaching), its goal sentence the
+    term kinds; a description that names no field leaves the search evenly spread."""
+    from rewardsmith.propose.relevance import relevance
+    from rewardsmith.tasks.schema import StateSchema
+
+    def lead(name, n=1):
+        t = get_task(name)
+        return relevance(t.description, t.schema).leads(n)
+
+    assert lead("ant_spin") == [("torso_ang_vel", 2)]
+    assert lead("hopper_jump") == [("torso_pos", 2)]
+    assert lead("hopper") == [("torso_pos", 0)] and lead("halfcheetah") == [("torso_pos", 0)]
+    assert ("tip_to_target", None) in lead("reacher", 2)
+    assert relevance(get_task("ant_spin").description, get_task("ant_spin").schema).goal == "more"
+    assert relevance(get_task("reacher").description, get_task("reacher").schema).goal == "hold"
+    assert relevance(get_task("mountain_car_continuous").description,
+                     get_task("mountain_car_continuous").schema).goal == "reach"
+    # "as long as possible" is about time (the alive bonus), not more of a field
+    assert relevance(get_task("cartpole").description, get_task("cartpole").schema).goal == "hold"
+
+    schema = StateSchema.from_json({"fields": [
+        {"name": "a", "shape": [3], "unit": "m", "doc": "x is left, z is up"},
+        {"name": "b", "shape": [], "unit": "1", "doc": "something else"}],
+        "action": {"kind": "continuous", "shape": [1], "doc": "push"}})
+    quiet = relevance("Nothing here matches.", schema)
+    assert quiet.top == 0 and quiet.leads(2) == [] and quiet.goal == ""
+
+    # the first generation's first third is led by the named component in the goal's direction
+    task = get_task("ant_spin")
+    for seed in range(4):
+        props = OfflineProposer().propose(ProposalContext(task=task, generation=0, k=6, history=[], seed=seed))
+        led = props[0].meta["terms"][0]
+        assert (led["field"], led["index"]) == ("torso_ang_vel", 2) and "names most" in props[0].note
+        assert led["kind"] in ("value", "progress", "magnitude") and led["sign"] == 1.0
+        assert not any("names most" in p.note for p in props[2:])
+    # later generations do not restart from the leads
+    history = [_scored(p.source, f"g00-{i}", p.meta, float(i), {}, [0.0, 1.0, 2.0]) for i, p in enumerate(props)]
+    later = OfflineProposer().propose(ProposalContext(task=task, generation=1, k=6, history=history, seed=0))
+    assert not any("names most" in p.note for p in later)
+    # fields the description names are drawn more often than the rest
+    many = OfflineProposer().propose(ProposalContext(task=task, generation=0, k=60, history=[], seed=9))
+    reads = [t["field"] for p in many[2:] for t in p.meta["terms"][1:] if t["field"]]
+    assert reads.count("torso_ang_vel") > reads.count("prev_action")
