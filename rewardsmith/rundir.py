@@ -285,6 +285,11 @@ class RunDir:
         return self.root / "worker"
 
     @property
+    def task_file_path(self) -> Path:
+        """An own-environment task's task file (its folder is readable by the worker)."""
+        return self.root / "task" / "task.yaml"
+
+    @property
     def llm_dir(self) -> Path:
         return self.root / "llm"
 

@@ -36,8 +36,9 @@ def final_evaluation(rd: RunDir, task: Task, ppo: PPOConfig, cfg: Mapping[str, A
     seeds = [base_seed * 1000 + 500 + i for i in range(n)]
     rd.set_aside_final()  # an earlier session's final evaluation is kept beside the new one
     entries = {"best": best.source, "human": task.human_reward, "sparse": task.sparse_reward}
+    entries = {k: src for k, src in entries.items() if src}  # an own environment may have no baselines
     cands = [Candidate(id=f"final-{k}", generation=-1, source=src, origin=k) for k, src in entries.items()]
-    display.message(f"final evaluation: best {best.id} and both baselines, {n} seeds each, "
+    display.message(f"final evaluation: best {best.id}{' and both baselines' if len(entries) > 1 else ''}, {n} seeds each, "
                     f"{ppo.env_steps} env steps")
     err = train_candidates(rd, 0, 0, task, ppo, seeds, cands, worker, display, process, workdir=rd.final_worker_dir,
                            rollout_dir=rd.final_rollouts_dir if cfg.get("record_rollouts", True) else None)
@@ -49,6 +50,6 @@ def final_evaluation(rd: RunDir, task: Task, ppo: PPOConfig, cfg: Mapping[str, A
                     "per_seed": [m.fitness for m in c.members],
                     "failed_seeds": sum(1 for m in c.members if not m.ok)}
         atomic_write_json(rd.final_path(key), c.to_json())
-    out["hns"] = hns(out["best"]["fitness_mean"], out["human"]["fitness_mean"], out["sparse"]["fitness_mean"])
+    out["hns"] = hns(*(out.get(k, {}).get("fitness_mean") for k in ("best", "human", "sparse")))
     atomic_write_json(rd.final_path("final"), out)
     return out

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+import yaml
+
 from rewardsmith.errors import UserError
 from rewardsmith.evaluate.final import BASELINE_IDS, HNS_FORMULA, final_evaluation, hns
 from rewardsmith.export import write_best_reward
@@ -25,9 +27,11 @@ from rewardsmith.reflect import generation_reflection
 from rewardsmith.rundir import (
     RunDir,
     atomic_write_json,
+    atomic_write_text,
     user_cache_dir,
 )
 from rewardsmith.tasks import Task, UnknownTaskError, get_task
+from rewardsmith.tasks.registry import own_env_name, task_from_mapping
 from rewardsmith.train.candidates import WorkerSettings, train_candidates
 from rewardsmith.train.population import Halving, halving_sizes
 from rewardsmith.train.ppo import PPOConfig
@@ -53,11 +57,49 @@ def _plain(cfg: Any) -> dict:
 def resolve_task(cfg: Mapping[str, Any]) -> Task:
     tcfg = cfg.get("task") or {}
     try:
+        if tcfg.get("env"):
+            return task_from_mapping(own_env_mapping(tcfg), where="task.env")
         return get_task(tcfg.get("name", ""), tcfg.get("file")).with_env_overrides(env_overrides(cfg))
     except UnknownTaskError as e:
         raise UserError(str(e)) from None
     except (FileNotFoundError, ValueError, TypeError, ImportError, AttributeError) as e:
         raise UserError(f"cannot load task: {e}") from None
+
+
+def own_env_mapping(tcfg: Mapping[str, Any]) -> dict:
+    """``task=own task.env=SOURCE``: the task-file mapping of your own environment, from the
+    command line (name, description, fitness, schema, episode_length, kwargs, physics, ppo)."""
+    source = str(tcfg["env"])
+    env = {"source": source, "kwargs": dict(tcfg.get("kwargs") or {})}
+    for key in ("episode_length", "physics"):
+        if tcfg.get(key):
+            env[key] = tcfg[key]
+    fitness = dict(tcfg.get("fitness") or {})
+    out = {"name": tcfg.get("name") or own_env_name(source), "env": env, "fitness": fitness,
+           "description": tcfg.get("description") or (
+               f"Your own environment {source}. Goal: as much of its fitness as possible "
+               f"({fitness.get('doc') or fitness.get('expression') or 'its own reward'} per episode).")}
+    for key in ("schema", "ppo", "presets", "baselines"):
+        if tcfg.get(key):
+            out[key] = tcfg[key]
+    return out
+
+
+def with_task_file(task: Task, rd: RunDir) -> Task:
+    """An own-environment task from the command line is written into the run directory as a task
+    file: the worker loads it from there, and it records what the run searched on."""
+    if task.spec is None or task.source_file:
+        return task
+    path = rd.task_file_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, yaml.safe_dump(dict(task.spec), sort_keys=False))
+    return dataclasses.replace(task, source_file=str(path))
+
+
+def baselines_on(cfg: Mapping[str, Any], task: Task) -> bool:
+    """Train the human and sparse baselines: asked for, and the task has both (an own environment
+    may have none)."""
+    return bool(cfg.get("baselines", True)) and bool(task.human_reward) and bool(task.sparse_reward)
 
 
 def env_overrides(cfg: Mapping[str, Any]) -> dict:
@@ -150,7 +192,7 @@ def _check_cfg(cfg: Mapping[str, Any]) -> tuple[Task, PPOConfig, list[int], Work
     n_seeds = _positive_int(cfg, "seeds", 2)
     _positive_int(cfg, "eval_seeds", 5)
     worker = dataclasses.replace(_worker_settings(cfg), population_size=(
-        _positive_int(cfg, "samples", 6) + (2 if cfg.get("baselines", True) else 0)) * n_seeds)
+        _positive_int(cfg, "samples", 6) + (2 if baselines_on(cfg, task) else 0)) * n_seeds)
     retries = cfg.get("max_generation_retries", 2)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise UserError(f"max_generation_retries must be a non-negative integer, got {retries!r}")
@@ -206,8 +248,9 @@ def run(cfg: Any, run_dir: str | Path, display: Any = None) -> dict:
     proposer = make_proposer(cfg.get("llm") or {"provider": "offline"}, run_dir=Path(run_dir))
     rd = RunDir(run_dir)
     rd.write_config(cfg)
+    task = with_task_file(task, rd)
     state = SearchState(cfg=cfg, task=task, ppo=ppo, seeds=seeds, worker=worker)
-    if cfg.get("baselines", True):
+    if baselines_on(cfg, task):
         state.baselines = {kind: _baseline(kind, task) for kind in BASELINE_IDS}
     return _search(state, rd, proposer, display or _NullDisplay(), int(cfg.get("iterations", 3)))
 
@@ -231,6 +274,7 @@ def resume(run_dir: str | Path, iterations: int | None = None, overrides: Mappin
     for k, v in (overrides or {}).items():
         cfg[k] = v
     task, ppo, seeds, worker = _check_cfg(cfg)
+    task = with_task_file(task, rd)
     summary = rd.read_summary()
     state = SearchState(cfg=cfg, task=task, ppo=ppo, seeds=seeds, worker=worker,
                         wall_before_s=float(summary.get("wall_time_s") or 0.0),
@@ -274,7 +318,7 @@ def _load_state(state: SearchState, rd: RunDir) -> None:
         record = rd.baseline_record(bid)
         if record is not None:
             state.baselines[kind] = Candidate.from_json(record)
-        elif state.cfg.get("baselines", True):
+        elif baselines_on(state.cfg, state.task):
             state.baselines[kind] = _baseline(kind, state.task)
     state.reflection = state.generations[-1].reflection if state.generations else ""
     state.next_gen = complete

@@ -54,7 +54,7 @@ class LLMProposer(Proposer):
             {"role": "system", "content": self.prompts.render("system")},
             {"role": "user", "content": self.prompts.render(
                 "task", task_name=view["name"], description=view["description"], schema=view["schema"],
-                source_excerpt="")},
+                source_excerpt=_source_block(view.get("source_excerpt", "")))},
         ]
         best = _best(ctx.history, ctx.ranking)
         if ctx.generation > 0 and (ctx.reflection or best is not None):
@@ -160,3 +160,10 @@ def _best(history: list[Candidate], ranking: list[str] | None = None) -> Candida
             if cid in by_id:
                 return by_id[cid]
     return max(scored, key=lambda c: c.fitness) if scored else None
+
+
+def _source_block(excerpt: str) -> str:
+    """The environment's own source (your own environment's tasks), as the prompt shows it."""
+    if not excerpt:
+        return ""
+    return f"\nThe environment's source (trimmed), for what the state fields mean:\n```python\n{excerpt.rstrip()}\n```\n"

@@ -78,6 +78,10 @@ class Task:
     # behaviour with no such reward, a reference reward written once by hand outside the search.
     human_label: str = "human baseline"
     source_file: str = ""
+    # your own environment (env.source): its source trimmed for the prompt, and the task-file
+    # mapping it was built from (written into the run directory for the worker and resume)
+    source_excerpt: str = ""
+    spec: Mapping[str, Any] | None = None
 
     def with_env_overrides(self, overrides: Mapping[str, Any] | None) -> "Task":
         """The same task with some environment settings replaced (e.g. Brax ``physics``)."""
@@ -106,4 +110,5 @@ class Task:
 
     def prompt_view(self) -> dict:
         """What a proposer may see: never the fitness function or the baselines."""
-        return {"name": self.name, "description": self.description, "schema": self.schema.describe()}
+        return {"name": self.name, "description": self.description, "schema": self.schema.describe(),
+                "source_excerpt": self.source_excerpt}

@@ -8,15 +8,16 @@ Three ways to add a task:
 
 from __future__ import annotations
 
-import importlib
 import importlib.resources
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
 from rewardsmith.tasks.base import Task, TaskHooks
+from rewardsmith.tasks.own_env import resolve
 from rewardsmith.tasks.schema import StateSchema
 
 _REGISTERED: dict[str, Task] = {}
@@ -63,19 +64,9 @@ def get_task(name: str, file: str | os.PathLike | None = None) -> Task:
     raise UnknownTaskError(f"unknown task {name!r}; known tasks: {', '.join(list_tasks())}")
 
 
-def _resolve(ref: str) -> Any:
-    module, _, attr = ref.partition(":")
-    if not attr:
-        raise ValueError(f"expected 'module:attribute', got {ref!r}")
-    obj = importlib.import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def _fitness_reduce(value: Any, path: Path) -> str:
+def _fitness_reduce(value: Any, where: str) -> str:
     if value not in ("sum", "max"):
-        raise ValueError(f"task file {path}: fitness.reduce must be 'sum' or 'max', got {value!r}")
+        raise ValueError(f"{where}: fitness.reduce must be 'sum' or 'max', got {value!r}")
     return str(value)
 
 
@@ -84,32 +75,73 @@ def load_task_file(path: str | os.PathLike) -> Task:
     if not path.is_file():
         raise FileNotFoundError(f"task file not found: {path}")
     data: Mapping[str, Any] = yaml.safe_load(path.read_text())
-    missing = {"name", "description", "env", "hooks", "schema", "fitness", "baselines"} - set(data)
+    if not isinstance(data, Mapping):
+        raise ValueError(f"task file {path} is not a mapping")
+    return task_from_mapping(data, path.parent, where=f"task file {path}", source_file=str(path))
+
+
+def task_from_mapping(data: Mapping[str, Any], base: Path | None = None, *, where: str = "task",
+                      source_file: str = "") -> Task:
+    """A task from its task-file mapping. ``hooks`` names trusted task code; without it,
+    ``env.source`` names your own environment (``gymnax:<id>``, ``brax:<name>`` or
+    ``<module>:<factory>``) and the schema is inferred from its state (see tasks/own_env.py)."""
+    env = dict(data.get("env") or {})
+    own = "hooks" not in data and bool(env.get("source"))
+    required = {"description", "env", "fitness"} if own else {"name", "description", "env", "hooks", "schema",
+                                                                 "fitness", "baselines"}
+    missing = required - set(data)
     if missing:
-        raise ValueError(f"task file {path} lacks keys: {sorted(missing)}")
-    hooks = _resolve(data["hooks"])
-    if not isinstance(hooks, TaskHooks):
-        raise TypeError(f"{data['hooks']} is a {type(hooks).__name__}, expected TaskHooks")
-    base = path.parent
-    baselines = data["baselines"]
+        raise ValueError(f"{where} lacks keys: {sorted(missing)}"
+                         + ("" if own else " (or give env.source for your own environment)"))
+    fitness = dict(data["fitness"] or {})
+    excerpt = ""
+    if own:
+        from rewardsmith.tasks import own_env
+
+        hooks = own_env.hooks(env, fitness)
+        adapter = own_env.cached_env(env)
+        given = dict(data.get("schema") or {})
+        schema = StateSchema.from_json({"fields": own_env.merge_fields(own_env.infer_fields(adapter), given.get("fields")),
+                                        "action": own_env.infer_action(adapter, given.get("action"))})
+        excerpt = own_env.source_excerpt(adapter, int(data.get("source_chars", own_env.SOURCE_CHARS)))
+    else:
+        hooks = resolve(data["hooks"])
+        if not isinstance(hooks, TaskHooks):
+            raise TypeError(f"{data['hooks']} is a {type(hooks).__name__}, expected TaskHooks")
+        schema = StateSchema.from_json(data["schema"])
+    baselines = dict(data.get("baselines") or {})
     # new behaviours name a hand-written reference reward instead of the environment's own
     human_key = "reference" if "reference" in baselines and "human" not in baselines else "human"
-    if human_key not in baselines or "sparse" not in baselines:
-        raise ValueError(f"task file {path}: baselines need 'human' (or 'reference') and 'sparse'")
+    if (baselines or not own) and (human_key not in baselines or "sparse" not in baselines):
+        raise ValueError(f"{where}: baselines need 'human' (or 'reference') and 'sparse'")
+
+    def read(key: str) -> str:
+        if key not in baselines:
+            return ""  # an own environment with no baselines given
+        return (Path(base or ".") / baselines[key]).read_text()
+
     return Task(
-        name=str(data["name"]),
+        name=str(data.get("name") or own_env_name(env["source"])),
         description=" ".join(str(data["description"]).split()),
-        schema=StateSchema.from_json(data["schema"]),
+        schema=schema,
         hooks=hooks,
-        env_config=dict(data["env"]),
-        fitness_doc=str(data["fitness"].get("doc", "")),
-        fitness_target=data["fitness"].get("target"),
-        termination=str(data["fitness"].get("termination", "none")),
-        fitness_reduce=_fitness_reduce(data["fitness"].get("reduce", "sum"), path),
-        human_reward=(base / baselines[human_key]).read_text(),
+        env_config=env,
+        fitness_doc=str(fitness.get("doc", "") or (f"per episode: {fitness.get('expression') or 'env_reward'}"
+                                                    if own and not fitness.get("function") else "")),
+        fitness_target=fitness.get("target"),
+        termination=str(fitness.get("termination", "none")),
+        fitness_reduce=_fitness_reduce(fitness.get("reduce", "sum"), where),
+        human_reward=read(human_key),
         human_label="human baseline" if human_key == "human" else "reference reward",
-        sparse_reward=(base / baselines["sparse"]).read_text(),
+        sparse_reward=read("sparse"),
         ppo=dict(data.get("ppo", {})),
         presets={k: dict(v) for k, v in (data.get("presets") or {}).items()},
-        source_file=str(path),
+        source_file=source_file,
+        source_excerpt=excerpt,
+        spec=dict(data) if own else None,
     )
+
+
+def own_env_name(source: str) -> str:
+    """A task name for an own environment: ``gymnax:Acrobot-v1`` -> ``acrobot_v1``."""
+    return re.sub(r"\W+", "_", str(source).rpartition(":")[2]).strip("_").lower() or "own_env"

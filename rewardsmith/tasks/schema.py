@@ -44,7 +44,8 @@ class Field:
         rng = ""
         if self.low is not None and self.high is not None:
             rng = f", typical range [{self.low:g}, {self.high:g}]"
-        return f"{self.name}: {shape}, {self.unit}{rng}. {self.doc}"
+        unit = f", {self.unit}" if self.unit else ""
+        return f"{self.name}: {shape}{unit}{rng}. {self.doc}"
 
 
 @dataclasses.dataclass(frozen=True)

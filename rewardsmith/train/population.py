@@ -15,6 +15,7 @@ Two ways to build the program, one setting (``PPOConfig.program``):
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from typing import Any, Callable, Sequence
 
@@ -96,7 +97,7 @@ class Trainer:
 
     @classmethod
     def get(cls, task: Task, config: PPOConfig, n_members: int, devices: tuple) -> "Trainer":
-        key = (task.name, task.source_file, tuple(sorted(task.env_config.items())), config, n_members,
+        key = (task.name, task.source_file, json.dumps(dict(task.env_config), sort_keys=True, default=repr), config, n_members,
                tuple(str(d) for d in devices))
         if key not in cls._cache:
             cls._cache[key] = cls(task, config, n_members, devices)

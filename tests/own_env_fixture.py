@@ -1,0 +1,40 @@
+"""A small environment of a user's own, for tests: no rewardsmith code, just reset/step in JAX.
+
+A point mass on a line is pushed by a force in [-1, 1]; it starts at rest somewhere in [-1, 1]
+and should come to rest at the origin.
+"""
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+@struct.dataclass
+class PointState:
+    pos: jax.Array
+    vel: jax.Array
+
+
+class PointMass:
+    action_size = 1
+    max_episode_steps = 60
+
+    def __init__(self, dt: float = 0.1):
+        self.dt = dt
+
+    def reset(self, key):
+        s = PointState(pos=jax.random.uniform(key, (), minval=-1.0, maxval=1.0), vel=jnp.float32(0.0))
+        return self._obs(s), s
+
+    def step(self, key, state, action):
+        force = jnp.clip(jnp.reshape(action, ()), -1.0, 1.0)
+        vel = 0.95 * state.vel + self.dt * force
+        s = PointState(pos=state.pos + self.dt * vel, vel=vel)
+        reward = -jnp.abs(s.pos)
+        return self._obs(s), s, reward, jnp.abs(s.pos) > 3.0
+
+    def _obs(self, s):
+        return jnp.stack([s.pos, s.vel])
+
+
+def make_point_mass(dt: float = 0.1):
+    return PointMass(dt)

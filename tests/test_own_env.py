@@ -1,0 +1,117 @@
+"""Your own environment with no task Python: gymnax:<id>, brax:<name> and <module>:<factory>."""
+import os
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import pytest
+import yaml
+
+from rewardsmith.errors import UserError
+from rewardsmith.evolve import run
+from rewardsmith.evolve.loop import resolve_task
+from rewardsmith.rundir import RunDir, read_json
+from rewardsmith.tasks.registry import load_task_file, task_from_mapping
+
+from conftest import tiny_cfg
+
+TESTS = str(Path(__file__).resolve().parent)
+
+
+@pytest.fixture
+def own_module(monkeypatch):
+    """The worker imports the user's module from PYTHONPATH (absolute: it runs elsewhere)."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (TESTS, os.environ.get("PYTHONPATH", "")) if p))
+    monkeypatch.syspath_prepend(TESTS)
+
+
+def test_gymnax_acrobot_schema_action_and_source_are_inferred():
+    task = task_from_mapping({"description": "Swing the tip above the bar.", "env": {"source": "gymnax:Acrobot-v1"},
+                              "fitness": {}, "schema": {"fields": [
+                                  {"name": "joint_angle1", "unit": "rad", "doc": "first joint angle; 0 hangs down"}]}})
+    assert task.name == "acrobot_v1"
+    assert set(task.schema.names) == {"joint_angle1", "joint_angle2", "velocity_1", "velocity_2", "time"}
+    f = task.schema.field("joint_angle1")
+    assert f.unit == "rad" and f.doc == "first joint angle; 0 hangs down"  # merged over the inferred field
+    assert task.schema.field("time").kind == "count"
+    assert task.schema.action.kind == "discrete" and task.schema.action.n == 3
+    assert "def step_env" in task.source_excerpt and "class Acrobot" in task.source_excerpt
+    assert not task.human_reward and not task.sparse_reward
+    # the fitness defaults to the environment's own reward
+    env = task.make_env()
+    obs, s = env.reset(jax.random.PRNGKey(0))
+    obs2, s2, r, term, trunc = env.step(jax.random.PRNGKey(1), s, jnp.int32(0))
+    view = task.schema.make_state(task.hooks.state_view(s)), task.schema.make_state(task.hooks.state_view(s2))
+    assert float(task.hooks.fitness_step(view[0], jnp.int32(0), view[1], r, term)) == float(r) == -1.0
+    with pytest.raises(ValueError, match="not in the environment state"):
+        task_from_mapping({"description": "x", "env": {"source": "gymnax:Acrobot-v1"}, "fitness": {},
+                           "schema": {"fields": [{"name": "height"}]}})
+
+
+def test_user_env_factory_with_a_fitness_expression(own_module):
+    task = task_from_mapping({"description": "Bring the mass to rest at the origin.",
+                              "env": {"source": "own_env_fixture:make_point_mass", "kwargs": {"dt": 0.05}},
+                              "fitness": {"expression": "-jnp.abs(next_state.pos)", "doc": "minus the distance"}})
+    assert task.name == "make_point_mass" and set(task.schema.names) == {"pos", "vel", "step"}
+    assert task.schema.action.kind == "continuous" and task.schema.action.shape == (1,)
+    assert "class PointMass" in task.source_excerpt and "def step" in task.source_excerpt
+    env = task.make_env()
+    assert env.env.dt == 0.05 and env.max_episode_steps == 60
+    _, s = env.reset(jax.random.PRNGKey(0))
+    _, s2, *_ = env.step(jax.random.PRNGKey(1), s, jnp.ones(1))
+    ns = task.schema.make_state(task.hooks.state_view(s2))
+    assert float(task.hooks.fitness_step(ns, jnp.ones(1), ns, 0.0, False)) == pytest.approx(-abs(float(ns.pos)))
+    assert float(ns.step) == 1.0
+    with pytest.raises(ValueError, match="not a Python expression"):
+        task_from_mapping({"description": "x", "env": {"source": "own_env_fixture:make_point_mass"},
+                           "fitness": {"expression": "-("}})
+
+
+@pytest.mark.parametrize("source", ["gymnax:Acrobot-v1", "own_env_fixture:make_point_mass"])
+def test_one_generation_on_an_own_env_with_no_task_python(tmp_path, own_module, source):
+    cfg = tiny_cfg(task={"name": None, "file": None, "env": source, "fitness": {}, "schema": {},
+                         "description": "Do well on this environment."}, iterations=1, samples=2)
+    summary = run(cfg, tmp_path / "run")
+    assert summary["status"] == "complete" and summary["best_fitness"] is not None
+    rd = RunDir(tmp_path / "run")
+    # the task the worker loaded is in the run directory, with its inferred schema
+    spec = yaml.safe_load(rd.task_file_path.read_text())
+    assert spec["env"]["source"] == source
+    task = load_task_file(rd.task_file_path)
+    assert task.source_excerpt and task.schema.names
+    # no baselines: the environment has none, and nothing failed for it
+    assert not list((tmp_path / "run").glob("baselines/*/candidate.json"))
+    trained = [read_json(p) for p in (tmp_path / "run").rglob("candidate.json")]
+    assert trained and all(c["status"] == "trained" for c in trained)
+
+
+def test_own_env_errors_are_one_line():
+    with pytest.raises(UserError, match="cannot load task.*no_such_module"):
+        resolve_task({"task": {"env": "no_such_module:make"}})
+    with pytest.raises(UserError, match="cannot load task"):
+        resolve_task({"task": {"env": "gymnax:NoSuchEnv-v0"}})
+
+
+def test_the_llm_prompt_holds_the_environment_source(tmp_path):
+    """Against the local OpenAI-compatible server: an own environment's source reaches the prompt."""
+    from llm_server import ScriptedLLM
+    from test_llm import llm_cfg, user_contents
+
+    from rewardsmith.propose import make_proposer
+    from rewardsmith.propose.base import ProposalContext
+
+    task = task_from_mapping({"description": "Swing the tip above the bar.", "env": {"source": "gymnax:Acrobot-v1"},
+                              "fitness": {}})
+    with ScriptedLLM([]) as server:
+        prop = make_proposer(llm_cfg(server.url, tmp_path / "c"), run_dir=tmp_path)
+        props = prop.propose(ProposalContext(task=task, generation=0, k=1, history=[]))
+        prompt = user_contents(server.requests[0])
+    assert props and "The environment's source (trimmed)" in prompt
+    assert "def step_env" in prompt and "joint_angle1" in prompt
+    # a built-in task has no source block
+    with ScriptedLLM([]) as server:
+        make_proposer(llm_cfg(server.url, tmp_path / "c2"), run_dir=tmp_path).propose(
+            ProposalContext(task=load_task_file(Path(__file__).parents[1] / "envs" / "cartpole" / "task.yaml"),
+                            generation=0, k=1, history=[]))
+        assert "The environment's source" not in user_contents(server.requests[0])
