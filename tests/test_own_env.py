@@ -1,6 +1,5 @@
 """Your own environment with no task Python: gymnax:<id>, brax:<name> and <module>:<factory>."""
 import os
-import sys
 from pathlib import Path
 
 import jax
@@ -115,3 +114,20 @@ def test_the_llm_prompt_holds_the_environment_source(tmp_path):
             ProposalContext(task=load_task_file(Path(__file__).parents[1] / "envs" / "cartpole" / "task.yaml"),
                             generation=0, k=1, history=[]))
         assert "The environment's source" not in user_contents(server.requests[0])
+
+
+def test_a_brax_env_the_user_registered():
+    from brax import envs
+    from brax.envs.inverted_pendulum import InvertedPendulum
+
+    envs.register_environment("my_pendulum", InvertedPendulum)
+    task = task_from_mapping({"description": "Keep the pole up.", "fitness": {"expression": "jnp.float32(1.0)"},
+                              "env": {"source": "brax:my_pendulum", "episode_length": 100, "physics": "spring"}})
+    assert {"obs", "q", "qd", "root_pos", "root_vel", "prev_action", "dt", "step"} <= set(task.schema.names)
+    assert task.schema.field("dt").kind == "constant" and task.schema.field("step").kind == "count"
+    assert task.schema.action.kind == "continuous" and task.schema.action.shape == (1,)
+    assert "class InvertedPendulum" in task.source_excerpt
+    env = task.make_env()
+    _, s = env.reset(jax.random.PRNGKey(0))
+    view = task.hooks.state_view(s)
+    assert view["q"].shape == (2,) and env.max_episode_steps == 100
