@@ -48,7 +48,9 @@ def test_task_env_steps_and_schema_view(name):
     assert task.fitness_doc and task.description
     assert "compute_reward" in task.human_reward and "compute_reward" in task.sparse_reward
     # the proposer's view never includes fitness or baselines
-    assert set(task.prompt_view()) == {"name", "description", "schema"}
+    # never the fitness or the baselines; the environment's source only for own environments
+    assert set(task.prompt_view()) == {"name", "description", "schema", "source_excerpt"}
+    assert task.prompt_view()["source_excerpt"] == ""
 
 
 def test_user_task_from_yaml(tmp_path, monkeypatch):
@@ -185,7 +187,7 @@ def test_offline_proposer_reads_which_components_the_description_names():
     for seed in range(4):
         props = OfflineProposer().propose(ProposalContext(task=task, generation=0, k=6, history=[], seed=seed))
         led = props[0].meta["terms"][0]
-        assert (led["field"], led["index"]) == ("torso_ang_vel", 2) and "names most" in props[0].note
+        assert (led["field"], led["index"]) == ("torso_ang_vel", 2) and "names most" in props[0].note and len(props[0].meta["terms"]) <= 2
         assert led["kind"] in ("value", "progress", "magnitude") and led["sign"] == 1.0
         assert not any("names most" in p.note for p in props[2:])
     # later generations do not restart from the leads

@@ -188,8 +188,8 @@ class OfflineProposer(Proposer):
         parents = _rank_parents(ctx.history, ranking=ctx.ranking)
         out: list[Proposal] = []
         n_fresh = ctx.k if not parents else max(1, round(ctx.k * self.fresh_fraction))
-        # the first generation's first third starts from what the description points at most,
-        # rewarded in the goal's direction (the other sign on a second pass)
+        # the first generation's first third probes what the description points at most, one
+        # component per program, rewarded in the goal's direction (the other sign on a second pass)
         leads = rel.leads(max(1, ctx.k // 3)) if not parents else []
         attempts = 0
         n_started, offset = 0, rng.randrange(len(_usable_fields(schema)))
@@ -202,8 +202,8 @@ class OfflineProposer(Proposer):
                 goal = _random_term(rng, schema, schema.field(name), rel, index=index, goal=True)
                 goal.sign = 1.0 if n_started < len(leads) else -1.0
                 n_started += 1
-                terms = _dedupe([goal] + [_random_term(rng, schema, rel=rel) for _ in range(rng.randint(0, 2))])
-                proposal = (terms, [], f"random program led by {goal.name}, which the description names most")
+                # alone: a clean probe of what the description asks for (later generations add to it)
+                proposal = ([goal], [], f"{goal.name}: the component the description names most, alone")
             else:
                 # fresh programs cover the schema: each starts from the next field in turn
                 fields = _usable_fields(schema)
