@@ -131,3 +131,5 @@ def test_a_brax_env_the_user_registered():
     _, s = env.reset(jax.random.PRNGKey(0))
     view = task.hooks.state_view(s)
     assert view["q"].shape == (2,) and env.max_episode_steps == 100
+    with pytest.raises(UserError, match="task=own needs the environment"):
+        resolve_task({"task": {"env": "???"}})

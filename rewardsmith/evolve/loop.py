@@ -56,6 +56,8 @@ def _plain(cfg: Any) -> dict:
 
 def resolve_task(cfg: Mapping[str, Any]) -> Task:
     tcfg = cfg.get("task") or {}
+    if tcfg.get("env") == "???":
+        raise UserError("task=own needs the environment: task.env=gymnax:<id>, brax:<name> or <module>:<factory>")
     try:
         if tcfg.get("env"):
             return task_from_mapping(own_env_mapping(tcfg), where="task.env")
