@@ -86,3 +86,24 @@ def test_tensor_idioms_become_jax():
     s = get_task("ant").schema.make_state({f.name: jnp.ones(f.shape, jnp.float32) for f in get_task("ant").schema.fields})
     total, comps = fn(s, jnp.ones(8), s)
     assert float(total) == pytest.approx(8.0 + np.sqrt(8) + 2.0, rel=1e-5)
+
+
+def test_an_imported_reward_seeds_the_search(tmp_path):
+    from conftest import tiny_cfg
+
+    from rewardsmith.errors import UserError
+    from rewardsmith.evolve import run
+    from rewardsmith.rundir import read_json
+
+    seed = tmp_path / "cartpole_seed.py"
+    assert import_main([f"file={FIX / 'cartpole_upright.py'}", "task=cartpole", f"out={seed}"]) == 0
+    summary = run(tiny_cfg(iterations=1, samples=2, seed_rewards=[str(seed)]), tmp_path / "run")
+    cands = [read_json(p) for p in (tmp_path / "run" / "generations").rglob("candidate.json")]
+    seeded = [c for c in cands if c["origin"] == "seed"]
+    assert len(cands) == 3 and len(seeded) == 1  # the proposer's 2 and the seed
+    assert seeded[0]["status"] == "trained" and seeded[0]["source"] == seed.read_text()
+    assert "seed reward cartpole_seed.py" in seeded[0]["note"] and summary["status"] == "complete"
+    with pytest.raises(UserError, match="no such file"):
+        run(tiny_cfg(seed_rewards=[str(tmp_path / "absent.py")]), tmp_path / "run2")
+    with pytest.raises(UserError, match="must be a list"):
+        run(tiny_cfg(seed_rewards=str(seed)), tmp_path / "run3")

@@ -21,7 +21,7 @@ from rewardsmith.evaluate.final import BASELINE_IDS, HNS_FORMULA, final_evaluati
 from rewardsmith.export import write_best_reward
 from rewardsmith.feedback.records import SELECTION_MODES, load_feedback
 from rewardsmith.propose import make_proposer
-from rewardsmith.propose.base import ProposalContext
+from rewardsmith.propose.base import Proposal, ProposalContext
 from rewardsmith.records import Candidate, GenerationRecord, Validation, candidate_id
 from rewardsmith.reflect import generation_reflection
 from rewardsmith.rundir import (
@@ -96,6 +96,23 @@ def with_task_file(task: Task, rd: RunDir) -> Task:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, yaml.safe_dump(dict(task.spec), sort_keys=False))
     return dataclasses.replace(task, source_file=str(path))
+
+
+def seed_proposals(cfg: Mapping[str, Any]) -> list[Proposal]:
+    """``seed_rewards=[a.py,b.py]``: rewards you already have (your own, or converted by
+    rewardsmith-import) join the first generation as candidates beside the proposer's K; they pass
+    the same gate and train alike, and the search builds on them if they do well."""
+    seeds = cfg.get("seed_rewards") or []
+    if isinstance(seeds, str) or not isinstance(seeds, (list, tuple)):
+        raise UserError(f"seed_rewards must be a list of reward files, e.g. seed_rewards=[a.py,b.py]; got {seeds!r}")
+    out = []
+    for raw in seeds:
+        path = Path(str(raw))
+        if not path.is_file():
+            raise UserError(f"seed_rewards: no such file: {path}")
+        out.append(Proposal(source=path.read_text(encoding="utf-8"), note=f"seed reward {path.name}",
+                            meta={"seed_file": str(path.absolute())}))
+    return out
 
 
 def baselines_on(cfg: Mapping[str, Any], task: Task) -> bool:
@@ -199,6 +216,7 @@ def _check_cfg(cfg: Mapping[str, Any]) -> tuple[Task, PPOConfig, list[int], Work
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise UserError(f"max_generation_retries must be a non-negative integer, got {retries!r}")
     ppo = ppo_config(task, cfg)
+    seed_proposals(cfg)  # the files exist and can be read
     tracker_kind(cfg)
     on_ray = executor_settings(cfg) is not None
     if budget_settings(cfg, ppo) is not None and on_ray:
@@ -448,6 +466,8 @@ class Search:
         if not proposals and self.proposer.exhausted:
             self.display.message(f"LLM budget reached ({self.proposer.exhausted}): no more proposals")
             return None
+        if gen == 0 and attempt == 0:
+            proposals = seed_proposals(state.cfg) + proposals
         return proposals
 
     def new_candidates(self, gen: int, proposals: list) -> list[Candidate]:
@@ -466,7 +486,8 @@ class Search:
             cid = candidate_id(gen, p.source)
             if cid in known or any(c.id == cid for c in cands):
                 continue  # identical code was already trained
-            cands.append(Candidate(id=cid, generation=gen, source=p.source, origin=self.proposer.origin,
+            cands.append(Candidate(id=cid, generation=gen, source=p.source,
+                                   origin="seed" if p.meta.get("seed_file") else self.proposer.origin,
                                    parents=p.parents, note=p.note, meta=p.meta))
         return cands
 
