@@ -56,8 +56,61 @@ def test_a_cartpole_run_writes_tensorboard_curves_named_by_run_ids(tmp_path):
     assert final["best"]["id"] in texts["evaluation/text_summary"]
 
 
+def read_wandb(run_root):
+    """History rows and summary of the offline W&B run beneath ``run_root`` (its .wandb record log)."""
+    from wandb.proto import wandb_internal_pb2
+    from wandb.sdk.internal import datastore
+
+    files = sorted(run_root.glob("wandb/offline-run-*/run-*.wandb"))
+    assert len(files) == 1, files
+    ds = datastore.DataStore()
+    ds.open_for_scan(str(files[0]))
+    history, summary, config = [], {}, {}
+    while (data := ds.scan_data()) is not None:
+        rec = wandb_internal_pb2.Record()
+        rec.ParseFromString(data)
+        kind = rec.WhichOneof("record_type")
+        key = lambda i: i.key or "/".join(i.nested_key)  # noqa: E731
+        if kind == "history":
+            history.append({key(i): json.loads(i.value_json) for i in rec.history.item})
+        elif kind == "summary":
+            summary.update({key(i): json.loads(i.value_json) for i in rec.summary.update})
+        elif kind in ("config", "run"):
+            cfg = rec.config if kind == "config" else rec.run.config
+            config.update({key(i): json.loads(i.value_json) for i in cfg.update})
+    return history, summary, config
+
+
+def test_a_cartpole_run_writes_an_offline_wandb_run_named_by_run_ids(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    summary = run(tiny_cfg(logger="wandb", iterations=2, final_eval=True, eval_seeds=2,
+                           wandb={"project": "rs-test", "mode": "offline"}), tmp_path)
+    history, wsummary, config = read_wandb(tmp_path)
+    # per generation, against search/generation
+    gens = [json.loads(p.read_text()) for p in sorted((tmp_path / "generations").glob("gen_*/generation*.json"))]
+    per_gen = [h for h in history if "search/generation" in h]
+    assert [h["search/generation"] for h in per_gen] == [0, 1]
+    assert [h["search/generation_best"] for h in per_gen] == pytest.approx([g["best_fitness"] for g in gens])
+    # per candidate, against its own env steps
+    cand = json.loads(next((tmp_path / "generations" / "gen_00" / "candidates").glob("*/candidate.json")).read_text())
+    m = cand["members"][0]
+    tag, x = f"{cand['id']}/fitness/seed{m['seed']}", f"{cand['id']}/env_steps"
+    points = [(h[x], h[tag]) for h in history if tag in h]
+    want = [(s, f) for s, f in zip(m["checkpoints"], m["fitness_curve"]) if f is not None]
+    assert [s for s, _ in points] == [s for s, _ in want]
+    assert [v for _, v in points] == pytest.approx([f for _, f in want], rel=1e-5)
+    assert any(k.startswith(f"{cand['id']}/component/") for h in history for k in h)
+    assert any(k.startswith("baseline-human/fitness/") for h in history for k in h)
+    # the final evaluation: numbers in the summary, and a table
+    final = summary["final_evaluation"]
+    assert wsummary["evaluation/best"] == pytest.approx(final["best"]["fitness_mean"], rel=1e-5)
+    assert wsummary["best_candidate_id"] == summary["best_candidate_id"]
+    assert any(k.startswith("evaluation/table") for h in history for k in h)
+    assert config.get("samples") == 3 and config.get("logger") == "wandb"
+
+
 def test_unknown_logger_is_a_clear_error(tmp_path):
-    with pytest.raises(UserError, match="logger must be none or tensorboard"):
+    with pytest.raises(UserError, match="logger must be none, tensorboard or wandb"):
         run(tiny_cfg(logger="mlflow"), tmp_path / "run")
-    with pytest.raises(UserError, match="logger=wandb is not available yet"):
-        run(tiny_cfg(logger="wandb"), tmp_path / "run")
+    with pytest.raises(UserError, match="wandb.mode must be offline, online or disabled"):
+        run(tiny_cfg(logger="wandb", wandb={"mode": "cloud"}), tmp_path / "run")
