@@ -49,6 +49,34 @@ def test_ant_exposes_isaac_gym_names_consistently():
     np.testing.assert_allclose(v["potentials"], expected, rtol=1e-5)
 
 
+def test_ant_isaac_fields_after_real_steps():
+    """up_proj, heading_proj, the torso velocities in its own frame and the joint limits, as Isaac
+    Gym's ant computes them, on a tumbling ant (random torques)."""
+    task = get_task("ant")
+    env = task.make_env()
+    _, es = jax.jit(env.reset)(jax.random.PRNGKey(2))
+    step, view = jax.jit(env.step), jax.jit(task.hooks.state_view)
+    for i in range(15):
+        _, es, *_ = step(jax.random.PRNGKey(i), es, jax.random.uniform(jax.random.PRNGKey(50 + i), (8,), minval=-1, maxval=1))
+    v = {k: np.asarray(x, np.float64) for k, x in view(es).items()}
+    assert v["up_proj"] == pytest.approx(v["up_vec"][2], abs=1e-6)
+    to_target = (v["targets"] - v["torso_pos"]) * np.array([1.0, 1.0, 0.0])
+    assert v["heading_proj"] == pytest.approx(v["heading_vec"] @ (to_target / np.linalg.norm(to_target)), abs=1e-5)
+    # the local-frame velocities rotate back to the world-frame ones (w, x, y, z quaternion)
+    w, x, y, z = v["torso_rot"]
+    rot = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                    [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                    [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+    np.testing.assert_allclose(rot @ v["vel_loc"], v["torso_vel"], atol=1e-4)
+    np.testing.assert_allclose(rot @ v["angvel_loc"], v["torso_ang_vel"], atol=1e-4)
+    assert abs(v["vel_loc"][0] - v["heading_vec"] @ v["torso_vel"]) < 1e-4  # [0] is along the facing direction
+    # joint limits in joint order: the model's ranges (hips +-30 degrees, knees 30-70 degrees)
+    lo, hi = v["dof_limits_lower"], v["dof_limits_upper"]
+    assert lo.shape == hi.shape == (8,) and np.all(lo < hi)
+    np.testing.assert_allclose(np.abs(hi - lo)[[0, 2, 4, 6]], np.radians(60), rtol=1e-5)
+    assert task.schema.field("dof_limits_lower").kind == "constant"
+
+
 def test_tiny_brax_training_in_one_program():
     task = get_task("inverted_pendulum")
     cfg = PPOConfig.from_dict({**task.ppo, "num_envs": 4, "num_steps": 8, "total_timesteps": 64,

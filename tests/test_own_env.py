@@ -133,3 +133,20 @@ def test_a_brax_env_the_user_registered():
     assert view["q"].shape == (2,) and env.max_episode_steps == 100
     with pytest.raises(UserError, match="task=own needs the environment"):
         resolve_task({"task": {"env": "???"}})
+
+
+def test_an_own_env_runs_best_reward_loads_and_exports(tmp_path, own_module):
+    """load_reward and rewardsmith-export find an own environment's task in its run directory."""
+    import rewardsmith
+    from rewardsmith.export.cli import main as export_main
+
+    cfg = tiny_cfg(task={"name": None, "file": None, "env": "own_env_fixture:make_point_mass",
+                         "fitness": {"expression": "-jnp.abs(next_state.pos)"}}, iterations=1, samples=2)
+    run(cfg, tmp_path / "run")
+    loaded = rewardsmith.load_reward(tmp_path / "run")
+    assert loaded.task == "make_point_mass" and set(loaded.schema.names) == {"pos", "vel", "step"}
+    s = loaded.make_state(pos=jnp.float32(0.5), vel=jnp.float32(0.0), step=jnp.float32(1))
+    total, _ = loaded(s, jnp.zeros(1), s)
+    assert jnp.isfinite(total)
+    assert export_main([f"run_dir={tmp_path / 'run'}", f"out={tmp_path / 'r.py'}"]) == 0
+    assert "compute_reward" in (tmp_path / "r.py").read_text()

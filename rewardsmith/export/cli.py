@@ -13,7 +13,7 @@ def export(run_dir: str | Path, out: str | Path, fmt: str = "jax", candidate: st
     from rewardsmith.export.numpy_transform import NumpyExportError
     from rewardsmith.records import Candidate
     from rewardsmith.rundir import RunDir, atomic_write_text
-    from rewardsmith.tasks import get_task
+    from rewardsmith.tasks.registry import task_named
 
     rd = RunDir(run_dir, create=False)
     root = rd.root
@@ -29,7 +29,7 @@ def export(run_dir: str | Path, out: str | Path, fmt: str = "jax", candidate: st
     cand = Candidate.from_json(record)
     if cand.validation is None or not cand.validation.ok:
         raise UserError(f"candidate {cid} did not pass validation; nothing to export")
-    task = get_task(summary["task"])
+    task = task_named(summary["task"], near=root)
     try:
         text = render_export(cand, task, {"run_dir": str(root.resolve()), "proposer": summary.get("proposer"),
                                           "model": summary.get("model")}, fmt)

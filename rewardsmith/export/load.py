@@ -9,7 +9,8 @@ from typing import Any, Callable
 
 from rewardsmith.errors import UserError
 from rewardsmith.rundir import RunDir
-from rewardsmith.tasks import StateSchema, get_task
+from rewardsmith.tasks import StateSchema
+from rewardsmith.tasks.registry import task_named
 from rewardsmith.train.ppo import MAX_COMPONENTS
 from rewardsmith.train.runner import worker_env
 from rewardsmith.validate.isolate import CheckLimits, check_isolated
@@ -78,7 +79,7 @@ def load_reward(path_or_run_dir: str | Path, task: str | None = None, candidate:
     """
     path, run_task = _resolve(path_or_run_dir, candidate)
     source = path.read_text(encoding="utf-8")
-    task_obj = get_task(_task_of(path, source, task or run_task))
+    task_obj = task_named(_task_of(path, source, task or run_task), near=path.parent)
     violations = check_source(source, task_obj.schema.names)
     if violations:
         raise UserError(f"{path}: rejected by the static gate: {violations[0]}")

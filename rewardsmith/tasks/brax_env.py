@@ -9,11 +9,13 @@ state views can expose them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rewardsmith.tasks.base import TaskHooks
 
@@ -75,7 +77,24 @@ def _rotate(q, v):
     return v + 2.0 * jnp.cross(r, jnp.cross(r, v) + w * v)
 
 
-def _free_body_view(es: BraxEnvState, q_start: int, qd_start: int, target=(1000.0, 0.0, 0.0)) -> dict:
+def _rotate_inverse(q, v):
+    """v expressed in the frame of a body whose orientation is q (w, x, y, z)."""
+    return _rotate(q * jnp.array([1.0, -1.0, -1.0, -1.0]), v)
+
+
+@functools.lru_cache(maxsize=None)
+def _joint_limits(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper limits of a free-floating body's joints (the model's joint order), from its
+    Brax system: constants, read once per process."""
+    from brax import envs
+
+    with jax.ensure_compile_time_eval():  # the first call may come while a view is being traced
+        lower, upper = (np.asarray(x, np.float32)[6:] for x in envs.get_environment(name, backend="spring").sys.dof.limit)
+    return lower, upper
+
+
+def _free_body_view(es: BraxEnvState, q_start: int, qd_start: int, target=(1000.0, 0.0, 0.0),
+                    limits: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     ps = es.inner.pipeline_state
     pos, rot = ps.x.pos[0].astype(jnp.float32), ps.x.rot[0].astype(jnp.float32)
     vel, ang = ps.xd.vel[0].astype(jnp.float32), ps.xd.ang[0].astype(jnp.float32)
@@ -94,7 +113,12 @@ def _free_body_view(es: BraxEnvState, q_start: int, qd_start: int, target=(1000.
         "root_states": jnp.concatenate([pos, rot[1:], rot[:1], vel, ang]),  # xyzw quaternion
         "dof_pos": dof_pos, "dof_vel": dof_vel, "targets": targets,
         "potentials": -jnp.linalg.norm(to_target) / es.dt,
+        "up_proj": up[2],
+        "heading_proj": jnp.dot(heading, to_target / jnp.maximum(jnp.linalg.norm(to_target), 1e-6)),
+        "vel_loc": _rotate_inverse(rot, vel), "angvel_loc": _rotate_inverse(rot, ang),
     }
+    if limits is not None:
+        view["dof_limits_lower"], view["dof_limits_upper"] = (jnp.asarray(x) for x in limits)
     return view
 
 
@@ -165,8 +189,10 @@ def _ccw_turns(state, action, next_state, env_reward, terminated):
     return (_wrap(yaw1 - yaw0) / (2.0 * jnp.pi)).astype(jnp.float32)
 
 
-ANT = TaskHooks(make_env=_make, state_view=lambda es: _free_body_view(es, 7, 6), fitness_step=_x_progress)
-HUMANOID = TaskHooks(make_env=_make, state_view=lambda es: _free_body_view(es, 7, 6), fitness_step=_x_progress)
+ANT = TaskHooks(make_env=_make, state_view=lambda es: _free_body_view(es, 7, 6, limits=_joint_limits("ant")),
+                fitness_step=_x_progress)
+HUMANOID = TaskHooks(make_env=_make, fitness_step=_x_progress,
+                     state_view=lambda es: _free_body_view(es, 7, 6, limits=_joint_limits("humanoid")))
 HALFCHEETAH = TaskHooks(make_env=_make, state_view=_planar_view, fitness_step=_x_progress)
 HOPPER = TaskHooks(make_env=_make, state_view=_planar_view, fitness_step=_x_progress)
 INVERTED_PENDULUM = TaskHooks(make_env=_make, state_view=_pendulum_view, fitness_step=_alive)
@@ -174,9 +200,10 @@ REACHER = TaskHooks(make_env=_make, state_view=_reacher_view, fitness_step=_reac
 # new behaviours: a Brax body, a description and a ground-truth fitness, no environment reward used
 HOPPER_JUMP = TaskHooks(make_env=_make, state_view=_planar_view, fitness_step=_torso_height)
 HALFCHEETAH_BACKFLIP = TaskHooks(make_env=_make, state_view=_planar_view, fitness_step=_backward_turns)
-_NO_TARGET = ("targets", "potentials")  # Isaac's forward target means nothing to a spin
+_NO_TARGET = ("targets", "potentials", "heading_proj")  # Isaac's forward target means nothing to a spin
 ANT_SPIN = TaskHooks(make_env=_make, fitness_step=_ccw_turns,
-                     state_view=lambda es: {k: v for k, v in _free_body_view(es, 7, 6).items() if k not in _NO_TARGET})
+                     state_view=lambda es: {k: v for k, v in _free_body_view(es, 7, 6, limits=_joint_limits("ant")).items()
+                                            if k not in _NO_TARGET})
 
 __all__ = ["ANT", "ANT_SPIN", "HALFCHEETAH", "HALFCHEETAH_BACKFLIP", "HOPPER", "HOPPER_JUMP", "HUMANOID",
            "INVERTED_PENDULUM", "REACHER", "BraxAdapter", "math"]

@@ -142,6 +142,19 @@ def task_from_mapping(data: Mapping[str, Any], base: Path | None = None, *, wher
     )
 
 
+def task_named(name: str, near: str | os.PathLike | None = None) -> Task:
+    """The task called ``name``; a run directory at or above ``near`` that searched on your own
+    environment holds its task file (``task/task.yaml``), which is used when the name is not known."""
+    if near is not None and name not in list_tasks():
+        from rewardsmith.rundir import RunDir
+
+        for parent in [Path(near), *Path(near).parents]:
+            rd = RunDir(parent, create=False)
+            if rd.task_file_path.is_file() and rd.has_summary():
+                return load_task_file(rd.task_file_path)
+    return get_task(name)
+
+
 def own_env_name(source: str) -> str:
     """A task name for an own environment: ``gymnax:Acrobot-v1`` -> ``acrobot_v1``."""
     return re.sub(r"\W+", "_", str(source).rpartition(":")[2]).strip("_").lower() or "own_env"
