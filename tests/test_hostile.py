@@ -225,10 +225,14 @@ def test_torch_imports_and_jit_script_are_answered_with_the_fix():
 
 
 def test_isaac_names_are_answered_with_the_field_to_read():
-    fields = get_task("ant").schema.names
+    # the ant reads up_proj and heading_proj directly; a schema with only the vectors gets the hint
+    ant = get_task("ant").schema.names
+    fields = tuple(n for n in ant if n not in ("up_proj", "heading_proj"))
     src = (HEADER + "\n\ndef compute_reward(state, action, next_state):\n"
            "    r = next_state.potentials - next_state.prev_potentials + next_state.up_proj + next_state.heading_proj\n"
            "    return r, {'r': r}\n")
+    assert [v.message for v in check_source(src, ant)] == [
+        "next_state has no field 'prev_potentials': use state.potentials (before the step) and next_state.potentials (after)"]
     msgs = [v.message for v in check_source(src, fields)]
     assert any("no field 'prev_potentials': use state.potentials" in m for m in msgs), msgs
     assert any("no field 'up_proj': use next_state.up_vec[2]" in m for m in msgs), msgs

@@ -182,19 +182,42 @@ def test_offline_proposer_reads_which_components_the_description_names():
     quiet = relevance("Nothing here matches.", schema)
     assert quiet.top == 0 and quiet.leads(2) == [] and quiet.goal == ""
 
-    # the first generation's first third is led by the named component in the goal's direction
+    # a "more" goal: half the first generation probes the named component alone with each kind
+    # that fits (its level, its change, its increase); a "hold" goal: a third probes the top components
     task = get_task("ant_spin")
     for seed in range(4):
         props = OfflineProposer().propose(ProposalContext(task=task, generation=0, k=6, history=[], seed=seed))
-        led = props[0].meta["terms"][0]
-        assert (led["field"], led["index"]) == ("torso_ang_vel", 2) and "names most" in props[0].note and len(props[0].meta["terms"]) <= 2
-        assert led["kind"] in ("value", "progress", "magnitude") and led["sign"] == 1.0
-        assert not any("names most" in p.note for p in props[2:])
+        probes = [p for p in props if "names most" in p.note]
+        assert [p.meta["terms"][0]["kind"] for p in probes] == ["value", "progress", "rise"]
+        for p in probes:
+            t = p.meta["terms"][0]
+            assert (t["field"], t["index"], t["sign"]) == ("torso_ang_vel", 2, 1.0)
+            assert [x["kind"] for x in p.meta["terms"][1:]] == ["alive"]  # alone (+ the alive bonus falling asks for)
+        assert props[:3] == probes
+    reacher = get_task("reacher")
+    reach = OfflineProposer().propose(ProposalContext(task=reacher, generation=0, k=6, history=[], seed=0))
+    probed = [(p.meta["terms"][0]["field"], p.meta["terms"][0]["kind"]) for p in reach if "names most" in p.note]
+    assert len(probed) == 2 and ("tip_to_target" in {f for f, _ in probed})
+    assert all(k in ("near_zero", "sq_penalty", "abs_penalty") for _, k in probed)
     # later generations do not restart from the leads
     history = [_scored(p.source, f"g00-{i}", p.meta, float(i), {}, [0.0, 1.0, 2.0]) for i, p in enumerate(props)]
     later = OfflineProposer().propose(ProposalContext(task=task, generation=1, k=6, history=history, seed=0))
     assert not any("names most" in p.note for p in later)
     # fields the description names are drawn more often than the rest
     many = OfflineProposer().propose(ProposalContext(task=task, generation=0, k=60, history=[], seed=9))
-    reads = [t["field"] for p in many[2:] for t in p.meta["terms"][1:] if t["field"]]
+    reads = [t["field"] for p in many[3:] for t in p.meta["terms"][1:] if t["field"]]
     assert reads.count("torso_ang_vel") > reads.count("prev_action")
+
+
+def test_rise_pays_for_increases_only():
+    from rewardsmith.propose.offline import Term, render
+    from rewardsmith.validate.load import load_reward_fn
+
+    task = get_task("hopper_jump")
+    for sign, up_pays in ((1.0, True), (-1.0, False)):
+        fn = load_reward_fn(render([Term("rise", "torso_pos", weight=1.0, index=2, sign=sign)], task.schema, "t"))
+        base = {f.name: jnp.zeros(f.shape, jnp.float32) for f in task.schema.fields}
+        low = task.schema.make_state({**base, "torso_pos": jnp.array([0.0, 0.0, 1.0])})
+        high = task.schema.make_state({**base, "torso_pos": jnp.array([0.0, 0.0, 1.2])})
+        climb, fall = float(fn(low, None, high)[0]), float(fn(high, None, low)[0])
+        assert (climb, fall) == ((pytest.approx(2.0), 0.0) if up_pays else (0.0, pytest.approx(2.0)))

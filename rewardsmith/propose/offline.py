@@ -55,11 +55,12 @@ def _usable_fields(schema: StateSchema) -> list[Field]:
 
 
 _PRIOR = {"near_zero": 0.3, "sq_penalty": 0.2, "abs_penalty": 0.15, "value": 0.15, "magnitude": 0.1,
-          "progress": 0.1}
+          "progress": 0.1, "rise": 0.05}
 
 
 def _random_term(rng: random.Random, schema: StateSchema, field: Field | None = None,
-                 rel: Relevance | None = None, index: int | None = None, goal: bool = False) -> Term:
+                 rel: Relevance | None = None, index: int | None = None, goal: bool = False,
+                 kind: str | None = None) -> Term:
     """A random term. ``rel`` weights fields and components by how much the description talks
     about them; ``goal`` (a term on what the description points at most) draws its kind among
     those that fit the goal's cue (more of it, reach it, hold it) and reads the given ``index``."""
@@ -83,7 +84,8 @@ def _random_term(rng: random.Random, schema: StateSchema, field: Field | None = 
         prior["beyond"] = 0.15  # a bonus for being past a level of the field: a goal region
     if goal and rel is not None and set(rel.goal_kinds) & set(prior):
         prior = {k: p for k, p in prior.items() if k in rel.goal_kinds}
-    kind = rng.choices(list(prior), list(prior.values()))[0]
+    drawn = rng.choices(list(prior), list(prior.values()))[0]
+    kind = kind if kind in prior else drawn  # a kind asked for where the field allows it
     # a small vector (a position, a velocity) mixes axes that mean different things: most terms on
     # one read a single component of it, the ones the description names most often
     if not goal and _indexable(f) and rng.random() < 0.7:
@@ -131,6 +133,11 @@ def _expr(term: Term, schema: StateSchema) -> str:
     if term.kind == "progress":
         d = f"({term.read()} - {term.read('state')}) / {scale:.4g}"
         return f"{term.sign * term.weight * 10:.4g} * {agg(f'({d})')}"
+    if term.kind == "rise":
+        # rectified progress: paid for every increase (decrease, with the sign), never charged for
+        # the way back (a jump's climb)
+        up, down = (term.read(), term.read("state")) if term.sign > 0 else (term.read("state"), term.read())
+        return f"{term.weight * 10:.4g} * {agg(f'jnp.maximum(({up} - {down}) / {scale:.4g}, 0.0)')}"
     if term.kind == "upright":
         return f"{term.weight:.4g} * {agg(f'(jnp.cos({term.read()}){less})')}"
     if term.kind == "beyond":
@@ -188,19 +195,19 @@ class OfflineProposer(Proposer):
         parents = _rank_parents(ctx.history, ranking=ctx.ranking)
         out: list[Proposal] = []
         n_fresh = ctx.k if not parents else max(1, round(ctx.k * self.fresh_fraction))
-        # the first generation's first third probes what the description points at most, one
-        # component per program, rewarded in the goal's direction (the other sign on a second pass)
-        leads = rel.leads(max(1, ctx.k // 3)) if not parents else []
+        # part of the first generation probes what the description points at most, one term
+        # alone per program, rewarded in the goal's direction (Relevance.probes)
+        leads = rel.probes(ctx.k) if not parents else []
         attempts = 0
         n_started, offset = 0, rng.randrange(len(_usable_fields(schema)))
         while len(out) < ctx.k and attempts < 50 * ctx.k:
             attempts += 1
             if len(out) < ctx.k - n_fresh and parents:
                 proposal = self._child(rng, ctx, parents, rel)
-            elif n_started < len(leads) * 2 and len(out) < len(leads):
-                name, index = leads[n_started % len(leads)]
-                goal = _random_term(rng, schema, schema.field(name), rel, index=index, goal=True)
-                goal.sign = 1.0 if n_started < len(leads) else -1.0
+            elif n_started < len(leads) and len(out) < len(leads):
+                (name, index), kind = leads[n_started]
+                goal = _random_term(rng, schema, schema.field(name), rel, index=index, goal=True, kind=kind)
+                goal.sign = 1.0
                 n_started += 1
                 # alone: a clean probe of what the description asks for (later generations add to it)
                 proposal = ([goal], [], f"{goal.name}: the component the description names most, alone")
@@ -263,8 +270,8 @@ class OfflineProposer(Proposer):
             t = rng.choice([t for t in terms if t.kind == "near_zero"])
             t.temperature = float(round(min(2.0, max(0.02, t.temperature * math.exp(rng.gauss(0, 0.6)))), 3))
             what = f"set temperature of {t.name} to {t.temperature:g} in {p.id}"
-        elif op == "sign" and any(t.kind in ("value", "progress") for t in terms):
-            t = rng.choice([t for t in terms if t.kind in ("value", "progress")])
+        elif op == "sign" and any(t.kind in ("value", "progress", "rise") for t in terms):
+            t = rng.choice([t for t in terms if t.kind in ("value", "progress", "rise")])
             t.sign = -t.sign
             what = f"flipped the sign of {t.name} in {p.id}"
         elif op == "component" and vector_terms:

@@ -47,7 +47,7 @@ _SYNONYMS = {
 # something at a set point (on a target, upright, still). Each names the term kinds that fit it.
 _CUES = (
     ("more", re.compile(r"\bas (?!long\b)\w+ as possible|\bmaximi[sz]e|\bas many\b"),
-     ("value", "progress", "magnitude", "beyond")),
+     ("value", "progress", "rise", "magnitude", "beyond")),
     ("reach", re.compile(r"\breach"), ("beyond", "progress", "value")),
     ("hold", re.compile(r"\b(keep|hold|balance|upright|stay|still|onto|near)\b"),
      ("near_zero", "sq_penalty", "abs_penalty", "upright")),
@@ -123,6 +123,20 @@ class Relevance:
             if len(out) == n:
                 break
         return out
+
+    def probes(self, k: int) -> list[tuple[tuple[str, int | None], str | None]]:
+        """First-generation probes for a generation of k: ((field, component), term kind, or None
+        for any kind that fits the goal).
+
+        Where the goal asks for more of something, the named quantity is clear and how to reward it
+        is not (its level, its change, only its increase): half the generation probes the top
+        component with each fitting kind. Where it asks to reach or hold something, the set-point
+        kinds are much alike and which quantity is the question: a third probes the top
+        components, one each."""
+        if self.goal == "more":
+            leads = self.leads(1)
+            return [(leads[0], kind) for kind in self.goal_kinds[:max(1, k // 2)]] if leads else []
+        return [(lead, None) for lead in self.leads(max(1, k // 3))]
 
     @property
     def top(self) -> float:

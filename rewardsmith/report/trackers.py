@@ -71,20 +71,29 @@ def final_rows(summary: dict) -> list[tuple[str, str, float]]:
             for key in ("best", "human", "sparse") if (final.get(key) or {}).get("fitness_mean") is not None]
 
 
-class TensorBoardTracker:
+class _Once:
+    """Each trained candidate goes to a tracker once, however often the loop hands it over."""
+
+    def __init__(self) -> None:
+        self.logged: set[str] = set()
+
+    def fresh(self, cands: Iterable) -> list:
+        out = [c for c in cands if c.id not in self.logged and c.members]
+        self.logged.update(c.id for c in out)
+        return out
+
+
+class TensorBoardTracker(_Once):
     def __init__(self, logdir: Path):
+        super().__init__()
         from tensorboardX import SummaryWriter
 
         self.logdir = Path(logdir)
         self.writer = SummaryWriter(logdir=str(self.logdir), flush_secs=5)
-        self.logged: set[str] = set()
 
     def candidates(self, cands: Iterable) -> None:
         """Each trained candidate's curves, once."""
-        for c in cands:
-            if c.id in self.logged or not c.members:
-                continue
-            self.logged.add(c.id)
+        for c in self.fresh(cands):
             for step, values in candidate_points(c).items():
                 for tag, v in values.items():
                     self.writer.add_scalar(tag, v, step)
@@ -113,13 +122,14 @@ class TensorBoardTracker:
         self.writer.close()
 
 
-class WandbTracker:
+class WandbTracker(_Once):
     """One W&B run per rewardsmith run, in ``<run_dir>/wandb`` (``wandb.mode``: offline by default;
     online needs WANDB_API_KEY in the orchestrator's environment, never the worker's)."""
 
     def __init__(self, run_dir: Path, settings: dict, cfg) -> None:
         import wandb
 
+        super().__init__()
         self.wandb = wandb
         self.run = wandb.init(project=settings.get("project") or "rewardsmith", entity=settings.get("entity"),
                               mode=settings.get("mode") or "offline", dir=str(run_dir), name=Path(run_dir).name,
@@ -127,13 +137,9 @@ class WandbTracker:
                               settings=wandb.Settings(silent=True), reinit="finish_previous")
         self.run.define_metric("search/generation")
         self.run.define_metric("search/*", step_metric="search/generation")
-        self.logged: set[str] = set()
 
     def candidates(self, cands: Iterable) -> None:
-        for c in cands:
-            if c.id in self.logged or not c.members:
-                continue
-            self.logged.add(c.id)
+        for c in self.fresh(cands):
             x = f"{c.id}/env_steps"
             self.run.define_metric(x)
             self.run.define_metric(f"{c.id}/*", step_metric=x)
