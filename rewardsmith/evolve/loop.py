@@ -31,7 +31,8 @@ from rewardsmith.rundir import (
     user_cache_dir,
 )
 from rewardsmith.tasks import Task, UnknownTaskError, get_task
-from rewardsmith.tasks.registry import own_env_name, task_from_mapping
+from rewardsmith.tasks import own_env
+from rewardsmith.tasks.registry import task_from_mapping
 from rewardsmith.train.candidates import WorkerSettings, train_candidates
 from rewardsmith.train.population import Halving, halving_sizes
 from rewardsmith.train.ppo import PPOConfig
@@ -60,31 +61,12 @@ def resolve_task(cfg: Mapping[str, Any]) -> Task:
         raise UserError("task=own needs the environment: task.env=gymnax:<id>, brax:<name> or <module>:<factory>")
     try:
         if tcfg.get("env"):
-            return task_from_mapping(own_env_mapping(tcfg), where="task.env")
+            return task_from_mapping(own_env.task_mapping(tcfg), where="task.env")
         return get_task(tcfg.get("name", ""), tcfg.get("file")).with_env_overrides(env_overrides(cfg))
     except UnknownTaskError as e:
         raise UserError(str(e)) from None
     except (FileNotFoundError, ValueError, TypeError, ImportError, AttributeError) as e:
         raise UserError(f"cannot load task: {e}") from None
-
-
-def own_env_mapping(tcfg: Mapping[str, Any]) -> dict:
-    """``task=own task.env=SOURCE``: the task-file mapping of your own environment, from the
-    command line (name, description, fitness, schema, episode_length, kwargs, physics, ppo)."""
-    source = str(tcfg["env"])
-    env = {"source": source, "kwargs": dict(tcfg.get("kwargs") or {})}
-    for key in ("episode_length", "physics"):
-        if tcfg.get(key):
-            env[key] = tcfg[key]
-    fitness = dict(tcfg.get("fitness") or {})
-    out = {"name": tcfg.get("name") or own_env_name(source), "env": env, "fitness": fitness,
-           "description": tcfg.get("description") or (
-               f"Your own environment {source}. Goal: as much of its fitness as possible "
-               f"({fitness.get('doc') or fitness.get('expression') or 'its own reward'} per episode).")}
-    for key in ("schema", "ppo", "presets", "baselines"):
-        if tcfg.get(key):
-            out[key] = tcfg[key]
-    return out
 
 
 def with_task_file(task: Task, rd: RunDir) -> Task:

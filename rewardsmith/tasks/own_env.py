@@ -53,6 +53,32 @@ def kind_of(source: str) -> str:
     return head if head in ("gymnax", "brax") else "factory"
 
 
+# --- the task, from the command line ------------------------------------------------------------
+
+def default_name(source: str) -> str:
+    """A task name for an own environment: ``gymnax:Acrobot-v1`` -> ``acrobot_v1``."""
+    return re.sub(r"\W+", "_", str(source).rpartition(":")[2]).strip("_").lower() or "own_env"
+
+
+def task_mapping(tcfg: Mapping[str, Any]) -> dict:
+    """``task=own task.env=SOURCE``: the task-file mapping of your own environment, from the
+    command line (name, description, fitness, schema, episode_length, kwargs, physics, ppo)."""
+    source = str(tcfg["env"])
+    env = {"source": source, "kwargs": dict(tcfg.get("kwargs") or {})}
+    for key in ("episode_length", "physics"):
+        if tcfg.get(key):
+            env[key] = tcfg[key]
+    fitness = dict(tcfg.get("fitness") or {})
+    out = {"name": tcfg.get("name") or default_name(source), "env": env, "fitness": fitness,
+           "description": tcfg.get("description") or (
+               f"Your own environment {source}. Goal: as much of its fitness as possible "
+               f"({fitness.get('doc') or fitness.get('expression') or 'its own reward'} per episode).")}
+    for key in ("schema", "ppo", "presets", "baselines"):
+        if tcfg.get(key):
+            out[key] = tcfg[key]
+    return out
+
+
 # --- environments ----------------------------------------------------------------------------
 
 class FactoryAdapter:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import importlib.resources
 import os
-import re
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
 from rewardsmith.tasks.base import Task, TaskHooks
-from rewardsmith.tasks.own_env import resolve
+from rewardsmith.tasks.own_env import default_name, resolve
 from rewardsmith.tasks.schema import StateSchema
 
 _REGISTERED: dict[str, Task] = {}
@@ -121,7 +120,7 @@ def task_from_mapping(data: Mapping[str, Any], base: Path | None = None, *, wher
         return (Path(base or ".") / baselines[key]).read_text()
 
     return Task(
-        name=str(data.get("name") or own_env_name(env["source"])),
+        name=str(data.get("name") or default_name(env["source"])),
         description=" ".join(str(data["description"]).split()),
         schema=schema,
         hooks=hooks,
@@ -153,8 +152,3 @@ def task_named(name: str, near: str | os.PathLike | None = None) -> Task:
             if rd.task_file_path.is_file() and rd.has_summary():
                 return load_task_file(rd.task_file_path)
     return get_task(name)
-
-
-def own_env_name(source: str) -> str:
-    """A task name for an own environment: ``gymnax:Acrobot-v1`` -> ``acrobot_v1``."""
-    return re.sub(r"\W+", "_", str(source).rpartition(":")[2]).strip("_").lower() or "own_env"
