@@ -105,7 +105,8 @@ def test_offline_proposer_reads_single_components_of_small_vectors_and_never_con
     sources = "\n".join(p.source for p in gen0)
     assert re.search(r"next_state\.torso_ang_vel\[[0-2]\]|next_state\.torso_pos\[[0-2]\]", sources)
     assert not re.search(r"next_state\.joint_pos\[", sources)  # 8 joints: read as a whole
-    assert "next_state.dt" not in sources and "next_state.step" not in sources
+    # dt is never rewarded (only divided by: progress per second)
+    assert not re.search(r"(?<!/ )next_state\.dt", sources) and "next_state.step" not in sources
     for p in gen0:
         assert check_source(p.source, task.schema.names) == []
     indexed = [t for p in gen0 for t in p.meta["terms"] if t.get("index") is not None]
@@ -216,8 +217,28 @@ def test_rise_pays_for_increases_only():
     task = get_task("hopper_jump")
     for sign, up_pays in ((1.0, True), (-1.0, False)):
         fn = load_reward_fn(render([Term("rise", "torso_pos", weight=1.0, index=2, sign=sign)], task.schema, "t"))
-        base = {f.name: jnp.zeros(f.shape, jnp.float32) for f in task.schema.fields}
+        base = {**{f.name: jnp.zeros(f.shape, jnp.float32) for f in task.schema.fields}, "dt": jnp.float32(0.1)}
         low = task.schema.make_state({**base, "torso_pos": jnp.array([0.0, 0.0, 1.0])})
         high = task.schema.make_state({**base, "torso_pos": jnp.array([0.0, 0.0, 1.2])})
         climb, fall = float(fn(low, None, high)[0]), float(fn(high, None, low)[0])
+        # 2 m/s up: per second, as the schema has the step
         assert (climb, fall) == ((pytest.approx(2.0), 0.0) if up_pays else (0.0, pytest.approx(2.0)))
+
+
+def test_progress_is_per_second_where_the_schema_has_the_step():
+    """With a dt field a position's progress is its velocity (the same scale whatever the step);
+    without one it stays per step (x10)."""
+    from rewardsmith.propose.offline import Term, render
+    from rewardsmith.validate.load import load_reward_fn
+
+    hop = get_task("hopper")
+    fn = load_reward_fn(render([Term("progress", "torso_pos", weight=1.0, index=0)], hop.schema, "t"))
+    base = {f.name: jnp.zeros(f.shape, jnp.float32) for f in hop.schema.fields}
+    a = hop.schema.make_state({**base, "dt": jnp.float32(0.008)})
+    b = hop.schema.make_state({**base, "dt": jnp.float32(0.008), "torso_pos": jnp.array([0.016, 0.0, 0.0])})
+    assert float(fn(a, None, b)[0]) == pytest.approx(2.0, rel=1e-5)  # 2 m/s
+    mcc = get_task("mountain_car_continuous")
+    fn = load_reward_fn(render([Term("progress", "position", weight=1.0)], mcc.schema, "t"))
+    s0 = mcc.schema.make_state({"position": jnp.float32(0.0), "velocity": jnp.float32(0.0), "step": jnp.float32(0)})
+    s1 = mcc.schema.make_state({"position": jnp.float32(0.12), "velocity": jnp.float32(0.0), "step": jnp.float32(1)})
+    assert float(fn(s0, None, s1)[0]) == pytest.approx(10 * 0.12 / 1.2, rel=1e-5)

@@ -130,14 +130,18 @@ def _expr(term: Term, schema: StateSchema) -> str:
         return f"{term.sign * term.weight:.4g} * {agg(f'({v})')}"
     if term.kind == "magnitude":
         return f"{term.weight:.4g} * {agg(f'jnp.abs({v})')}"
+    # change per step: per second where the schema has the control step (a position's progress
+    # is then its velocity, on the same scale as an alive bonus whatever the step length); else
+    # per step, times 10
+    per, gain = (" / next_state.dt", 1.0) if _has_dt(schema) else ("", 10.0)
     if term.kind == "progress":
-        d = f"({term.read()} - {term.read('state')}) / {scale:.4g}"
-        return f"{term.sign * term.weight * 10:.4g} * {agg(f'({d})')}"
+        d = f"({term.read()} - {term.read('state')}){per} / {scale:.4g}"
+        return f"{term.sign * term.weight * gain:.4g} * {agg(f'({d})')}"
     if term.kind == "rise":
         # rectified progress: paid for every increase (decrease, with the sign), never charged for
         # the way back (a jump's climb)
         up, down = (term.read(), term.read("state")) if term.sign > 0 else (term.read("state"), term.read())
-        return f"{term.weight * 10:.4g} * {agg(f'jnp.maximum(({up} - {down}) / {scale:.4g}, 0.0)')}"
+        return f"{term.weight * gain:.4g} * {agg(f'jnp.maximum(({up} - {down}){per} / {scale:.4g}, 0.0)')}"
     if term.kind == "upright":
         return f"{term.weight:.4g} * {agg(f'(jnp.cos({term.read()}){less})')}"
     if term.kind == "beyond":
@@ -149,6 +153,10 @@ def _expr(term: Term, schema: StateSchema) -> str:
         inside, outside = ("0.0", "-1.0") if term.shifted else ("1.0", "0.0")
         return f"{term.weight:.4g} * {agg(f'jnp.where({cond}, {inside}, {outside})')}"
     raise ValueError(f"unknown term kind {term.kind}")
+
+
+def _has_dt(schema: StateSchema) -> bool:
+    return "dt" in schema.names and schema.field("dt").kind == "constant"
 
 
 def render(terms: list[Term], schema: StateSchema, header: str) -> str:
@@ -207,7 +215,7 @@ class OfflineProposer(Proposer):
             elif n_started < len(leads) and len(out) < len(leads):
                 (name, index), kind = leads[n_started]
                 goal = _random_term(rng, schema, schema.field(name), rel, index=index, goal=True, kind=kind)
-                goal.sign = 1.0
+                goal.sign, goal.weight = 1.0, 1.0  # unit weight: as large as the alive bonus falling adds
                 n_started += 1
                 # alone: a clean probe of what the description asks for (later generations add to it)
                 proposal = ([goal], [], f"{goal.name}: the component the description names most, alone")
