@@ -339,7 +339,7 @@ class _Transformer(cst.CSTTransformer):
         call = cst.Call(func=cst.Attribute(at, cst.Name(op)), args=[cst.Arg(value)])
         return cst.Assign(targets=[cst.AssignTarget(cst.Name(name))], value=call)
 
-    # -- loops over environments ---------------------------------------------------------------------
+    # -- the Isaac Gym task object (self.*) -----------------------------------------------------------
     def visit_Attribute(self, node):
         if isinstance(node.value, cst.Name) and node.value.value == "self":
             self._fail(node, f"self.{node.attr.value} is the Isaac Gym task object: pass the value as a field instead")
