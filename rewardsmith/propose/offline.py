@@ -56,6 +56,7 @@ def _usable_fields(schema: StateSchema) -> list[Field]:
 
 _PRIOR = {"near_zero": 0.3, "sq_penalty": 0.2, "abs_penalty": 0.15, "value": 0.15, "magnitude": 0.1,
           "progress": 0.1, "rise": 0.05}
+_SIGNED = ("value", "progress", "rise")  # kinds whose sign a mutation may flip
 
 
 def _random_term(rng: random.Random, schema: StateSchema, field: Field | None = None,
@@ -278,8 +279,8 @@ class OfflineProposer(Proposer):
             t = rng.choice([t for t in terms if t.kind == "near_zero"])
             t.temperature = float(round(min(2.0, max(0.02, t.temperature * math.exp(rng.gauss(0, 0.6)))), 3))
             what = f"set temperature of {t.name} to {t.temperature:g} in {p.id}"
-        elif op == "sign" and any(t.kind in ("value", "progress", "rise") for t in terms):
-            t = rng.choice([t for t in terms if t.kind in ("value", "progress", "rise")])
+        elif op == "sign" and any(t.kind in _SIGNED for t in terms):
+            t = rng.choice([t for t in terms if t.kind in _SIGNED])
             t.sign = -t.sign
             what = f"flipped the sign of {t.name} in {p.id}"
         elif op == "component" and vector_terms:

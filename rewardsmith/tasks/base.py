@@ -34,6 +34,21 @@ class EnvAdapter(Protocol):
 _ENVS: dict[tuple, "EnvAdapter"] = {}
 
 
+def config_key(config: Mapping[str, Any]) -> str:
+    """An environment configuration as a hashable, order-free key."""
+    return json.dumps(dict(config), sort_keys=True, default=repr)
+
+
+def shared_env(make_env: Callable[[Mapping[str, Any]], "EnvAdapter"], config: Mapping[str, Any]) -> "EnvAdapter":
+    """One adapter per process, maker and configuration. Adapters are stateless after construction,
+    so the trace check, the training program, the rollout recorder and schema inference share it
+    (building a Brax environment parses its model and traces a reset)."""
+    key = (make_env, config_key(config))
+    if key not in _ENVS:
+        _ENVS[key] = make_env(config)
+    return _ENVS[key]
+
+
 @dataclasses.dataclass(frozen=True)
 class TaskHooks:
     """Trusted task code: how to read the schema out of an env state, and how to score it.
@@ -90,13 +105,8 @@ class Task:
         return dataclasses.replace(self, env_config={**self.env_config, **overrides})
 
     def make_env(self) -> EnvAdapter:
-        """The task's environment adapter. Adapters are stateless after construction, so one per process
-        and configuration is shared by the trace check, the training program and the rollout recorder
-        (building a Brax environment parses its model and traces a reset)."""
-        key = (self.hooks.make_env, json.dumps(self.env_config, sort_keys=True, default=repr))
-        if key not in _ENVS:
-            _ENVS[key] = self.hooks.make_env(self.env_config)
-        return _ENVS[key]
+        """The task's environment adapter, shared within the process (``shared_env``)."""
+        return shared_env(self.hooks.make_env, self.env_config)
 
     def skeleton(self, env: EnvAdapter | None = None):
         """``(env_state -> positions [B, 3], parents)`` for the rollout viewer, or None."""

@@ -23,7 +23,6 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
-import json
 import re
 import textwrap
 from typing import Any, Callable, Mapping
@@ -148,17 +147,6 @@ def make_env(config: Mapping[str, Any]):
                            episode_length=int(config.get("episode_length") or 1000), **kwargs)
     factory = resolve(source)
     return FactoryAdapter(factory(**kwargs), config.get("episode_length"))
-
-
-_ADAPTERS: dict[str, Any] = {}
-
-
-def cached_env(config: Mapping[str, Any]):
-    """One adapter per process and configuration (schema inference and training share it)."""
-    key = json.dumps(dict(config), sort_keys=True, default=repr)
-    if key not in _ADAPTERS:
-        _ADAPTERS[key] = make_env(config)
-    return _ADAPTERS[key]
 
 
 def unwrap(adapter) -> Any:
@@ -292,8 +280,8 @@ def fitness_fn(spec: Mapping[str, Any]) -> Callable[..., jax.Array]:
     return fitness_step
 
 
-def hooks(env_config: Mapping[str, Any], fitness: Mapping[str, Any]) -> TaskHooks:
-    return TaskHooks(make_env=cached_env, state_view=state_view, fitness_step=fitness_fn(fitness))
+def hooks(fitness: Mapping[str, Any]) -> TaskHooks:
+    return TaskHooks(make_env=make_env, state_view=state_view, fitness_step=fitness_fn(fitness))
 
 
 # --- the environment's source, for the prompt ---------------------------------------------------

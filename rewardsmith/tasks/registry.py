@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from rewardsmith.tasks.base import Task, TaskHooks
+from rewardsmith.tasks.base import Task, TaskHooks, shared_env
 from rewardsmith.tasks.own_env import default_name, resolve
 from rewardsmith.tasks.schema import StateSchema
 
@@ -97,8 +97,8 @@ def task_from_mapping(data: Mapping[str, Any], base: Path | None = None, *, wher
     if own:
         from rewardsmith.tasks import own_env
 
-        hooks = own_env.hooks(env, fitness)
-        adapter = own_env.cached_env(env)
+        hooks = own_env.hooks(fitness)
+        adapter = shared_env(hooks.make_env, env)  # the same adapter the task's make_env returns
         given = dict(data.get("schema") or {})
         schema = StateSchema.from_json({"fields": own_env.merge_fields(own_env.infer_fields(adapter), given.get("fields")),
                                         "action": own_env.infer_action(adapter, given.get("action"))})

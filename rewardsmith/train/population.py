@@ -15,7 +15,6 @@ Two ways to build the program, one setting (``PPOConfig.program``):
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from typing import Any, Callable, Sequence
 
@@ -24,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P, SingleDeviceSharding
 
-from rewardsmith.tasks.base import Task
+from rewardsmith.tasks.base import Task, config_key
 from rewardsmith.train.ppo import PPO, PPOConfig, RewardOut, clean_reward, make_train
 
 ChunkCallback = Callable[[int, int, dict], None]  # (updates done, total updates, metrics so far [M, u])
@@ -97,7 +96,7 @@ class Trainer:
 
     @classmethod
     def get(cls, task: Task, config: PPOConfig, n_members: int, devices: tuple) -> "Trainer":
-        key = (task.name, task.source_file, json.dumps(dict(task.env_config), sort_keys=True, default=repr), config, n_members,
+        key = (task.name, task.source_file, config_key(task.env_config), config, n_members,
                tuple(str(d) for d in devices))
         if key not in cls._cache:
             cls._cache[key] = cls(task, config, n_members, devices)
