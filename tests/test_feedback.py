@@ -21,7 +21,7 @@ from rewardsmith.feedback.records import (FeedbackError, FeedbackRecord, Pair, e
 from rewardsmith.feedback.server import FeedbackServer
 from rewardsmith.feedback.session import open_session
 from rewardsmith.propose.offline import Term, apply_constraints
-from rewardsmith.records import Candidate
+from rewardsmith.records import Candidate, MemberResult
 from rewardsmith.tasks import get_task
 
 from conftest import chrome_driver, tiny_cfg
@@ -76,6 +76,23 @@ def test_selection_modes_rank_by_fitness_preference_or_both():
     assert [c.id for c in rank_candidates(cands, ratings, "both")][0] == "b"  # second on both counts
     assert [c.id for c in rank_candidates(cands, {"e": 1000.0}, "preference")] == ["e", "a", "b", "c"]
     assert [c.id for c in rank_candidates(cands, {}, "preference")] == ["a", "b", "e", "c"]
+
+
+def test_equal_fitness_goes_to_the_reward_that_taught_sooner():
+    """Candidates tied at the task's ceiling rank by their training curves (mean over checkpoints
+    and seeds), whatever order they were proposed in; a failed seed's curve does not count."""
+    def cand(cid, fitness, curves, ok=True):
+        return Candidate(id=cid, generation=0, source="", origin="offline", fitness=fitness,
+                         members=[MemberResult(seed=i, ok=ok, fitness=fitness, fitness_curve=c)
+                                  for i, c in enumerate(curves)])
+
+    late = cand("late", 1.0, [[0.0, 0.0, 1.0], [0.0, 0.5, 1.0]])
+    soon = cand("soon", 1.0, [[0.0, 1.0, 1.0], [0.5, 1.0, 1.0]])
+    gappy = cand("gappy", 1.0, [[None, 1.0, float("nan")], [1.0, 1.0]])
+    lower = cand("lower", 0.9, [[0.9, 0.9, 0.9]])
+    nocurve = cand("nocurve", 1.0, [[1.0, 1.0]], ok=False)
+    ranked = [c.id for c in rank_candidates([nocurve, late, lower, soon, gappy], {}, "fitness")]
+    assert ranked == ["gappy", "soon", "late", "nocurve", "lower"]
 
 
 def test_feedback_text_names_choices_and_words():

@@ -199,7 +199,8 @@ def test_offline_proposer_reads_which_components_the_description_names():
     reach = OfflineProposer().propose(ProposalContext(task=reacher, generation=0, k=6, history=[], seed=0))
     probed = [(p.meta["terms"][0]["field"], p.meta["terms"][0]["kind"]) for p in reach if "names most" in p.note]
     assert len(probed) == 2 and ("tip_to_target" in {f for f, _ in probed})
-    assert all(k in ("near_zero", "sq_penalty", "abs_penalty") for _, k in probed)
+    # holding a whole vector at its set point: its length is what shrinks
+    assert all(k == "distance" for _, k in probed)
     # later generations do not restart from the leads
     history = [_scored(p.source, f"g00-{i}", p.meta, float(i), {}, [0.0, 1.0, 2.0]) for i, p in enumerate(props)]
     later = OfflineProposer().propose(ProposalContext(task=task, generation=1, k=6, history=history, seed=0))
@@ -223,6 +224,36 @@ def test_rise_pays_for_increases_only():
         climb, fall = float(fn(low, None, high)[0]), float(fn(high, None, low)[0])
         # 2 m/s up: per second, as the schema has the step
         assert (climb, fall) == ((pytest.approx(2.0), 0.0) if up_pays else (0.0, pytest.approx(2.0)))
+
+
+def test_distance_is_the_length_of_a_vector_and_pulls_from_afar():
+    """A distance term is minus the Euclidean length (an offset's distance, not the mean of its
+    components), its slope the same far from zero as near it; on one component it is |x|."""
+    from rewardsmith.propose.offline import Term, render
+    from rewardsmith.validate.load import load_reward_fn
+
+    task = get_task("reacher")
+    base = {f.name: jnp.zeros(f.shape, jnp.float32) for f in task.schema.fields}
+
+    def at(offset):
+        return task.schema.make_state({**base, "tip_to_target": jnp.array(offset, jnp.float32)})
+
+    fn = load_reward_fn(render([Term("distance", "tip_to_target", weight=2.0)], task.schema, "t"))
+    assert float(fn(at([0, 0, 0]), None, at([0.3, 0.4, 0.0]))[0]) == pytest.approx(-1.0)  # 2 x 0.5 m
+    far = float(fn(None, None, at([0.4, 0.0, 0.0]))[0]) - float(fn(None, None, at([0.5, 0.0, 0.0]))[0])
+    near = float(fn(None, None, at([0.0, 0.0, 0.0]))[0]) - float(fn(None, None, at([0.1, 0.0, 0.0]))[0])
+    assert far == pytest.approx(near, rel=1e-4) == pytest.approx(0.2, rel=1e-4)
+    one = load_reward_fn(render([Term("distance", "tip_to_target", weight=1.0, index=1)], task.schema, "t"))
+    assert float(one(None, None, at([0.3, -0.4, 0.0]))[0]) == pytest.approx(-0.4)
+    # scalars have no length: never drawn for them
+    from rewardsmith.propose.offline import _random_term
+    import random
+    rng = random.Random(0)
+    mcc = get_task("mountain_car_continuous")
+    assert all(_random_term(rng, mcc.schema).kind != "distance" for _ in range(300))
+    drawn = [_random_term(rng, task.schema, task.schema.field("tip_to_target")) for _ in range(300)]
+    assert any(t.kind == "distance" and t.index is None for t in drawn)
+    assert not any(t.kind == "distance" and t.index is not None for t in drawn)
 
 
 def test_progress_is_per_second_where_the_schema_has_the_step():

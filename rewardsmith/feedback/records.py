@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -227,16 +228,28 @@ def elo_ratings(records: Iterable[FeedbackRecord], k: float = ELO_K) -> dict[str
     return ratings
 
 
+def learning_area(c) -> float:
+    """Mean fitness over a candidate's training checkpoints, averaged over its seeds: how soon and
+    how steadily its reward taught the task (-inf without a curve)."""
+    areas = []
+    for m in c.members:
+        points = [v for v in m.fitness_curve if v is not None and math.isfinite(v)]
+        if m.ok and points:
+            areas.append(sum(points) / len(points))
+    return sum(areas) / len(areas) if areas else -math.inf
+
+
 def rank_candidates(cands: list, ratings: Mapping[str, float], mode: str) -> list:
     """Candidates with a fitness, best first, by ``mode``:
 
-    * ``fitness``: the task's ground-truth fitness alone;
+    * ``fitness``: the task's ground-truth fitness alone (a tie goes to the higher ``learning_area``);
     * ``preference``: Elo rating for the candidates the person rated (best first), then the unrated
       ones by fitness;
     * ``both``: the mean of the fitness percentile and the preference percentile (unrated = 0.5).
     """
     scored = [c for c in cands if c.fitness is not None]
-    by_fit = sorted(scored, key=lambda c: -c.fitness)
+    # equal fitness (several candidates at a task's ceiling) goes to the one that got there sooner
+    by_fit = sorted(scored, key=lambda c: (-c.fitness, -learning_area(c)))
     if mode == "fitness" or not ratings:
         return by_fit
     if mode == "preference":

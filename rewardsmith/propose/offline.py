@@ -83,18 +83,26 @@ def _random_term(rng: random.Random, schema: StateSchema, field: Field | None = 
         prior["upright"] = 0.25
     if f.low is not None and f.high is not None:
         prior["beyond"] = 0.15  # a bonus for being past a level of the field: a goal region
+    if _is_vector(f):
+        # the length of a vector (an offset's distance, a speed): a penalty whose pull does not
+        # fade far from zero, unlike the per-component set-point terms
+        prior["distance"] = 0.15
     if goal and rel is not None and set(rel.goal_kinds) & set(prior):
         prior = {k: p for k, p in prior.items() if k in rel.goal_kinds}
     drawn = rng.choices(list(prior), list(prior.values()))[0]
     kind = kind if kind in prior else drawn  # a kind asked for where the field allows it
     # a small vector (a position, a velocity) mixes axes that mean different things: most terms on
     # one read a single component of it, the ones the description names most often
-    if not goal and _indexable(f) and rng.random() < 0.7:
+    if not goal and kind != "distance" and _indexable(f) and rng.random() < 0.7:
         comp = rel.component_weights(f.name, f.shape[0]) if rel is not None else [0.0] * f.shape[0]
         index = rng.choices(range(f.shape[0]), [1.0 + 3.0 * c / max(max(comp), 1e-9) for c in comp])[0]
     return Term(kind, f.name, weight=_rand_weight(rng), sign=rng.choice([1.0, -1.0]),
                 temperature=rng.choice([0.05, 0.1, 0.2, 0.3, 0.5, 1.0]), index=index,
                 level=rng.choice([0.6, 0.75, 0.9]))
+
+
+def _is_vector(f: Field) -> bool:
+    return len(f.shape) == 1 and f.shape[0] > 1
 
 
 def _indexable(f: Field) -> bool:
@@ -127,6 +135,9 @@ def _expr(term: Term, schema: StateSchema) -> str:
         return f"-{term.weight:.4g} * {agg(f'jnp.abs({v})')}"
     if term.kind == "sq_penalty":
         return f"-{term.weight:.4g} * {agg(f'jnp.square({v})')}"
+    if term.kind == "distance":
+        # Euclidean length (the absolute value where the term reads one component)
+        return f"-{term.weight:.4g} * jnp.sqrt(jnp.sum(jnp.square({term.read()}))) / {scale:.4g}"
     if term.kind == "value":
         return f"{term.sign * term.weight:.4g} * {agg(f'({v})')}"
     if term.kind == "magnitude":
@@ -215,6 +226,8 @@ class OfflineProposer(Proposer):
                 proposal = self._child(rng, ctx, parents, rel)
             elif n_started < len(leads) and len(out) < len(leads):
                 (name, index), kind = leads[n_started]
+                if kind is None and index is None and "distance" in rel.goal_kinds and _is_vector(schema.field(name)):
+                    kind = "distance"  # to hold or reach a vector's set point is to shrink its length
                 goal = _random_term(rng, schema, schema.field(name), rel, index=index, goal=True, kind=kind)
                 goal.sign, goal.weight = 1.0, 1.0  # unit weight: as large as the alive bonus falling adds
                 n_started += 1
@@ -302,7 +315,7 @@ class OfflineProposer(Proposer):
 
 
 _BOUNDED_BONUSES = ("alive", "near_zero", "upright", "beyond")
-_PENALTY_KINDS = ("sq_penalty", "abs_penalty", "action_cost")
+_PENALTY_KINDS = ("sq_penalty", "abs_penalty", "action_cost", "distance")
 
 
 def respect_termination(terms: list[Term], termination: str) -> list[Term]:

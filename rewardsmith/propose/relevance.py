@@ -48,9 +48,9 @@ _SYNONYMS = {
 _CUES = (
     ("more", re.compile(r"\bas (?!long\b)\w+ as possible|\bmaximi[sz]e|\bas many\b"),
      ("value", "progress", "rise", "magnitude", "beyond")),
-    ("reach", re.compile(r"\breach"), ("beyond", "progress", "value")),
+    ("reach", re.compile(r"\breach"), ("beyond", "progress", "value", "distance")),
     ("hold", re.compile(r"\b(keep|hold|balance|upright|stay|still|onto|near)\b"),
-     ("near_zero", "sq_penalty", "abs_penalty", "upright")),
+     ("near_zero", "sq_penalty", "abs_penalty", "upright", "distance")),
 )
 
 _AXIS = {"x": 0, "y": 1, "z": 2}
