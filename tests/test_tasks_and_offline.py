@@ -201,6 +201,14 @@ def test_offline_proposer_reads_which_components_the_description_names():
     assert len(probed) == 2 and ("tip_to_target" in {f for f, _ in probed})
     # holding a whole vector at its set point: its length is what shrinks
     assert all(k == "distance" for _, k in probed)
+    # "with little effort" in the goal sentence: the hold probes carry an action cost at which full
+    # torque on both joints costs EFFORT per step; a goal that does not ask for it leaves probes alone
+    from rewardsmith.propose.offline import EFFORT, effort_weight
+    costs = [[t for t in p.meta["terms"] if t["kind"] == "action_cost"] for p in reach if "names most" in p.note]
+    assert [[t["weight"] for t in c] for c in costs] == [[effort_weight(reacher.schema)]] * 2
+    assert effort_weight(reacher.schema) * 2 * 1.0 ** 2 == pytest.approx(EFFORT)
+    assert relevance(reacher.description, reacher.schema).effort
+    assert not relevance(get_task("inverted_pendulum").description, get_task("inverted_pendulum").schema).effort
     # later generations do not restart from the leads
     history = [_scored(p.source, f"g00-{i}", p.meta, float(i), {}, [0.0, 1.0, 2.0]) for i, p in enumerate(props)]
     later = OfflineProposer().propose(ProposalContext(task=task, generation=1, k=6, history=history, seed=0))

@@ -167,6 +167,15 @@ def _expr(term: Term, schema: StateSchema) -> str:
     raise ValueError(f"unknown term kind {term.kind}")
 
 
+EFFORT = 0.5  # what a full-scale action costs per step in an effort probe, against a unit goal term
+
+
+def effort_weight(schema: StateSchema) -> float:
+    """The action-cost weight at which every action dimension at full scale costs ``EFFORT`` in all."""
+    a = schema.action
+    return float(round(EFFORT / (a.size * max(abs(a.low), abs(a.high)) ** 2), 4))
+
+
 def _has_dt(schema: StateSchema) -> bool:
     return "dt" in schema.names and schema.field("dt").kind == "constant"
 
@@ -233,6 +242,12 @@ class OfflineProposer(Proposer):
                 n_started += 1
                 # alone: a clean probe of what the description asks for (later generations add to it)
                 proposal = ([goal], [], f"{goal.name}: the component the description names most, alone")
+                if rel.goal == "hold" and rel.effort and schema.action.kind == "continuous":
+                    # holding a set point "with little effort" pays that effort on every step held:
+                    # the probe carries the action cost the goal sentence asks for
+                    proposal = ([goal, Term("action_cost", weight=effort_weight(schema))], [],
+                                f"{goal.name}: the component the description names most, with the "
+                                "action cost its goal asks for")
             else:
                 # fresh programs cover the schema: each starts from the next field in turn
                 fields = _usable_fields(schema)

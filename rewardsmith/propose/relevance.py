@@ -102,6 +102,8 @@ class Relevance:
     # the goal's cue ("more", "reach", "hold"; "" when the text has none) and the term kinds that fit it
     goal: str = ""
     goal_kinds: tuple[str, ...] = ()
+    # the goal sentence asks for little effort (force, torque, energy)
+    effort: bool = False
 
     def field_weight(self, name: str) -> float:
         """How strongly the description points at this field (its best component), 0 when not."""
@@ -173,5 +175,5 @@ def relevance(description: str, schema: StateSchema) -> Relevance:
             scores[(f.name, i)] = base + score(ws, 2.0)
     for cue, pattern, kinds in _CUES:
         if pattern.search(goal_text):
-            return Relevance(scores, goal=cue, goal_kinds=kinds)
-    return Relevance(scores)
+            return Relevance(scores, goal=cue, goal_kinds=kinds, effort="effort" in goal)
+    return Relevance(scores, effort="effort" in goal)
