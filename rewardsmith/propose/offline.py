@@ -106,7 +106,7 @@ def _is_vector(f: Field) -> bool:
 
 
 def _indexable(f: Field) -> bool:
-    return len(f.shape) == 1 and 1 < f.shape[0] <= MAX_INDEXED
+    return _is_vector(f) and f.shape[0] <= MAX_INDEXED
 
 
 def _rand_weight(rng: random.Random) -> float:
@@ -240,14 +240,14 @@ class OfflineProposer(Proposer):
                 goal = _random_term(rng, schema, schema.field(name), rel, index=index, goal=True, kind=kind)
                 goal.sign, goal.weight = 1.0, 1.0  # unit weight: as large as the alive bonus falling adds
                 n_started += 1
-                # alone: a clean probe of what the description asks for (later generations add to it)
-                proposal = ([goal], [], f"{goal.name}: the component the description names most, alone")
+                what = f"{goal.name}: the component the description names most, alone"
+                terms = [goal]  # a clean probe of what the description asks for (later generations add to it)
                 if rel.goal == "hold" and rel.effort and schema.action.kind == "continuous":
                     # holding a set point "with little effort" pays that effort on every step held:
                     # the probe carries the action cost the goal sentence asks for
-                    proposal = ([goal, Term("action_cost", weight=effort_weight(schema))], [],
-                                f"{goal.name}: the component the description names most, with the "
-                                "action cost its goal asks for")
+                    terms.append(Term("action_cost", weight=effort_weight(schema)))
+                    what = f"{goal.name}: the component the description names most, with the action cost its goal asks for"
+                proposal = (terms, [], what)
             else:
                 # fresh programs cover the schema: each starts from the next field in turn
                 fields = _usable_fields(schema)
