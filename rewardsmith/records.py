@@ -60,6 +60,8 @@ class Candidate:
     rungs: int | None = None
     # executor=ray: where it trained (shard, node id and address, every attempt's node); {} on this machine
     placement: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # the finals (evaluate/race.py): its fitness on more seeds, trained again as one of the top few
+    race: dict[str, Any] | None = None
 
     @property
     def stopped_early(self) -> bool:

@@ -114,6 +114,7 @@ class RunDir:
     generations/gen_NN/candidates/<id>/reward.py, candidate.json and rollout.json
     generations/gen_NN/worker/attempt_K/   job, result and log of the training worker
     baselines/<id>/                  the same for the human and sparse baselines
+    race/                            the finals: race.json, the finalists' rollouts/ and worker/
     final/                           the final evaluation: final.json, <key>.json, rollouts/, worker/
     worker/                          the run's warm worker (its io/ and temporary files)
     llm/                             LLM calls (calls.json, gen_NN/ requests and answers, litellm.log)
@@ -279,6 +280,23 @@ class RunDir:
         if self.final_dir.exists():
             return move_aside(self.final_dir, self.root / "final.before-resume")
         return None
+
+    @property
+    def race_dir(self) -> Path:
+        """The finals: race.json, the finalists' rollouts/ and worker/."""
+        return self.root / "race"
+
+    @property
+    def race_path(self) -> Path:
+        return self.race_dir / "race.json"
+
+    @property
+    def race_rollouts_dir(self) -> Path:
+        return self.race_dir / "rollouts"
+
+    @property
+    def race_worker_dir(self) -> Path:
+        return self.race_dir / "worker"
 
     @property
     def worker_dir(self) -> Path:

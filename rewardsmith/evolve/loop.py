@@ -18,6 +18,7 @@ import yaml
 
 from rewardsmith.errors import UserError
 from rewardsmith.evaluate.final import BASELINE_IDS, HNS_FORMULA, final_evaluation, hns
+from rewardsmith.evaluate.race import apply_race, is_current, race_settings, run_finals
 from rewardsmith.export import write_best_reward
 from rewardsmith.feedback.records import SELECTION_MODES, load_feedback
 from rewardsmith.propose import make_proposer
@@ -28,6 +29,7 @@ from rewardsmith.rundir import (
     RunDir,
     atomic_write_json,
     atomic_write_text,
+    read_json,
     user_cache_dir,
 )
 from rewardsmith.tasks import Task, UnknownTaskError, get_task
@@ -141,6 +143,7 @@ class SearchState:
     generations: list[GenerationRecord] = dataclasses.field(default_factory=list)
     baselines: dict[str, Candidate] = dataclasses.field(default_factory=dict)
     reflection: str = ""
+    race: dict | None = None  # the latest finals (race.json); they order the top while no candidate is newer
     next_gen: int = 0
     wall_before_s: float = 0.0  # wall time of earlier sessions of this run
     sessions: int = 1
@@ -152,7 +155,10 @@ class SearchState:
     def ranking(self, feedback: list) -> list[Candidate]:
         from rewardsmith.feedback.records import elo_ratings, rank_candidates
 
-        return rank_candidates(self.history, elo_ratings(feedback), self.selection_mode(feedback))
+        mode = self.selection_mode(feedback)
+        ranked = rank_candidates(self.history, elo_ratings(feedback), mode)
+        # with preference selection the person's choice stands; the finals only sharpen a fitness ranking
+        return apply_race(ranked, self.race, self.history) if mode == "fitness" else ranked
 
 
 def _positive_number(cfg: Mapping[str, Any], key: str, default: float) -> float:
@@ -192,6 +198,7 @@ def _check_cfg(cfg: Mapping[str, Any]) -> tuple[Task, PPOConfig, list[int], Work
     _positive_int(cfg, "samples", 6)
     n_seeds = _positive_int(cfg, "seeds", 2)
     _positive_int(cfg, "eval_seeds", 5)
+    race_settings(cfg)
     worker = dataclasses.replace(_worker_settings(cfg), population_size=(
         _positive_int(cfg, "samples", 6) + (2 if baselines_on(cfg, task) else 0)) * n_seeds)
     retries = cfg.get("max_generation_retries", 2)
@@ -323,6 +330,7 @@ def _load_state(state: SearchState, rd: RunDir) -> None:
         elif baselines_on(state.cfg, state.task):
             state.baselines[kind] = _baseline(kind, state.task)
     state.reflection = state.generations[-1].reflection if state.generations else ""
+    state.race = read_json(rd.race_path) if rd.race_path.is_file() else None
     state.next_gen = complete
 
 
@@ -573,6 +581,8 @@ class Search:
 
     def finish(self) -> dict:
         state = self.state
+        if state.cfg.get("final_eval", True):
+            self.finals()
         ranked = state.ranking(load_feedback(self.rd.root))
         best = ranked[0] if ranked else None
         final = None
@@ -584,6 +594,19 @@ class Search:
         self.track(lambda t: t.finish(s))
         self.display.finish(s)
         return s
+
+    def finals(self) -> None:
+        """Before the final evaluation: the top few by fitness train on more seeds and the best of
+        them over all its seeds goes on (not with preference selection: a person's choice stands)."""
+        state = self.state
+        feedback = load_feedback(self.rd.root)
+        if state.selection_mode(feedback) != "fitness" or is_current(state.race, state.history):
+            return
+        ranked = state.ranking(feedback)
+        race = run_finals(self.rd, state.task, state.ppo, state.cfg, ranked, self.base_seed, state.next_gen - 1,
+                          state.worker, self.display, self.process)
+        if race is not None:
+            state.race = race
 
     def write_summary(self, status: str, final=None) -> dict:
         """summary.json, and best_reward.py for the best candidate so far."""
@@ -642,6 +665,7 @@ def _summary(state: SearchState, proposer, best: Candidate | None, t_start: floa
         "human_normalised_score": final["hns"] if final else search_hns,
         "hns_formula": HNS_FORMULA,
         "search_hns": search_hns,
+        "finals": state.race if is_current(state.race, history) else None,
         "final_evaluation": final,
         "fitness_doc": task.fitness_doc,
         "per_generation_best": [per_gen[k] for k in sorted(per_gen)],

@@ -86,6 +86,12 @@ def build_report(root: str | Path) -> str:
             (f"{human} (search)", _f(summary.get("human_baseline_fitness"))),
             ("sparse baseline (search)", _f(summary.get("sparse_baseline_fitness"))),
             ("fitness metric", _e(summary.get("fitness_doc")))]
+    race = summary.get("finals") or {}
+    if race:
+        rows.append(("finals", f"top {len(race['finalists'])} trained on {len(race['seeds'])} more seeds each; "
+                     + ", ".join(f"{_e(r['id'])} {_f(r['pooled_fitness'])} over {r['seeds']} seeds"
+                                 for r in race["finalists"])
+                     + f" → {_e(race['winner'])}"))
     if final:
         for k in ("best", "human", "sparse"):
             e = final.get(k) or {}
