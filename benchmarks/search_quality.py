@@ -7,7 +7,9 @@ mean ± sd over runs:
   * the best candidate's final fitness (retrained on ``eval_seeds`` fresh seeds at the search budget),
   * the human (or, for new behaviours, reference) and sparse baselines' final fitness at the same budget,
   * HNS = (best - sparse) / (human - sparse), per run, then averaged,
-  * env steps the whole run trained (candidates, baselines, final evaluation) and wall time.
+  * env steps the whole run trained (candidates, baselines, finals, final evaluation) and wall time.
+
+Each run's line also says whether the finals (the top 3 trained on 5 more seeds) changed the pick.
 
 Run folders are kept under ``--out`` (default outputs/benchmarks/search_quality); a run whose
 summary is already there is read, not repeated, so a long table can be built a few rows at a time.
@@ -55,10 +57,14 @@ def one_run(task: str, seed: int, root: Path, extra: list[str]) -> dict:
     b, h, sp = best.get("fitness_mean"), human.get("fitness_mean"), sparse.get("fitness_mean")
     steps = s.get("env_steps") or {}
     final_steps = (final.get("env_steps_per_member") or 0) * len(final.get("eval_seeds") or []) * 3
+    race = s.get("finals") or {}
+    race_steps = (race.get("env_steps_per_member") or 0) * len(race.get("seeds") or []) * len(race.get("finalists") or [])
     return {"task": task, "seed": seed, "wall_s": wall if wall is not None else s.get("wall_time_s"),
             "best": b, "best_sd": best.get("fitness_std"), "human": h, "sparse": sp, "hns": final.get("hns"),
             "proposer": s.get("proposer_kind"),
-            "env_steps": steps.get("candidates", 0) + steps.get("baselines", 0) + final_steps}
+            # the finals picked another candidate than the search's ranking on its training seeds
+            "finals_changed_pick": (race.get("winner") != race.get("search_best")) if race else None,
+            "env_steps": steps.get("candidates", 0) + steps.get("baselines", 0) + race_steps + final_steps}
 
 
 def _ms(values: list) -> str:

@@ -209,6 +209,22 @@ def test_offline_proposer_reads_which_components_the_description_names():
     assert effort_weight(reacher.schema) * 2 * 1.0 ** 2 == pytest.approx(EFFORT)
     assert relevance(reacher.description, reacher.schema).effort
     assert not relevance(get_task("inverted_pendulum").description, get_task("inverted_pendulum").schema).effort
+    # a goal that names a field's negative side ("rotate backwards"; the doc: "negative is backward
+    # rotation") is probed in that direction; a positive side named, or none, leaves the sign alone
+    flip = get_task("halfcheetah_backflip")
+    assert relevance(flip.description, flip.schema).negative == {"torso_ang_vel"}
+    probes = [p.meta["terms"][0] for p in OfflineProposer().propose(
+        ProposalContext(task=flip, generation=0, k=6, history=[], seed=0)) if "names most" in p.note]
+    assert [(t["field"], t["kind"], t["sign"]) for t in probes] == [
+        ("torso_ang_vel", k, -1.0) for k in ("value", "progress", "rise")]
+    for name in ("mountain_car_continuous", "cartpole", "ant_spin", "hopper"):
+        assert not relevance(get_task(name).description, get_task(name).schema).negative
+    two_sided = StateSchema.from_json({"fields": [
+        {"name": "w", "shape": [], "unit": "1", "doc": "turn rate; negative is backward, positive is forward"}],
+        "action": {"kind": "continuous", "shape": [1], "doc": "push"}})
+    assert relevance("Goal: turn backward.", two_sided).negative == {"w"}
+    assert not relevance("Goal: turn forward, never backward.", two_sided).negative
+    assert not relevance("Goal: turn as fast as possible.", two_sided).negative
     # later generations do not restart from the leads
     history = [_scored(p.source, f"g00-{i}", p.meta, float(i), {}, [0.0, 1.0, 2.0]) for i, p in enumerate(props)]
     later = OfflineProposer().propose(ProposalContext(task=task, generation=1, k=6, history=history, seed=0))

@@ -238,7 +238,8 @@ class OfflineProposer(Proposer):
                 if kind is None and index is None and "distance" in rel.goal_kinds and _is_vector(schema.field(name)):
                     kind = "distance"  # to hold or reach a vector's set point is to shrink its length
                 goal = _random_term(rng, schema, schema.field(name), rel, index=index, goal=True, kind=kind)
-                goal.sign, goal.weight = 1.0, 1.0  # unit weight: as large as the alive bonus falling adds
+                # unit weight: as large as the alive bonus falling adds; in the direction the goal names
+                goal.sign, goal.weight = rel.sign(name), 1.0
                 n_started += 1
                 what = f"{goal.name}: the component the description names most, alone"
                 terms = [goal]  # a clean probe of what the description asks for (later generations add to it)

@@ -53,6 +53,9 @@ _CUES = (
      ("near_zero", "sq_penalty", "abs_penalty", "upright", "distance")),
 )
 
+# "negative is backward rotation", "positive is towards the flag": the word that names a sign's direction
+_DIRECTION = re.compile(r"\b(positive|negative)\b(?:\s+is)?(?:\s+(?:to|towards|toward|the|a))*\s+([a-z][a-z-]*)")
+
 _AXIS = {"x": 0, "y": 1, "z": 2}
 _COMPONENT = re.compile(r"^\s*(?:\[(\d+)\]|\+?([xyz]))\s+(?:is|are)\b")
 
@@ -104,6 +107,13 @@ class Relevance:
     goal_kinds: tuple[str, ...] = ()
     # the goal sentence asks for little effort (force, torque, energy)
     effort: bool = False
+    # fields whose doc names the direction of their negative values with a word of the goal sentence
+    # ("negative is backward rotation" and a goal of turning backwards): more of them is less
+    negative: frozenset[str] = frozenset()
+
+    def sign(self, name: str) -> float:
+        """The direction in which the goal wants a field: -1 where the goal names its negative side."""
+        return -1.0 if name in self.negative else 1.0
 
     def field_weight(self, name: str) -> float:
         """How strongly the description points at this field (its best component), 0 when not."""
@@ -173,7 +183,17 @@ def relevance(description: str, schema: StateSchema) -> Relevance:
         scores[(f.name, None)] = base
         for i, ws in parts.items():
             scores[(f.name, i)] = base + score(ws, 2.0)
+    negative = frozenset(f.name for f in fields if _goal_side(f.doc, goal) < 0)
     for cue, pattern, kinds in _CUES:
         if pattern.search(goal_text):
-            return Relevance(scores, goal=cue, goal_kinds=kinds, effort="effort" in goal)
-    return Relevance(scores, effort="effort" in goal)
+            return Relevance(scores, goal=cue, goal_kinds=kinds, effort="effort" in goal, negative=negative)
+    return Relevance(scores, effort="effort" in goal, negative=negative)
+
+
+def _goal_side(doc: str, goal: set[str]) -> int:
+    """-1 where the doc's word for the negative side is in the goal and its word for the positive
+    side is not, else +1 (a field rewarded as it grows)."""
+    sides = {"positive": False, "negative": False}
+    for side, word in _DIRECTION.findall(doc.lower()):
+        sides[side] |= bool(words(word) & goal)
+    return -1 if sides["negative"] and not sides["positive"] else 1
