@@ -116,3 +116,17 @@ def test_resumed_run_races_again_and_keeps_what_it_raced(raced_run):
     for cid in finalists & set(before):
         assert recs[cid]["race"] == before[cid]
     assert summary["best_candidate_id"] == race["winner"] == summary["final_evaluation"]["best"]["id"]
+
+
+def test_a_persons_choice_stands_over_the_finals():
+    from rewardsmith.evolve.loop import SearchState
+
+    a, b = _cand("a", [10, 10]), _cand("b", [9, 9])
+    race = {"after_generation": 0, "finalists": [{"id": "b"}, {"id": "a"}]}
+
+    def state(selection):
+        return SearchState(cfg={"selection": selection}, task=None, ppo=None, seeds=[0], worker=None,
+                           history=[a, b], race=race)
+
+    assert [c.id for c in state("fitness").ranking([])] == ["b", "a"]
+    assert [c.id for c in state("preference").ranking([])] == ["a", "b"]  # no finals order: fitness breaks ties
