@@ -7,6 +7,11 @@ import hashlib
 from typing import Any
 
 
+def fmt(x: float | None) -> str:
+    """A fitness (or any figure) for people: 4 significant digits, n/a when unknown."""
+    return "n/a" if x is None else f"{x:.4g}"
+
+
 def candidate_id(generation: int, source: str) -> str:
     """Stable id: generation plus a content hash of the source (never a list position)."""
     return f"g{generation:02d}-{hashlib.sha256(source.encode()).hexdigest()[:8]}"

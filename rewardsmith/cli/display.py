@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from rewardsmith.feedback.terminal import sparkline
+from rewardsmith.records import fmt as _f
 
 _STYLE = {"proposed": "white", "checking": "cyan", "training": "yellow", "trained": "green",
           "rejected": "red", "failed": "red", "no_code": "red"}
@@ -173,5 +174,3 @@ def _describe(c) -> str:
     return f"fitness {_f(c.fitness)} ± {_f(c.fitness_std)}{early}"
 
 
-def _f(x) -> str:
-    return "n/a" if x is None else f"{x:.4g}"

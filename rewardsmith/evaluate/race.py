@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from rewardsmith.errors import UserError
 from rewardsmith.feedback.records import learning_area
-from rewardsmith.records import Candidate
+from rewardsmith.records import Candidate, fmt
 from rewardsmith.rundir import RunDir, atomic_write_json
 from rewardsmith.tasks import Task
 from rewardsmith.train.candidates import WorkerSettings, train_candidates
@@ -43,15 +43,9 @@ def race_seeds(base_seed: int, n: int) -> list[int]:
 def pooled(c: Candidate) -> tuple[float | None, int, int]:
     """(mean fitness over every seed the candidate trained on: the search's and the finals', the
     number of those seeds, how many failed)."""
-    fits = [m.fitness for m in c.members if m.ok and m.fitness is not None and math.isfinite(m.fitness)]
-    failed = sum(1 for m in c.members if not (m.ok and m.fitness is not None and math.isfinite(m.fitness)))
-    race = c.race or {}
-    for f in race.get("per_seed", []):
-        if f is None or not math.isfinite(f):
-            failed += 1
-        else:
-            fits.append(f)
-    return (sum(fits) / len(fits) if fits else None), len(fits) + failed, failed
+    per_seed = [m.fitness if m.ok else None for m in c.members] + list((c.race or {}).get("per_seed", []))
+    fits = [f for f in per_seed if f is not None and math.isfinite(f)]
+    return (sum(fits) / len(fits) if fits else None), len(per_seed), len(per_seed) - len(fits)
 
 
 def race_order(finalists: list[Candidate]) -> list[Candidate]:
@@ -117,12 +111,8 @@ def run_finals(rd: RunDir, task: Task, ppo: PPOConfig, cfg: Mapping[str, Any], r
     record = {"after_generation": after_generation, "seeds": seeds, "env_steps_per_member": ppo.env_steps,
               "finalists": rows, "winner": order[0].id, "search_best": finalists[0].id}
     atomic_write_json(rd.race_path, record)
-    display.message("finals: " + ", ".join(f"{r['id']} {_g(r['pooled_fitness'])} over {r['seeds']} seeds"
+    display.message("finals: " + ", ".join(f"{r['id']} {fmt(r['pooled_fitness'])} over {r['seeds']} seeds"
                                            for r in rows)
                     + f" -> {order[0].id}" + ("" if order[0].id == finalists[0].id
                                                else f" (the search's best was {finalists[0].id})"))
     return record
-
-
-def _g(x) -> str:
-    return "n/a" if x is None else f"{x:.4g}"

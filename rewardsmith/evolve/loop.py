@@ -581,9 +581,10 @@ class Search:
 
     def finish(self) -> dict:
         state = self.state
+        feedback = load_feedback(self.rd.root)
         if state.cfg.get("final_eval", True):
-            self.finals()
-        ranked = state.ranking(load_feedback(self.rd.root))
+            self.finals(feedback)
+        ranked = state.ranking(feedback)
         best = ranked[0] if ranked else None
         final = None
         if state.cfg.get("final_eval", True) and best is not None:
@@ -595,11 +596,10 @@ class Search:
         self.display.finish(s)
         return s
 
-    def finals(self) -> None:
+    def finals(self, feedback: list) -> None:
         """Before the final evaluation: the top few by fitness train on more seeds and the best of
         them over all its seeds goes on (not with preference selection: a person's choice stands)."""
         state = self.state
-        feedback = load_feedback(self.rd.root)
         if state.selection_mode(feedback) != "fitness" or is_current(state.race, state.history):
             return
         ranked = state.ranking(feedback)

@@ -39,6 +39,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from rewardsmith.feedback.records import SELECTION_MODES, AlreadySubmitted, FeedbackError, FeedbackRecord
 from rewardsmith.feedback.session import Session
+from rewardsmith.records import fmt as _f
 from rewardsmith.report.rollout_view import VIEWER_CSS, VIEWER_JS, trace_charts, viewer_block
 from rewardsmith.report.svg import chart
 
@@ -94,8 +95,6 @@ def _e(x) -> str:
     return html.escape(str(x))
 
 
-def _f(x) -> str:
-    return "n/a" if x is None else f"{x:.4g}"
 
 
 def render_page(session: Session, token: str = "") -> str:
