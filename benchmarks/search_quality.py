@@ -61,6 +61,9 @@ def one_run(task: str, seed: int, root: Path, extra: list[str]) -> dict:
     race_steps = (race.get("env_steps_per_member") or 0) * len(race.get("seeds") or []) * len(race.get("finalists") or [])
     return {"task": task, "seed": seed, "wall_s": wall if wall is not None else s.get("wall_time_s"),
             "best": b, "best_sd": best.get("fitness_std"), "human": h, "sparse": sp, "hns": final.get("hns"),
+            # every fresh seed's final fitness: the margin over the sparse reward is judged on these
+            "best_seeds": best.get("per_seed") or [], "sparse_seeds": sparse.get("per_seed") or [],
+            "eval_seeds": len(final.get("eval_seeds") or []),
             "proposer": s.get("proposer_kind"),
             # the finals picked another candidate than the search's ranking on its training seeds
             "finals_changed_pick": (race.get("winner") != race.get("search_best")) if race else None,
@@ -73,6 +76,22 @@ def _ms(values: list) -> str:
         return "-"
     sd = statistics.pstdev(vals) if len(vals) > 1 else 0.0
     return f"{statistics.mean(vals):.4g} ± {sd:.2g}"
+
+
+def margin(best: list, sparse: list) -> dict | None:
+    """The best reward's margin over the sparse one, on per-seed final fitness pooled over runs:
+    the difference of means, its standard error (Welch), t = difference / se, and how many of the
+    best's seeds beat the sparse reward's best seed. Clear: t >= 3 (a difference about three times
+    what seed noise alone makes)."""
+    b = [v for v in best if v is not None]
+    s = [v for v in sparse if v is not None]
+    if len(b) < 2 or len(s) < 2:
+        return None
+    diff = statistics.mean(b) - statistics.mean(s)
+    se = (statistics.variance(b) / len(b) + statistics.variance(s) / len(s)) ** 0.5
+    t = diff / se if se > 0 else (float("inf") if diff > 0 else 0.0)
+    return {"diff": diff, "se": se, "t": t, "above_sparse_max": sum(v > max(s) for v in b), "n": len(b),
+            "clear": t >= 3.0}
 
 
 def main() -> None:
@@ -90,15 +109,24 @@ def main() -> None:
             rows.append(r)
             print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}), flush=True)
     print()
-    print("| task | preset | runs | best (final, 5 seeds) | human / reference | sparse | HNS | env steps | wall s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| task | preset | runs | best (final, fresh seeds) | human / reference | sparse | HNS | margin over sparse "
+          "(pooled seeds) | env steps | wall s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for task in args.tasks.split(","):
         rs = [r for r in rows if r["task"] == task]
         walls = [r["wall_s"] for r in rs if r["wall_s"] is not None]
         print(f"| {task} | {preset(task)} | {len(rs)} | {_ms([r['best'] for r in rs])} | "
               f"{_ms([r['human'] for r in rs])} | {_ms([r['sparse'] for r in rs])} | "
-              f"{_ms([r['hns'] for r in rs])} | {statistics.mean(r['env_steps'] for r in rs):,.0f} | "
+              f"{_ms([r['hns'] for r in rs])} | {_margin_text(rs)} | {statistics.mean(r['env_steps'] for r in rs):,.0f} | "
               f"{statistics.mean(walls) if walls else float('nan'):.0f} |")
+
+
+def _margin_text(rs: list[dict]) -> str:
+    m = margin([v for r in rs for v in r["best_seeds"]], [v for r in rs for v in r["sparse_seeds"]])
+    if m is None:
+        return "-"
+    return (f"{m['diff']:+.3g} ± {m['se']:.2g} (t {m['t']:.1f}{', clear' if m['clear'] else ''}; "
+            f"{m['above_sparse_max']}/{m['n']} seeds above sparse's best)")
 
 
 if __name__ == "__main__":
