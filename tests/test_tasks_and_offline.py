@@ -142,16 +142,36 @@ def test_offline_rewards_follow_what_termination_means():
     assert checked >= 5
     assert any(t["kind"] == "beyond" for p in props for t in p.meta["terms"])
 
+    # where falling ends the episode no program pays less than nothing on a step: either it carries
+    # an alive bonus or all its terms are never negative (then it needs none)
+    from rewardsmith.propose.offline import _NEVER_NEGATIVE, Term, respect_termination
+
     ip = get_task("inverted_pendulum")
-    for p in OfflineProposer().propose(ProposalContext(task=ip, generation=0, k=12, history=[], seed=5)):
-        assert any(t["kind"] == "alive" for t in p.meta["terms"]), p.source
-    from rewardsmith.propose.offline import Term, respect_termination
+    props = OfflineProposer().propose(ProposalContext(task=ip, generation=0, k=12, history=[], seed=5))
+    with_alive = 0
+    for p in props:
+        kinds = [t["kind"] for t in p.meta["terms"]]
+        if "alive" in kinds:
+            with_alive += 1
+            continue
+        assert set(kinds) <= set(_NEVER_NEGATIVE), p.source
+        fn = load_reward_fn(p.source)
+        for _ in range(20):
+            s0, s1 = (ip.schema.make_state({f.name: jnp.asarray(rng.uniform(-3, 3, f.shape), jnp.float32)
+                                            for f in ip.schema.fields}) for _ in range(2))
+            total, _ = fn(s0, jnp.asarray(rng.uniform(-3, 3, ip.schema.action.shape), jnp.float32), s1)
+            assert float(total) >= 0.0, p.source
+    assert 0 < with_alive < len(props)  # both kinds occur in a first generation
 
     kept = respect_termination([Term("sq_penalty", "pole_angle", weight=3.0), Term("action_cost", weight=0.5)],
                                "failure")
     assert [(t.kind, t.weight) for t in kept if t.kind == "alive"] == [("alive", 3.5)]
     assert len(respect_termination(kept, "failure")) == len(kept)  # once is enough
     assert respect_termination([Term("sq_penalty", "x")], "none") == [Term("sq_penalty", "x")]
+    # an increase alone never pays less than nothing: no alive bonus to outweigh it; with a signed level it gets one
+    assert [t.kind for t in respect_termination([Term("rise", "x", index=2)], "failure")] == ["rise"]
+    assert [t.kind for t in respect_termination([Term("rise", "x"), Term("value", "y")], "failure")] == [
+        "rise", "value", "alive"]
 
 
 def test_offline_proposer_reads_which_components_the_description_names():
@@ -193,7 +213,8 @@ def test_offline_proposer_reads_which_components_the_description_names():
         for p in probes:
             t = p.meta["terms"][0]
             assert (t["field"], t["index"], t["sign"]) == ("torso_ang_vel", 2, 1.0)
-            assert [x["kind"] for x in p.meta["terms"][1:]] == ["alive"]  # alone (+ the alive bonus falling asks for)
+            # alone, plus the alive bonus falling asks for where the term can go below zero
+            assert [x["kind"] for x in p.meta["terms"][1:]] == ([] if t["kind"] == "rise" else ["alive"])
         assert props[:3] == probes
     reacher = get_task("reacher")
     reach = OfflineProposer().propose(ProposalContext(task=reacher, generation=0, k=6, history=[], seed=0))

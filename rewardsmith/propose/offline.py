@@ -332,6 +332,8 @@ class OfflineProposer(Proposer):
 
 _BOUNDED_BONUSES = ("alive", "near_zero", "upright", "beyond")
 _PENALTY_KINDS = ("sq_penalty", "abs_penalty", "action_cost", "distance")
+# kinds never below zero where falling ends the episode (no shift): increases, magnitudes, bonuses
+_NEVER_NEGATIVE = ("rise", "magnitude", "near_zero", "beyond", "alive")
 
 
 def respect_termination(terms: list[Term], termination: str) -> list[Term]:
@@ -339,13 +341,18 @@ def respect_termination(terms: list[Term], termination: str) -> list[Term]:
 
     * ``success`` (reaching the goal ends the episode): bounded bonuses become "bonus - its
       maximum", so every step before the goal costs something and ending sooner is never worse.
-    * ``failure`` (falling ends it): a program of penalties would teach the agent to fall early;
-      every program keeps an alive bonus at least as large as its penalty weights.
+    * ``failure`` (falling ends it): a program that can pay less than nothing on a step would teach
+      the agent to fall early; such a program keeps an alive bonus at least as large as its penalty
+      weights. A program of terms that never go below zero (an increase, a bonus) gets none: every
+      step already pays, and a bonus for merely staying up would outweigh the goal (measured on
+      hopper_jump: upward speed alone jumps to 1.84 m, with a unit alive bonus 1.36 m, the hopper
+      standing still is 1.25 m).
     """
     terms = copy.deepcopy(terms)
     for t in terms:
         t.shifted = termination == "success" and t.kind in _BOUNDED_BONUSES
-    if termination == "failure" and not any(t.kind == "alive" for t in terms):
+    if (termination == "failure" and not any(t.kind == "alive" for t in terms)
+            and any(t.kind not in _NEVER_NEGATIVE for t in terms)):
         penalty = sum(t.weight for t in terms if t.kind in _PENALTY_KINDS)
         terms.append(Term("alive", weight=float(round(max(1.0, penalty), 3))))
     return terms
