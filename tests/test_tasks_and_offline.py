@@ -120,7 +120,8 @@ def test_offline_proposer_reads_single_components_of_small_vectors_and_never_con
 
 def test_offline_rewards_follow_what_termination_means():
     """Where reaching the goal ends the episode no bounded bonus pays per step (ending sooner is never
-    worse); where falling ends it every program carries an alive bonus at least its penalties' size."""
+    worse); where falling ends it a program that can pay less than nothing carries an alive bonus at
+    least its penalties' size, and one whose terms are never negative carries none."""
     import numpy as np
 
     from rewardsmith.validate.load import load_reward_fn
