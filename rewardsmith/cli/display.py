@@ -172,5 +172,3 @@ def _describe(c) -> str:
         return f"failed: {'; '.join(reasons)}"
     early = f" (stopped early at rung {c.rung} of {c.rungs})" if getattr(c, "stopped_early", False) else ""
     return f"fitness {_f(c.fitness)} ± {_f(c.fitness_std)}{early}"
-
-

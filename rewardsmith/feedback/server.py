@@ -95,8 +95,6 @@ def _e(x) -> str:
     return html.escape(str(x))
 
 
-
-
 def render_page(session: Session, token: str = "") -> str:
     """The page; ``token`` is the server's secret, which the page's script sends with its submission."""
     data = session.to_json()
