@@ -55,7 +55,9 @@ class Candidate:
     parents: list[str] = dataclasses.field(default_factory=list)
     note: str = ""  # what the proposer says it did
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)  # proposer's own data (e.g. genome)
-    status: str = "proposed"  # proposed | rejected | training | trained | failed
+    # proposed | rejected | training | trained | failed | no_code (an LLM sample without code) |
+    # provider_failed (an LLM sample the provider gave no answer for: timed out, refused, budget reached)
+    status: str = "proposed"
     validation: Validation | None = None
     members: list[MemberResult] = dataclasses.field(default_factory=list)
     fitness: float | None = None  # mean over ok members

@@ -39,8 +39,10 @@ def good(i: int) -> str:
 class ScriptedLLM:
     """``script`` is consumed by first-attempt requests, in order: "good", "bad", "prose",
     "429" (rate limited, then the next item), "timeout" (sleep past the client's timeout, then the
-    next item). Requests that carry a fix-up conversation (more than 2 messages with a code-error
-    prompt) get ``fixes`` in order, then good code. When the script runs out, every request gets good code."""
+    next item), "hang" (no answer until the server stops), "500" (an internal server error). Every
+    request, a retry too, takes the next item. Requests that carry a fix-up conversation (more than 2
+    messages with a code-error prompt) get ``fixes`` in order, then good code. When the script runs
+    out, every request gets good code."""
 
     def __init__(self, script: list[str], sleep_s: float = 3.0, fixes: list[str] | None = None):
         self.script = list(script)
@@ -49,6 +51,7 @@ class ScriptedLLM:
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         self.counter = 0
+        self.stopped = threading.Event()  # set on exit: a hanging request ends with the server
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -73,6 +76,11 @@ class ScriptedLLM:
                     idx = server.counter
                 if action == "429":
                     return self._json(429, {"error": {"message": "rate limited", "type": "rate_limit_error"}})
+                if action == "500":
+                    return self._json(500, {"error": {"message": "internal error", "type": "server_error"}})
+                if action == "hang":
+                    server.stopped.wait(60.0)
+                    return
                 if action == "timeout":
                     time.sleep(server.sleep_s)
                     return self._json(200, _completion(body, [good(idx)]))
@@ -101,6 +109,7 @@ class ScriptedLLM:
         return self
 
     def __exit__(self, *exc):
+        self.stopped.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

@@ -41,9 +41,10 @@ def test_llm_run_against_local_server_regenerates_and_replays(tmp_path):
         fixes = [user_contents(r) for r in reqs if "could not be used" in user_contents(r)]
         assert any("no ```python code block" in f for f in fixes)
         assert any("import of 'os' is not allowed" in f for f in fixes)
-        # the 429 and the timeout were retried
+        # the 429 and the timeout were retried; every request sent is counted, the failed tries too
         assert summary["llm"]["retries"] >= 2
-        assert summary["llm"]["calls"] == len(reqs) - summary["llm"]["retries"]
+        assert summary["llm"]["calls"] == len(reqs)
+        assert summary["llm"]["failed_calls"] == summary["llm"]["retries"]
         assert summary["llm"]["prompt_tokens"] > 0
         assert summary["llm"]["cost_usd"] == "unknown"  # a local model has no price: not 0
         # generation 1 was told about generation 0
@@ -131,6 +132,12 @@ def test_token_budget_stops_proposing_cleanly(tmp_path):
     assert "token budget of 1 reached" in summary["stopped_by_budget"]
     assert len(summary["per_generation_best"]) == 1  # generation 0 trained, then proposing stopped
     assert summary["best_fitness"] is not None
+    # sample 1 found the budget spent by sample 0: a record, not a vanished sample
+    by_status = {c["status"]: c for c in _candidates(tmp_path / "run")}
+    assert set(by_status) == {"trained", "provider_failed"}
+    lost = by_status["provider_failed"]
+    assert lost["validation"]["reason"] == "budget reached: token budget of 1 reached"
+    assert lost["meta"]["slot"] == 1 and not lost["members"]
 
 
 def test_extract_code():
@@ -226,3 +233,102 @@ def test_litellm_log_lines_go_to_the_run_log_only(tmp_path, capfd):
     assert "LiteLLM" in log and "completion()" in log  # litellm's INFO lines are kept ...
     for text in (console.getvalue(), out, err):  # ... and printed nowhere
         assert "completion()" not in text and "LiteLLM" not in text
+
+
+class Lines:
+    """A display that keeps the console's lines (the plain display, written to a string)."""
+
+    def __init__(self):
+        import io
+
+        from rewardsmith.cli.display import Display
+
+        self.out = io.StringIO()
+        self.display = Display(live=False, stream=self.out)
+
+    def text(self) -> str:
+        return self.out.getvalue()
+
+
+def _calls(run_dir):
+    return json.loads((run_dir / "llm" / "calls.json").read_text())
+
+
+def _usage(run_dir, gen=0):
+    return json.loads((run_dir / "llm" / f"gen_{gen:02d}" / "usage.json").read_text())
+
+
+def test_regeneration_that_hangs_past_the_timeout_is_recorded_and_the_others_train(tmp_path):
+    # sample 1's first answer is refused by the gate; its regeneration never answers (first try and retry)
+    with ScriptedLLM(["good", "bad", "good"], fixes=["hang", "hang"]) as server:
+        cfg = tiny_cfg(llm=llm_cfg(server.url, tmp_path / "c", timeout_s=1.0, max_retries=1), iterations=1,
+                       samples=3, baselines=False, max_generation_retries=0)
+        lines = Lines()
+        summary = run(cfg, tmp_path / "run", display=lines.display)
+        n_requests = len(server.requests)
+    assert n_requests == 5  # 3 first answers, the regeneration and its retry
+    cands = _candidates(tmp_path / "run")
+    assert sorted(c["status"] for c in cands) == ["provider_failed", "trained", "trained"]
+    lost = next(c for c in cands if c["status"] == "provider_failed")
+    assert lost["meta"]["slot"] == 1 and not lost["members"]
+    assert lost["validation"]["stage"] == "provider"
+    assert "timed out after 1 retry (1 s per try)" in lost["validation"]["reason"]
+    assert "import os" in lost["source"]  # the last answer's code is kept
+    details = lost["validation"]["details"]
+    assert len(details) == 2 and "import of 'os' is not allowed" in details[0]
+    assert details[1].startswith("attempt 2: no answer: LLM call to openai/test-model timed out")
+    # every request sent is in calls.json, the two that timed out with their error and seconds
+    calls = _calls(tmp_path / "run")
+    assert len(calls) == n_requests
+    failed = [c for c in calls if c["error"]]
+    assert [(c["slot"], c["attempt"], c["retry"]) for c in failed] == [(1, 1, 0), (1, 1, 1)]
+    assert all("Timeout" in c["error"] and 0.9 <= c["seconds"] < 10 for c in failed)
+    usage = _usage(tmp_path / "run")
+    assert usage["calls"] == n_requests and usage["failed_calls"] == 2 and usage["retries"] == 1
+    assert usage["seconds"] >= 2.0 and summary["llm"]["calls"] == n_requests
+    # one console line for it; the next generation's reflection counts it
+    assert f"{lost['id']} provider failed: LLM call to openai/test-model timed out" in lines.text()
+    gen = json.loads((tmp_path / "run" / "generations" / "gen_00" / "generation.json").read_text())
+    assert lost["id"] in gen["candidate_ids"] and gen["best_id"] is not None
+    assert "1 of 3 sample(s) got no answer from the LLM provider" in gen["reflection"]
+    assert summary["candidates"] == {"trained": 2, "provider_failed": 1}
+
+
+def test_regeneration_answered_500_until_retries_run_out_is_recorded(tmp_path):
+    with ScriptedLLM(["bad", "good"], fixes=["500", "500", "500"]) as server:
+        cfg = tiny_cfg(llm=llm_cfg(server.url, tmp_path / "c", max_retries=2), iterations=1, samples=2,
+                       baselines=False, max_generation_retries=0)
+        run(cfg, tmp_path / "run")
+        n_requests = len(server.requests)
+    assert n_requests == 5  # 2 first answers, the regeneration and its 2 retries
+    cands = _candidates(tmp_path / "run")
+    assert sorted(c["status"] for c in cands) == ["provider_failed", "trained"]
+    lost = next(c for c in cands if c["status"] == "provider_failed")
+    assert lost["meta"]["slot"] == 0
+    assert "failed after 2 retries: InternalServerError" in lost["validation"]["reason"]
+    calls = _calls(tmp_path / "run")
+    assert len(calls) == n_requests
+    assert [(c["slot"], c["attempt"], c["retry"]) for c in calls if c["error"]] == [(0, 1, 0), (0, 1, 1), (0, 1, 2)]
+    assert _usage(tmp_path / "run")["failed_calls"] == 3
+    slot = json.loads((tmp_path / "run" / "llm" / "gen_00" / "slot_00.json").read_text())
+    assert slot["attempts"][-1]["provider_failed"] is True
+
+
+def test_a_generation_whose_every_sample_failed_at_the_provider_says_so(tmp_path):
+    # one n=2 request for both first answers, refused with 500 on the first try and the retry
+    with ScriptedLLM(["500", "500"]) as server:
+        cfg = tiny_cfg(llm=llm_cfg(server.url, tmp_path / "c", n_mode="n", max_retries=1), iterations=1,
+                       samples=2, baselines=False, max_generation_retries=0)
+        lines = Lines()
+        summary = run(cfg, tmp_path / "run", display=lines.display)
+        assert len(server.requests) == 2
+    cands = _candidates(tmp_path / "run")
+    assert [c["status"] for c in cands] == ["provider_failed", "provider_failed"]
+    assert sorted(c["meta"]["slot"] for c in cands) == [0, 1]
+    assert summary["status"] == "no_candidate_trained" and summary["llm"]["failed_calls"] == 2
+    text = lines.text()
+    assert "generation 0: every sample failed at the LLM provider (LLM call to openai/test-model failed " \
+           "after 1 retry: InternalServerError" in text
+    assert "every candidate failed" not in text
+    assert "every LLM sample failed at the provider" in text
+    assert sum("provider failed: LLM call" in ln for ln in text.splitlines()) == 2

@@ -10,7 +10,8 @@ from rewardsmith.feedback.terminal import sparkline
 from rewardsmith.records import fmt as _f
 
 _STYLE = {"proposed": "white", "checking": "cyan", "training": "yellow", "trained": "green",
-          "rejected": "red", "failed": "red", "no_code": "red"}
+          "rejected": "red", "failed": "red", "no_code": "red",
+          "provider_failed": "magenta"}
 
 
 class Display:
@@ -47,7 +48,7 @@ class Display:
             self._live = None
         best = f"best candidate: {summary['best_candidate_id']}  fitness {_f(summary['best_fitness'])}" \
                f" ± {_f(summary['best_fitness_std'])}" if summary.get("best_candidate_id") is not None else \
-               "no candidate trained: every candidate was rejected or failed (reasons in the run directory)"
+               _nothing_trained(summary.get("candidates") or {})
         lines = [
             f"done in {summary['wall_time_s']:.0f} s — proposer: {summary['proposer']}",
             best,
@@ -83,9 +84,11 @@ class Display:
     def candidates(self, cands) -> None:
         for c in cands:
             self.rows[c.id] = c
-            if self._live is None and self._last_status.get(c.id) != c.status:
+            # one line per sample that ended; a provider failure also above the live table (it is no
+            # verdict on the code, and the table forgets it at the next generation)
+            if (self._live is None or c.status == "provider_failed") and self._last_status.get(c.id) != c.status:
                 self._last_status[c.id] = c.status
-                if c.status in ("rejected", "trained", "failed"):
+                if c.status in ("rejected", "trained", "failed", "no_code", "provider_failed"):
                     self._log(f"  {c.id} {_describe(c)}")
         self._refresh()
 
@@ -153,6 +156,12 @@ class Display:
         return t
 
 
+def _nothing_trained(counts: dict) -> str:
+    if counts and set(counts) == {"provider_failed"}:
+        return "no candidate trained: every LLM sample failed at the provider (no answer; reasons in the run directory)"
+    return "no candidate trained: every candidate was rejected or failed (reasons in the run directory)"
+
+
 def _where(place: dict | None) -> str:
     """executor=ray: the candidate's shard and node (and how many attempts it took)."""
     if not place:
@@ -163,6 +172,8 @@ def _where(place: dict | None) -> str:
 
 
 def _describe(c) -> str:
+    if c.status == "provider_failed" and c.validation:
+        return f"provider failed: {c.validation.reason}"
     if c.status == "no_code" and c.validation:
         return f"no code: {c.validation.reason}"
     if c.status == "rejected" and c.validation:

@@ -434,8 +434,13 @@ class Search:
             rec = self.record(gen, attempt, cands, worker_error, human_text, feedback, time.time() - t_gen)
             if rec.best_id is not None:
                 return
-            self.display.message(f"generation {gen}: every candidate failed"
-                                 + (" - retrying" if attempt < self.max_retries else " - giving up on this generation"))
+            then = " - retrying" if attempt < self.max_retries else " - giving up on this generation"
+            samples = [c for c in cands if c.origin == self.proposer.origin]
+            if samples and all(c.status == "provider_failed" for c in samples):
+                why = samples[0].validation.reason if samples[0].validation else ""
+                self.display.message(f"generation {gen}: every sample failed at the LLM provider ({why}){then}")
+            else:
+                self.display.message(f"generation {gen}: every candidate failed{then}")
 
     def propose(self, gen: int, attempt: int, feedback: list, human_text: str, constraints: list) -> list | None:
         """K proposals for this attempt ([] when the proposer failed); None once its budget is spent."""
@@ -465,13 +470,19 @@ class Search:
         known = {c.id for c in self.state.history}
         cands: list[Candidate] = []
         for p in proposals:
+            if p.provider_error:  # the provider gave no answer: recorded with the last answer's code, never trained
+                cid = candidate_id(gen, f"provider failed: {p.meta.get('slot')} {p.note} {len(cands)}")
+                cands.append(Candidate(id=cid, generation=gen, source=p.source, origin=self.proposer.origin,
+                                       note=p.note, meta=p.meta, status="provider_failed",
+                                       validation=Validation(ok=False, stage="provider", reason=p.provider_error,
+                                                             details=_attempt_lines(p.meta))))
+                continue
             if p.error:  # a sample without code: recorded, never trained
                 cid = candidate_id(gen, f"no code: {p.meta.get('slot')} {p.note} {len(cands)}")
                 cands.append(Candidate(id=cid, generation=gen, source="", origin=self.proposer.origin, note=p.note,
                                        meta=p.meta, status="no_code",
                                        validation=Validation(ok=False, stage="proposal", reason=p.error,
-                                                             details=[f"attempt {a['attempt'] + 1}: {a['error']}"
-                                                                      for a in p.meta.get("attempts", [])])))
+                                                             details=_attempt_lines(p.meta))))
                 continue
             cid = candidate_id(gen, p.source)
             if cid in known or any(c.id == cid for c in cands):
@@ -489,8 +500,10 @@ class Search:
                 continue
             violations = check_source(c.source, self.state.task.schema.names)
             if violations:
+                # an LLM sample regenerated in vain: every attempt's error after the last code's violations
+                earlier = _attempt_lines(c.meta) if len(c.meta.get("attempts") or []) > 1 else []
                 c.validation = Validation(ok=False, stage="static", reason=str(violations[0]),
-                                          details=[str(v) for v in violations[:10]])
+                                          details=[str(v) for v in violations[:10]] + earlier)
                 c.status = "rejected"
             self.rd.write_candidate(c)
         self.display.candidates(cands + self.pending_baselines)
@@ -619,6 +632,12 @@ class Search:
         if best is not None:
             write_best_reward(self.rd.best_reward_path, best, self.state.task, s)
         return s
+
+
+def _attempt_lines(meta: dict) -> list[str]:
+    """An LLM sample's attempts, one line each: what was wrong with its answer, or why none came."""
+    return [f"attempt {a['attempt'] + 1}: " + ("no answer: " if a.get("provider_failed") else "") + a["error"]
+            for a in meta.get("attempts", [])]
 
 
 def write_report_safely(root: Path, display) -> None:

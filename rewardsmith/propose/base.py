@@ -17,6 +17,9 @@ class Proposal:
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
     # a sample that produced no code at all: why (recorded as a candidate with status no_code)
     error: str = ""
+    # the provider gave no answer for this sample (timed out or failed after its retries, refused, budget
+    # reached): the error line (recorded as a candidate with status provider_failed, never trained)
+    provider_error: str = ""
 
 
 @dataclasses.dataclass

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rewardsmith.propose.base import Proposal, ProposalContext, Proposer
-from rewardsmith.propose.llm_client import BudgetExhausted, LLMClient, LLMSettings
+from rewardsmith.propose.llm_client import BudgetExhausted, LLMClient, LLMError, LLMSettings
 from rewardsmith.propose.prompts import PromptSet
 from rewardsmith.records import Candidate
 from rewardsmith.rundir import RunDir, atomic_write_json
@@ -71,11 +71,17 @@ class LLMProposer(Proposer):
 
     # -- proposing -----------------------------------------------------------------------------
     def propose(self, ctx: ProposalContext) -> list[Proposal]:
+        """One proposal per sample, whatever became of it: code for the gate (valid, or still invalid
+        after the last attempt), no code (``error``), or a provider failure (``provider_error``: the
+        request timed out or failed after its retries, was refused, or the budget ran out). Only a
+        budget already spent before this generation sent anything gives [] (proposing stops)."""
         base = self.messages(ctx)
         slots = list(range(ctx.k))
         conversations = {s: list(base) for s in slots}
         attempts: dict[int, list[dict]] = {s: [] for s in slots}
         first: dict[int, str] = {}
+        first_error = ""  # the one n=K request for every first answer failed: why
+        sent_before = len(self.client.calls)
         try:
             texts = self.client.complete(base, slots, generation=ctx.generation, attempt=0, retry=ctx.attempt,
                                          seed=ctx.seed) \
@@ -86,15 +92,36 @@ class LLMProposer(Proposer):
             self.exhausted = str(e)
             self._save(ctx, conversations, attempts)
             return []
+        except LLMError as e:
+            first_error = str(e)
 
-        def run_slot(s: int) -> Proposal | None:
+        def provider_failed(s: int, attempt: int, why: str) -> Proposal:
+            # the last answer's code (if any) stays with the record; it was not what ended the sample
+            attempts[s].append({"attempt": attempt, "error": why, "provider_failed": True})
+            answers = [m["content"] for m in conversations[s][len(base):] if m["role"] == "assistant"]
+            code = extract_code(answers[-1]) if answers else None
+            meta = {"slot": s, "attempts": attempts[s], "model": self.model}
+            if answers:
+                meta["last_answer"] = answers[-1][:2000]
+            return Proposal(source=code or "", note=f"LLM sample {s}: no answer from the provider at attempt "
+                            f"{attempt + 1}", meta=meta, provider_error=why)
+
+        def run_slot(s: int) -> Proposal:
             convo = conversations[s]
+            if first_error:
+                return provider_failed(s, 0, first_error)
             for attempt in range(self.settings.max_attempts):
                 if attempt == 0 and s in first:
                     text = first[s]
                 else:
-                    text = self.client.complete(convo, [s], generation=ctx.generation, attempt=attempt,
-                                                retry=ctx.attempt, seed=ctx.seed)[0]
+                    try:
+                        text = self.client.complete(convo, [s], generation=ctx.generation, attempt=attempt,
+                                                    retry=ctx.attempt, seed=ctx.seed)[0]
+                    except BudgetExhausted as e:
+                        self.exhausted = str(e)
+                        return provider_failed(s, attempt, f"budget reached: {e}")
+                    except LLMError as e:  # timed out or failed after its retries, or refused
+                        return provider_failed(s, attempt, str(e))
                 convo.append({"role": "assistant", "content": text})
                 code = extract_code(text)
                 if code is None:
@@ -126,16 +153,17 @@ class LLMProposer(Proposer):
             for s, f in futures.items():
                 try:
                     results[s] = f.result()
-                except BudgetExhausted as e:
-                    self.exhausted = str(e)
-                    results[s] = None
-                except BaseException as e:  # noqa: BLE001 - saved, then re-raised below
+                except BaseException as e:  # noqa: BLE001 - not the provider (a bug): saved, then re-raised below
                     errors.append(e)
                     results[s] = None
         self._save(ctx, conversations, attempts)
         if errors and not any(results.values()):
             raise errors[0]
-        return [p for s in slots if (p := results[s]) is not None]
+        proposals = [p for s in slots if (p := results[s]) is not None]
+        if self.exhausted and len(self.client.calls) == sent_before \
+                and all(p.provider_error.startswith("budget reached") for p in proposals):
+            return []  # the budget was spent before this generation asked for anything: proposing stops
+        return proposals
 
     def _save(self, ctx: ProposalContext, conversations, attempts) -> None:
         if self.rd is None:

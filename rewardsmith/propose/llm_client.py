@@ -28,6 +28,7 @@ PROVIDERS = {
 _RETRYABLE_NAMES = {"RateLimitError", "Timeout", "APITimeoutError", "APIConnectionError", "InternalServerError",
                     "ServiceUnavailableError", "BadGatewayError", "TimeoutError"}
 _RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+_TIMEOUT_NAMES = {"Timeout", "APITimeoutError", "TimeoutError"}
 
 
 class LLMError(UserError):
@@ -93,6 +94,9 @@ class LLMSettings:
 
 @dataclasses.dataclass
 class CallRecord:
+    """One request sent to the provider (or one answer taken from the cache): ``llm/calls.json`` holds
+    every one, those that timed out or failed included, with the seconds each took."""
+
     generation: int
     slot: int
     attempt: int
@@ -102,7 +106,10 @@ class CallRecord:
     completion_tokens: int | None
     cost_usd: float | None  # None: unknown (e.g. a local model without a price)
     seconds: float
+    # records from before every request had its own: the failed tries folded into this one (0 now)
     retries: int = 0
+    retry: int = 0  # which try of its call this request was: 0 the first, k the k-th retry
+    error: str = ""  # '' when answered; else why this request failed, one line
 
 
 LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
@@ -198,17 +205,22 @@ class LLMClient:
 
     # -- accounting ----------------------------------------------------------------------------
     def totals(self, generation: int | None = None) -> dict[str, Any]:
-        calls = [c for c in self.calls if generation is None or c.generation == generation]
+        """Sums over the requests sent (every one: answered, timed out or failed) and the cached answers."""
+        with self._lock:
+            calls = [c for c in self.calls if generation is None or c.generation == generation]
         live = [c for c in calls if not c.cached]
-        known = [c.cost_usd for c in live if c.cost_usd is not None]
-        unknown = sum(1 for c in live if c.cost_usd is None)
+        answered = [c for c in live if not c.error]
+        known = [c.cost_usd for c in answered if c.cost_usd is not None]
+        unknown = sum(1 for c in answered if c.cost_usd is None)
         return {
-            "calls": len(live), "cached_calls": len(calls) - len(live),
+            "calls": len(live) + sum(c.retries for c in live), "cached_calls": len(calls) - len(live),
+            "failed_calls": sum(1 for c in live if c.error) + sum(c.retries for c in live),
+            "seconds": round(sum(c.seconds for c in live), 3),
             "prompt_tokens": sum(c.prompt_tokens or 0 for c in live),
             "completion_tokens": sum(c.completion_tokens or 0 for c in live),
             "cost_usd": (sum(known) if not unknown else ("unknown" if not known else
                                                          f"{sum(known):.6f} + unknown ({unknown} calls)")),
-            "retries": sum(c.retries for c in live),
+            "retries": sum(1 for c in live if c.retry) + sum(c.retries for c in live),
         }
 
     def _check_budget(self) -> None:
@@ -243,9 +255,7 @@ class LLMClient:
             return [out[s] for s in samples]
         self._check_budget()
         if len(missing) > 1 and self.supports_n():
-            texts, rec = self._call(messages, len(missing), params)
-            rec.generation, rec.slot, rec.attempt = generation, missing[0][0], attempt
-            self._record(rec)
+            texts, rec = self._call(messages, len(missing), params, generation, missing[0][0], attempt)
             share = _share(rec, len(texts))
             for (s, k), text in zip(missing, texts):
                 out[s] = text
@@ -260,9 +270,7 @@ class LLMClient:
 
     def _single(self, messages, params, s, k, generation, attempt) -> str:
         self._check_budget()
-        texts, rec = self._call(messages, 1, params)
-        rec.generation, rec.slot, rec.attempt = generation, s, attempt
-        self._record(rec)
+        texts, rec = self._call(messages, 1, params, generation, s, attempt)
         self.cache.put(k, {"content": texts[0], **_share(rec, 1)})
         return texts[0]
 
@@ -270,7 +278,9 @@ class LLMClient:
         with self._lock:
             self.calls.append(rec)
 
-    def _call(self, messages, n, params) -> tuple[list[str], CallRecord]:
+    def _call(self, messages, n, params, generation: int, slot: int, attempt: int) -> tuple[list[str], CallRecord]:
+        """Send the request, retrying with backoff; every try is recorded, a failed one with its error.
+        Raises LLMError (one line: refused, or timed out / failed after N retries) when it gives up."""
         litellm = _litellm(self.log_file)
         kwargs: dict[str, Any] = {"model": self.s.model_id, "messages": messages, "timeout": self.s.timeout_s,
                                   "num_retries": 0, **params}
@@ -283,16 +293,17 @@ class LLMClient:
         elif self.s.provider in ("openai_compatible", "vllm"):
             kwargs["api_key"] = "none"  # local servers often need a placeholder
         retries = 0
-        t0 = time.monotonic()
         while True:
+            t0 = time.monotonic()
             try:
                 resp = completion(litellm, **kwargs)
                 break
             except Exception as e:  # noqa: BLE001
+                line = f"{type(e).__name__}: {_one_line(e)}"
+                self._record(CallRecord(generation, slot, attempt, n, False, None, None, None,
+                                        round(time.monotonic() - t0, 3), retry=retries, error=line))
                 if not _retryable(e) or retries >= self.s.max_retries:
-                    why = "gave up after retries" if _retryable(e) else "request refused"
-                    raise LLMError(f"LLM call to {self.s.model_id} failed ({why}): {type(e).__name__}: "
-                                   f"{_one_line(e)}") from None
+                    raise LLMError(self._give_up(e, retries, line)) from None
                 delay = self.s.retry_backoff_s * (2 ** retries) * (1 + random.random() * 0.25)
                 retries += 1
                 time.sleep(min(delay, 60.0))
@@ -305,8 +316,20 @@ class LLMClient:
                 cost = None  # no price for a local model: unknown, not free
         except Exception:  # noqa: BLE001 - unmapped model
             cost = None
-        return texts, CallRecord(0, 0, 0, n, False, getattr(usage, "prompt_tokens", None),
-                                 getattr(usage, "completion_tokens", None), cost, time.monotonic() - t0, retries)
+        rec = CallRecord(generation, slot, attempt, n, False, getattr(usage, "prompt_tokens", None),
+                         getattr(usage, "completion_tokens", None), cost, round(time.monotonic() - t0, 3),
+                         retry=retries)
+        self._record(rec)
+        return texts, rec
+
+    def _give_up(self, e: Exception, retries: int, line: str) -> str:
+        """The one line a sample's record keeps: refused, timed out or failed after N retries."""
+        tries = f"{retries} retr{'y' if retries == 1 else 'ies'}"
+        if not _retryable(e):
+            return f"LLM call to {self.s.model_id} refused: {line}"
+        if type(e).__name__ in _TIMEOUT_NAMES:
+            return f"LLM call to {self.s.model_id} timed out after {tries} ({self.s.timeout_s:g} s per try): {line}"
+        return f"LLM call to {self.s.model_id} failed after {tries}: {line}"
 
 
 def completion(litellm, **kwargs):

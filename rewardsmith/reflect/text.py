@@ -116,6 +116,9 @@ def trajectory_lines(c: Candidate, termination: str = "none", fields: bool = Tru
 def generation_reflection(candidates: list[Candidate], best_so_far: Candidate | None, *,
                           termination: str = "none", max_chars: int = DEFAULT_MAX_CHARS) -> str:
     """The whole feedback text; detail is reduced step by step until it fits ``max_chars``."""
+    # samples the provider gave no answer for say nothing about reward design: counted, not listed
+    lost = [c for c in candidates if c.status == "provider_failed"]
+    candidates = [c for c in candidates if c.status != "provider_failed"]
     ranked = sorted(candidates, key=lambda c: (c.fitness is None, -(c.fitness or 0.0)))
     levels = [(len(ranked), 10, True), (len(ranked), 5, True), (3, 5, True), (3, 5, False), (1, 4, False),
               (0, 0, False)]
@@ -132,6 +135,9 @@ def generation_reflection(candidates: list[Candidate], best_so_far: Candidate | 
                 flag = " (reward hacking suspected)" if diag is not None and diag.hacking else ""
                 early = f" (stopped early at rung {c.rung} of {c.rungs})" if c.stopped_early else ""
                 parts.append(f"candidate {c.id}: task fitness {_fmt(c.fitness)}{flag}{early}")
+        if lost:
+            parts.append(f"{len(lost)} of {len(lost) + len(candidates)} sample(s) got no answer from the LLM "
+                         "provider (the request timed out or failed); they were not judged")
         if best_so_far is not None:
             parts.append(f"best so far: {best_so_far.id} with task fitness {_fmt(best_so_far.fitness)}")
         text = "\n\n".join(parts)
