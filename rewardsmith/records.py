@@ -98,3 +98,5 @@ class GenerationRecord:
     worker_error: str = ""
     reflection: str = ""  # the feedback text built from this generation for the next one
     human_feedback: str = ""  # a person's feedback this generation's proposer was given
+    # every trained member's evaluation curves bit-identical (evaluate/sanity.py): no search result
+    identical_policies: bool = False

@@ -49,6 +49,13 @@ class Display:
         best = f"best candidate: {summary['best_candidate_id']}  fitness {_f(summary['best_fitness'])}" \
                f" ± {_f(summary['best_fitness_std'])}" if summary.get("best_candidate_id") is not None else \
                _nothing_trained(summary.get("candidates") or {})
+        same = summary.get("identical_policies") or []
+        if same:
+            gens = {g["generation"] for g in summary.get("per_generation_best") or []}
+            every = bool(gens) and gens <= set(same)
+            best = (f"warning: every trained policy behaved the same in generation(s) {', '.join(map(str, same))} "
+                    "(bit-identical evaluation curves)" + ("; there is no search result, the ranking is arbitrary: "
+                                                           if every else "; ") + best)
         lines = [
             f"done in {summary['wall_time_s']:.0f} s — proposer: {summary['proposer']}",
             best,

@@ -9,7 +9,7 @@ from pathlib import Path
 from rewardsmith.errors import UserError
 
 
-def import_reward(file: str | Path, task: str, out: str | Path) -> Path:
+def import_reward(file: str | Path, task: str, out: str | Path, constants: dict[str, float] | None = None) -> Path:
     from rewardsmith.convert.eureka import ConvertError, convert, header
     from rewardsmith.rundir import atomic_write_text
     from rewardsmith.tasks import get_task
@@ -24,7 +24,7 @@ def import_reward(file: str | Path, task: str, out: str | Path) -> Path:
     except UnknownTaskError as e:
         raise UserError(str(e)) from None
     try:
-        conv = convert(path.read_text(encoding="utf-8"), task_obj.schema)
+        conv = convert(path.read_text(encoding="utf-8"), task_obj.schema, task_obj.name, constants)
     except ConvertError as e:
         raise UserError(f"{path}: cannot convert: " + "; ".join(e.problems)) from None
     text = header(path, task_obj.name, conv, task_obj.schema) + conv.source
@@ -41,10 +41,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
 
     def body() -> int:
-        args = parse_kv(argv, {"file", "task", "out"})
+        constants = {}
+        for arg in [a for a in argv if a.startswith("const.")]:
+            name, _, value = arg[len("const."):].partition("=")
+            try:
+                constants[name] = float(value)
+            except ValueError:
+                raise UserError(f"{arg}: a constant needs a number, e.g. const.{name or 'rew_scale'}=1.0") from None
+        args = parse_kv([a for a in argv if not a.startswith("const.")], {"file", "task", "out"})
         if not {"file", "task", "out"} <= set(args):
-            raise UserError("usage: rewardsmith-import file=EUREKA_REWARD.py task=TASK out=OUT.py")
-        print(import_reward(args["file"], args["task"], args["out"]))
+            raise UserError("usage: rewardsmith-import file=EUREKA_REWARD.py task=TASK out=OUT.py [const.NAME=VALUE ...]")
+        print(import_reward(args["file"], args["task"], args["out"], constants))
         return 0
 
     return run_command("rewardsmith-import", body, "stopped; nothing was written")

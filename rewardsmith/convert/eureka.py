@@ -38,6 +38,33 @@ _ISAAC_INPUTS = {
     "velocity": "next_state.torso_vel",
     "ang_velocity": "next_state.torso_ang_vel",
     "progress_buf": "next_state.step",
+    "velocities": "next_state.torso_vel",
+    "dof_force_tensor": "next_state.dof_force",
+}
+# Isaac Gym inputs this environment has no counterpart for, and why
+_NO_COUNTERPART = {
+    "sensor_force_torques": "the Brax body has no foot force sensors",
+    "vec_sensor_tensor": "the Brax body has no foot force sensors",
+    "contact_forces": "the spring physics computes no contact forces for the reward",
+}
+# Isaac Gym's task settings (IsaacGymEnvs cfg/task/Ant.yaml, Humanoid.yaml) under the names the task
+# object gives them: an Eureka reward that takes one as a parameter gets its value.
+ISAAC_SETTINGS = {
+    "ant": {"power_scale": 1.0, "heading_weight": 0.5, "up_weight": 0.1, "actions_cost_scale": 0.005,
+            "energy_cost_scale": 0.05, "dof_vel_scale": 0.2, "contact_force_scale": 0.1,
+            "joints_at_limit_cost_scale": 0.1, "death_cost": -2.0, "termination_height": 0.31},
+    "humanoid": {"power_scale": 1.0, "heading_weight": 0.5, "up_weight": 0.1, "actions_cost_scale": 0.01,
+                 "energy_cost_scale": 0.05, "dof_vel_scale": 0.1, "angular_velocity_scale": 0.25,
+                 "contact_force_scale": 0.01, "joints_at_limit_cost_scale": 0.25, "death_cost": -1.0,
+                 "termination_height": 0.8},
+}
+# torch.nn.functional -> JAX (normalize is written out: x / max(|x|, eps))
+_FUNCTIONAL = {
+    "relu": "jax.nn.relu", "relu6": "jax.nn.relu6", "sigmoid": "jax.nn.sigmoid", "softplus": "jax.nn.softplus",
+    "elu": "jax.nn.elu", "selu": "jax.nn.selu", "celu": "jax.nn.celu", "gelu": "jax.nn.gelu", "silu": "jax.nn.silu",
+    "leaky_relu": "jax.nn.leaky_relu", "softmax": "jax.nn.softmax", "log_softmax": "jax.nn.log_softmax",
+    "tanh": "jnp.tanh", "hardtanh": "jnp.clip", "softsign": "jax.nn.soft_sign", "logsigmoid": "jax.nn.log_sigmoid",
+    "hardswish": "jax.nn.hard_swish", "mish": "jax.nn.mish",
 }
 _METHOD_TO_FUNCTION = {
     "exp": "jnp.exp", "log": "jnp.log", "sqrt": "jnp.sqrt", "abs": "jnp.abs", "tanh": "jnp.tanh",
@@ -225,14 +252,29 @@ class _Transformer(cst.CSTTransformer):
     def leave_Call(self, original, updated):
         func = updated.func
         name = _dotted(func)
+        self._batch_reduction(original, updated, name)
         args = self._args(original, updated.args)
         if name and rules.is_torch(name):
             parts = name.split(".")
             fn = parts[-1]
-            if len(parts) == 2 or parts[1:3] == ["nn", "functional"]:
+            if parts[1:3] == ["nn", "functional"] and len(parts) == 4:
+                return self._functional(original, fn, args)
+            if len(parts) == 2:
                 target = rules.TORCH_FUNCTION_HINTS.get(fn) or (f"jnp.{fn}" if fn in rules.JNP_ALLOW else "")
                 if fn in ("tensor", "as_tensor"):
                     target = "jnp.asarray"
+                positional = [a for a in args if a.keyword is None]
+                if fn in ("max", "min"):
+                    if any(a.keyword and a.keyword.value == "axis" for a in args) or (
+                            len(positional) == 2 and _int_value(positional[1].value) is not None):
+                        self._fail(original, f"torch.{fn}(x, dim) returns (values, indices) in PyTorch: write "
+                                             f"jnp.{fn}(x, axis=...) (or jnp.arg{fn})")
+                        return updated.with_changes(args=args)
+                    if len(positional) == 2:  # torch.max(a, b) is elementwise
+                        self.changes.add("torch.max(a, b) -> jnp.maximum(a, b)")
+                        target = "jnp.maximum" if fn == "max" else "jnp.minimum"
+                if fn == "norm":
+                    args = _p_to_ord(args)
                 if not target or "." not in target:
                     self._fail(original, f"torch.{'.'.join(parts[1:])} has no JAX counterpart here: write it with jnp")
                     return updated.with_changes(args=args)
@@ -253,13 +295,21 @@ class _Transformer(cst.CSTTransformer):
                 return cst.Call(func=cst.Attribute(obj, cst.Name("astype")), args=[cst.Arg(_expr("jnp.float32"))])
             if method == "type" or method == "type_as":
                 return obj
+            if method in ("view", "reshape") and len(args) == 1 and _int_value(args[0].value) == -1:
+                self.changes.add("x.view(-1) -> jnp.squeeze(x) (one environment: its value)")
+                return cst.Call(func=_expr("jnp.squeeze"), args=[cst.Arg(obj)])
+            if method == "expand_as" and len(args) == 1:
+                self.changes.add("x.expand_as(y) -> jnp.broadcast_to(x, y.shape)")
+                return cst.Call(func=_expr("jnp.broadcast_to"), args=[
+                    cst.Arg(obj, comma=_comma()), cst.Arg(cst.Attribute(_paren(args[0].value), cst.Name("shape")))])
             if method in ("max", "min") and any(a.keyword and a.keyword.value == "axis" for a in args):
                 self._fail(original, f".{method}(dim=...) returns (values, indices) in PyTorch: write "
                                      f"jnp.{method}(x, axis=...) (or jnp.arg{method})")
                 return updated.with_changes(args=args)
             if method == "pow" and len(args) == 1:
                 self.changes.add("x.pow(n) -> x ** n")
-                return cst.BinaryOperation(left=_paren(obj), operator=cst.Power(), right=_paren(args[0].value))
+                return cst.BinaryOperation(left=_paren(obj), operator=cst.Power(), right=_paren(args[0].value),
+                                           lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
             if method in ("clamp", "clip"):
                 args = [a.with_changes(keyword=None, equal=cst.MaybeSentinel.DEFAULT) if a.keyword is None else a
                         for a in args]
@@ -268,8 +318,7 @@ class _Transformer(cst.CSTTransformer):
                 if axis is not None and axis >= 1:
                     args = [args[0].with_changes(value=_expr(str(axis - 1)))]
             if method == "norm":
-                args = [a.with_changes(keyword=cst.Name("ord")) if a.keyword and a.keyword.value == "p" else a
-                        for a in args]
+                args = _p_to_ord(args)
                 if args and args[0].keyword is None:  # x.norm(2) -> ord=2
                     args[0] = args[0].with_changes(keyword=cst.Name("ord"), equal=cst.AssignEqual(
                         whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")))
@@ -292,6 +341,83 @@ class _Transformer(cst.CSTTransformer):
             return self._dtype(updated) if name.split(".")[1] in ("float", "long") else _expr(
                 "jnp." + {"bool": "bool_"}.get(name.split(".")[1], name.split(".")[1]))
         return updated
+
+    def _batch_reduction(self, node: cst.CSTNode, call: cst.Call, name: str) -> None:
+        """Every PyTorch tensor of an Eureka reward carries the batch of environments first, so a
+        reduction with no dim (torch.mean(x), x.min()) reduces over the batch: no per-environment
+        counterpart."""
+        if any(a.keyword and a.keyword.value in ("dim", "axis") for a in call.args):
+            return
+        if rules.is_torch(name) and len(name.split(".")) == 2:
+            fn, n_pos = name.split(".")[1], sum(1 for a in call.args if a.keyword is None)
+            if fn in _REDUCTIONS and n_pos == 1 and not _is_literal(call.args[0].value):
+                self._fail(node, f"torch.{fn}(x) with no dim reduces over every environment of the batch: "
+                                 "there is one environment here (give dim, or drop the batch statistic)")
+        elif isinstance(call.func, cst.Attribute) and call.func.attr.value in _REDUCTIONS and not call.args \
+                and not _dotted(call.func.value).startswith(("jnp", "jax", "math")):
+            self._fail(node, f"x.{call.func.attr.value}() with no dim reduces over every environment of the batch: "
+                             "there is one environment here (give dim, or drop the batch statistic)")
+
+    def _functional(self, node: cst.CSTNode, fn: str, args: list[cst.Arg]) -> cst.BaseExpression:
+        """torch.nn.functional.f(...) -> its JAX counterpart."""
+        if fn == "normalize":
+            x = next((a.value for a in args if a.keyword is None), None)
+            kw = {a.keyword.value: a.value for a in args if a.keyword}
+            pos = [a.value for a in args if a.keyword is None][1:]
+            ord_ = kw.get("p", pos[0] if pos else cst.Float("2.0"))
+            axis = kw.get("axis", pos[1] if len(pos) > 1 else cst.Integer("0"))  # torch's default dim=1
+            eps = kw.get("eps", pos[2] if len(pos) > 2 else cst.Float("1e-12"))
+            if x is None:
+                self._fail(node, "torch.nn.functional.normalize without its input cannot be converted")
+                return cst.Name("None")
+            self.changes.add("F.normalize(x) -> x / jnp.maximum(jnp.linalg.norm(x, ...), eps)")
+            norm = cst.Call(func=_expr("jnp.linalg.norm"), args=[
+                cst.Arg(x, comma=_comma()), cst.Arg(ord_, keyword=cst.Name("ord"), comma=_comma(), equal=_eq()),
+                cst.Arg(axis, keyword=cst.Name("axis"), comma=_comma(), equal=_eq()),
+                cst.Arg(cst.Name("True"), keyword=cst.Name("keepdims"), equal=_eq())])
+            den = cst.Call(func=_expr("jnp.maximum"), args=[cst.Arg(norm, comma=_comma()), cst.Arg(eps)])
+            return cst.BinaryOperation(left=_paren(x), operator=cst.Divide(), right=den)
+        if fn not in _FUNCTIONAL:
+            self._fail(node, f"torch.nn.functional.{fn} has no JAX counterpart here: write it with jnp")
+            return cst.Name("None")
+        self.changes.add("torch.nn.functional.f -> jax.nn.f")
+        if fn == "hardtanh":
+            args = [a for a in args if a.keyword is None][:1] + [cst.Arg(cst.Float("-1.0")), cst.Arg(cst.Float("1.0"))]
+            args = [a.with_changes(comma=_comma()) for a in args[:-1]] + [args[-1]]
+        if fn == "leaky_relu":
+            args = [a.with_changes(keyword=None, equal=cst.MaybeSentinel.DEFAULT)
+                    if a.keyword and a.keyword.value == "negative_slope" else a for a in args]
+        args = [a for a in args if not (a.keyword and a.keyword.value == "inplace")]
+        if args:
+            args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+        return cst.Call(func=_expr(_FUNCTIONAL[fn]), args=args)
+
+    def leave_SimpleStatementLine(self, original, updated):
+        """``device = x.device`` (there is one device here) goes."""
+        body = [st for st in updated.body if not (
+            isinstance(st, cst.Assign) and isinstance(st.value, cst.Attribute) and st.value.attr.value == "device")]
+        if len(body) < len(updated.body):
+            self.changes.add("device = x.device removed (device= arguments go)")
+            if not body:
+                return cst.RemovalSentinel.REMOVE
+            return updated.with_changes(body=body)
+        return updated
+
+    def leave_Module(self, original, updated):
+        """Eureka saves the function alone: add the imports the converted code uses."""
+        code = updated.code
+        have = {_dotted(a.name) + (f" as {a.asname.name.value}" if a.asname else "")
+                for st in updated.body if isinstance(st, cst.SimpleStatementLine)
+                for imp in st.body if isinstance(imp, cst.Import) for a in imp.names}
+        wanted = []
+        if "jax." in code.replace("jax.numpy", "") and "jax" not in have:
+            wanted.append("import jax\n")
+        if "jnp." in code and "jax.numpy as jnp" not in have:
+            wanted.append("import jax.numpy as jnp\n")
+        if not wanted:
+            return updated
+        self.changes.add("imports added: " + ", ".join(w.strip() for w in wanted))
+        return updated.with_changes(body=[cst.parse_statement(w) for w in wanted] + list(updated.body))
 
     # -- in-place writes ------------------------------------------------------------------------------
     def visit_Assign(self, node):
@@ -346,8 +472,27 @@ class _Transformer(cst.CSTTransformer):
         return True
 
 
+_REDUCTIONS = {"sum", "mean", "max", "min", "prod", "std", "var", "amax", "amin", "median", "logsumexp"}
+
+
+def _is_literal(node: cst.BaseExpression) -> bool:
+    """A constant written in the code (no batch axis): torch.tensor([...]) or a number."""
+    if isinstance(node, (cst.Integer, cst.Float, cst.List, cst.Tuple)):
+        return True
+    return isinstance(node, cst.Call) and _dotted(node.func) in ("torch.tensor", "torch.as_tensor")
+
+
 def _comma() -> cst.Comma:
     return cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+
+
+def _eq() -> cst.AssignEqual:
+    return cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(""))
+
+
+def _p_to_ord(args: list[cst.Arg]) -> list[cst.Arg]:
+    """torch's norm(x, p=2) is jnp.linalg.norm(x, ord=2)."""
+    return [a.with_changes(keyword=cst.Name("ord")) if a.keyword and a.keyword.value == "p" else a for a in args]
 
 
 def _paren(node: cst.BaseExpression) -> cst.BaseExpression:
@@ -389,8 +534,27 @@ def input_bindings(params: list[str], schema: StateSchema) -> tuple[dict[str, st
     return out, missing
 
 
-def convert(source: str, schema: StateSchema) -> Converted:
-    """The reward contract version of an Eureka reward; raises ConvertError naming what it cannot do."""
+def _constant_bindings(missing: list[str], task: str, constants: dict[str, float],
+                       fields: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
+    """Parameters that are settings, not state: given on the command line, or Isaac Gym's own value."""
+    settings = {**ISAAC_SETTINGS.get(task.split("_")[0], {}), **constants}
+    out, problems = {}, []
+    for p in missing:
+        if p in settings:
+            out[p] = repr(float(settings[p]))
+        elif p in _NO_COUNTERPART:
+            problems.append(f"line 1: input {p!r} cannot be converted: {_NO_COUNTERPART[p]}")
+        else:
+            problems.append(f"line 1: input {p!r} has no field in this task's schema and is no Isaac Gym setting of "
+                            f"this task: if it is a constant, give its value (const.{p}=VALUE); fields: "
+                            f"{', '.join(fields)}")
+    return out, problems
+
+
+def convert(source: str, schema: StateSchema, task: str = "", constants: dict[str, float] | None = None) -> Converted:
+    """The reward contract version of an Eureka reward; raises ConvertError naming what it cannot do.
+    ``constants`` gives parameters that are settings rather than state (Isaac Gym's own settings of
+    the task are known)."""
     try:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as e:
@@ -398,13 +562,14 @@ def convert(source: str, schema: StateSchema) -> Converted:
     fn = _reward_function(module)
     params = [p.name.value for p in fn.params.params]
     inputs, missing = input_bindings(params, schema)
-    if missing:
-        raise ConvertError([f"line 1: input {p!r} has no field in this task's schema (fields: "
-                            f"{', '.join(schema.names)})" for p in missing])
+    consts, problems = _constant_bindings(missing, task, dict(constants or {}), schema.names)
+    if problems:
+        raise ConvertError(problems)
+    inputs.update(consts)
     t = _Transformer(fn.name.value, inputs)
     new = MetadataWrapper(module).visit(t)
     if t.problems:
-        raise ConvertError(t.problems)
+        raise ConvertError(list(dict.fromkeys(t.problems)))
     return Converted(source=new.code, inputs=inputs, changes=sorted(t.changes))
 
 
@@ -412,7 +577,7 @@ def header(src_path: str | Path, task: str, conv: Converted, schema: StateSchema
     """What was changed and which conventions differ, as the converted file's docstring."""
     reads = ", ".join(f"{k} = {v}" for k, v in conv.inputs.items())
     notes = []
-    for field in sorted({v.split(".")[1] for v in conv.inputs.values() if "." in v}):
+    for field in sorted({v.split(".")[1] for v in conv.inputs.values() if v.startswith(("state.", "next_state."))}):
         f = schema.field(field)
         notes.append(f"  - {field}: {f.doc}")
     lines = [

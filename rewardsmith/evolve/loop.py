@@ -19,6 +19,7 @@ import yaml
 from rewardsmith.errors import UserError
 from rewardsmith.evaluate.final import BASELINE_IDS, HNS_FORMULA, final_evaluation, hns
 from rewardsmith.evaluate.race import apply_race, is_current, race_settings, run_finals
+from rewardsmith.evaluate.sanity import identical_message, identical_policies
 from rewardsmith.export import write_best_reward
 from rewardsmith.feedback.records import SELECTION_MODES, load_feedback
 from rewardsmith.propose import make_proposer
@@ -192,6 +193,16 @@ def _worker_settings(cfg: Mapping[str, Any]) -> WorkerSettings:
                           sandbox_file_mb=file_mb)
 
 
+def check_task_action(task: Task) -> None:
+    """Before any work: the policy's action must reach the environment (tasks/action_check.py)."""
+    from rewardsmith.tasks.action_check import require_action
+
+    try:
+        require_action(task)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
 def _check_cfg(cfg: Mapping[str, Any]) -> tuple[Task, PPOConfig, list[int], WorkerSettings]:
     task = resolve_task(cfg)
     _positive_int(cfg, "iterations", 3)
@@ -254,6 +265,7 @@ def run(cfg: Any, run_dir: str | Path, display: Any = None) -> dict:
     task, ppo, seeds, worker = _check_cfg(cfg)
     if RunDir(run_dir, create=False).has_summary():
         raise UserError(f"{run_dir} already holds a run; continue it with rewardsmith-resume run_dir={run_dir}")
+    check_task_action(task)
     proposer = make_proposer(cfg.get("llm") or {"provider": "offline"}, run_dir=Path(run_dir))
     rd = RunDir(run_dir)
     rd.write_config(cfg)
@@ -400,6 +412,7 @@ class Search:
         self.t_start = time.time()
         self.pending_baselines = [b for b in state.baselines.values() if b.status not in ("trained", "failed")]
         self.sandbox_warned = False
+        self.baselines_trained: list[Candidate] = []  # the baselines the latest generation trained
         self.tracker = make_tracker(cfg, rd.root)
 
     def run(self, iterations: int) -> dict:
@@ -512,6 +525,7 @@ class Search:
         """Train what passed the gate, with any baselines not trained yet; '' or the worker's failure."""
         state = self.state
         to_train = [c for c in cands if c.status == "proposed"] + self.pending_baselines
+        self.baselines_trained = list(self.pending_baselines)
         worker_error = ""
         if to_train:
             worker_error = train_candidates(self.rd, gen, attempt, state.task, state.ppo, state.seeds, to_train,
@@ -555,11 +569,15 @@ class Search:
         gen_best = max(trained, key=lambda c: c.fitness) if trained else None
         state.reflection = generation_reflection(cands, best, termination=state.task.termination,
                                                  max_chars=int(state.cfg.get("reflection_max_chars", 8000)))
+        trained_now = cands + self.baselines_trained
+        same = identical_policies(trained_now)
+        if same:
+            self.display.message(identical_message(gen, trained_now))
         rec = GenerationRecord(index=gen, attempt=attempt, candidate_ids=[c.id for c in cands],
                                best_id=gen_best.id if gen_best else None,
                                best_fitness=gen_best.fitness if gen_best else None,
                                wall_s=wall_s, worker_error=worker_error,
-                               reflection=state.reflection, human_feedback=human_text)
+                               reflection=state.reflection, human_feedback=human_text, identical_policies=same)
         state.generations.append(rec)
         atomic_write_json(self.rd.generation_record_path(gen, attempt), dataclasses.asdict(rec))
         self.write_summary("running")
@@ -689,6 +707,8 @@ def _summary(state: SearchState, proposer, best: Candidate | None, t_start: floa
         "fitness_doc": task.fitness_doc,
         "per_generation_best": [per_gen[k] for k in sorted(per_gen)],
         "candidates": counts,
+        # generations whose trained policies all behaved the same (evaluate/sanity.py): their ranking means nothing
+        "identical_policies": sorted({g.index for g in state.generations if g.identical_policies}),
         "seeds": state.seeds,
         "env_steps_per_member": state.ppo.env_steps,
         "budget": cfg.get("budget") or "uniform",

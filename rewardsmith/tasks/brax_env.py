@@ -30,12 +30,16 @@ class BraxEnvState:
 
 
 class BraxAdapter:
-    def __init__(self, name: str, backend: str = "generalized", episode_length: int = 1000, **kwargs: Any):
-        try:
-            from brax import envs
-        except ImportError:
-            raise ImportError("Brax tasks need brax: pip install 'rewardsmith[brax]'") from None
-        self.env = envs.get_environment(name, backend=backend, **kwargs)
+    def __init__(self, name: str, backend: str = "generalized", episode_length: int = 1000, env: Any = None,
+                 **kwargs: Any):
+        """A registered Brax environment by name, or ``env``: a Brax ``Env`` object of your own."""
+        if env is None:
+            try:
+                from brax import envs
+            except ImportError:
+                raise ImportError("Brax tasks need brax: pip install 'rewardsmith[brax]'") from None
+            env = envs.get_environment(name, backend=backend, **kwargs)
+        self.env = env
         self.name, self.backend = name, backend
         self.max_episode_steps = int(episode_length)
         self.action_size = int(self.env.action_size)
@@ -93,8 +97,32 @@ def _joint_limits(name: str) -> tuple[np.ndarray, np.ndarray]:
     return lower, upper
 
 
+@functools.lru_cache(maxsize=None)
+def _actuators(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each actuator's joint (index into the joints after the free root), gear and control range."""
+    from brax import envs
+
+    with jax.ensure_compile_time_eval():
+        act = envs.get_environment(name, backend="spring").sys.actuator
+        lo, hi = np.asarray(act.ctrl_range, np.float32).T
+        return np.asarray(act.qd_id, np.int32) - 6, np.asarray(act.gear, np.float32), lo, hi
+
+
+def _isaac_extras(es: BraxEnvState, name: str, n_joints: int, pos, rot, targets) -> dict:
+    """Isaac Gym inputs of Eureka's Ant and Humanoid rewards that are functions of the Brax state:
+    ``to_target`` (horizontal), ``angle_to_target`` (the target's bearing minus the torso's yaw) and
+    ``dof_force`` (each joint's actuator torque, gear x the clipped action)."""
+    joint, gear, lo, hi = _actuators(name)
+    to_target = (targets - pos).at[2].set(0.0)
+    w, x, y, z = rot
+    yaw = jnp.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+    force = jnp.zeros(n_joints, jnp.float32).at[joint].set(gear * jnp.clip(es.prev_action, lo, hi))
+    return {"to_target": to_target, "angle_to_target": _wrap(jnp.arctan2(to_target[1], to_target[0]) - yaw),
+            "dof_force": force}
+
+
 def _free_body_view(es: BraxEnvState, q_start: int, qd_start: int, target=(1000.0, 0.0, 0.0),
-                    limits: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+                    limits: tuple[np.ndarray, np.ndarray] | None = None, isaac: str | None = None) -> dict:
     ps = es.inner.pipeline_state
     pos, rot = ps.x.pos[0].astype(jnp.float32), ps.x.rot[0].astype(jnp.float32)
     vel, ang = ps.xd.vel[0].astype(jnp.float32), ps.xd.ang[0].astype(jnp.float32)
@@ -119,6 +147,8 @@ def _free_body_view(es: BraxEnvState, q_start: int, qd_start: int, target=(1000.
     }
     if limits is not None:
         view["dof_limits_lower"], view["dof_limits_upper"] = (jnp.asarray(x) for x in limits)
+    if isaac is not None:
+        view.update(_isaac_extras(es, isaac, dof_vel.shape[0], pos, rot, targets))
     return view
 
 
@@ -189,10 +219,10 @@ def _ccw_turns(state, action, next_state, env_reward, terminated):
     return (_wrap(yaw1 - yaw0) / (2.0 * jnp.pi)).astype(jnp.float32)
 
 
-ANT = TaskHooks(make_env=_make, state_view=lambda es: _free_body_view(es, 7, 6, limits=_joint_limits("ant")),
-                fitness_step=_x_progress)
+ANT = TaskHooks(make_env=_make, fitness_step=_x_progress,
+                state_view=lambda es: _free_body_view(es, 7, 6, limits=_joint_limits("ant"), isaac="ant"))
 HUMANOID = TaskHooks(make_env=_make, fitness_step=_x_progress,
-                     state_view=lambda es: _free_body_view(es, 7, 6, limits=_joint_limits("humanoid")))
+                     state_view=lambda es: _free_body_view(es, 7, 6, limits=_joint_limits("humanoid"), isaac="humanoid"))
 HALFCHEETAH = TaskHooks(make_env=_make, state_view=_planar_view, fitness_step=_x_progress)
 HOPPER = TaskHooks(make_env=_make, state_view=_planar_view, fitness_step=_x_progress)
 INVERTED_PENDULUM = TaskHooks(make_env=_make, state_view=_pendulum_view, fitness_step=_alive)

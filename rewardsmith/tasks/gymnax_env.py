@@ -12,13 +12,21 @@ from rewardsmith.tasks.base import TaskHooks
 
 
 class GymnaxAdapter:
-    def __init__(self, env_id: str, **env_kwargs: Any) -> None:
-        import gymnax  # imported lazily: it pulls in flax and friends
+    """A gymnax environment: by id (``gymnax.make``), or an ``(env, params)`` pair of your own
+    (a ``gymnax.environments.environment.Environment`` subclass and its ``EnvParams``)."""
 
-        self.env, self.params = gymnax.make(env_id, **env_kwargs)
+    def __init__(self, env_id: str, env: Any = None, params: Any = None, **env_kwargs: Any) -> None:
+        if env is None:
+            import gymnax  # imported lazily: it pulls in flax and friends
+
+            env, params = gymnax.make(env_id, **env_kwargs)
+        self.env, self.params = env, (env.default_params if params is None else params)
         self.env_id = env_id
         self.obs_size = int(jax.eval_shape(lambda k: self.env.reset_env(k, self.params)[0],
                                            jax.random.PRNGKey(0)).size)
+        if not hasattr(self.params, "max_steps_in_episode"):
+            raise ValueError(f"the gymnax environment {type(env).__name__}'s params have no max_steps_in_episode "
+                             "(subclass gymnax's EnvParams and EnvState, which carry the time limit and step count)")
         self.max_episode_steps = int(self.params.max_steps_in_episode)
         # seconds per step where the environment says (CartPole's tau, Pendulum's dt)
         self.dt = float(getattr(self.params, "tau", getattr(self.params, "dt", 0.05)))

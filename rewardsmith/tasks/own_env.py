@@ -67,15 +67,20 @@ def task_mapping(tcfg: Mapping[str, Any]) -> dict:
     for key in ("episode_length", "physics"):
         if tcfg.get(key):
             env[key] = tcfg[key]
-    fitness = dict(tcfg.get("fitness") or {})
+    fitness = _set(tcfg.get("fitness"))
     out = {"name": tcfg.get("name") or default_name(source), "env": env, "fitness": fitness,
            "description": tcfg.get("description") or (
                f"Your own environment {source}. Goal: as much of its fitness as possible "
                f"({fitness.get('doc') or fitness.get('expression') or 'its own reward'} per episode).")}
     for key in ("schema", "ppo", "presets", "baselines"):
-        if tcfg.get(key):
-            out[key] = tcfg[key]
+        if _set(tcfg.get(key)):
+            out[key] = _set(tcfg[key]) if key == "schema" else tcfg[key]
     return out
+
+
+def _set(mapping: Mapping[str, Any] | None) -> dict:
+    """The keys given a value (the command line's task config lists every key, unset ones null)."""
+    return {k: v for k, v in (mapping or {}).items() if v is not None}
 
 
 # --- environments ----------------------------------------------------------------------------
@@ -145,8 +150,42 @@ def make_env(config: Mapping[str, Any]):
 
         return BraxAdapter(source.partition(":")[2], backend=config.get("physics") or "generalized",
                            episode_length=int(config.get("episode_length") or 1000), **kwargs)
-    factory = resolve(source)
-    return FactoryAdapter(factory(**kwargs), config.get("episode_length"))
+    return adapt(resolve(source)(**kwargs), source, config)
+
+
+def _is_gymnax(env: Any) -> bool:
+    return all(callable(getattr(env, m, None)) for m in ("reset_env", "step_env", "action_space"))
+
+
+def _is_brax(env: Any) -> bool:
+    try:
+        from brax.envs.base import Env
+    except ImportError:
+        return False
+    return isinstance(env, Env)
+
+
+def adapt(made: Any, source: str, config: Mapping[str, Any]):
+    """What a ``<module>:<factory>`` returned, behind the adapter protocol: a gymnax ``(env, params)``
+    pair (as ``gymnax.make`` returns) or a gymnax ``Environment`` alone (its default params), a Brax
+    ``Env``, or a plain object with ``reset(key)``/``step(key, state, action)``."""
+    episode_length = config.get("episode_length")
+    if isinstance(made, tuple) and len(made) == 2 and _is_gymnax(made[0]):
+        from rewardsmith.tasks.gymnax_env import GymnaxAdapter
+
+        return GymnaxAdapter(source, env=made[0], params=made[1])
+    if _is_gymnax(made):
+        from rewardsmith.tasks.gymnax_env import GymnaxAdapter
+
+        return GymnaxAdapter(source, env=made)
+    if _is_brax(made):
+        from rewardsmith.tasks.brax_env import BraxAdapter
+
+        return BraxAdapter(source, episode_length=int(episode_length or 1000), env=made)
+    if isinstance(made, tuple):
+        raise TypeError(f"{source} returned a tuple of {len(made)} whose first item is not a gymnax environment "
+                        "(expected (env, params) as gymnax.make returns, or one environment object)")
+    return FactoryAdapter(made, episode_length)
 
 
 def unwrap(adapter) -> Any:
@@ -235,13 +274,18 @@ def infer_action(adapter, given: Mapping[str, Any] | None) -> dict:
     if given:
         return dict(given)
     env = unwrap(adapter)
-    space = None
     if hasattr(adapter, "params") and hasattr(env, "action_space"):
+        # the space's type decides: gymnax's num_actions is 1 for a one-dimensional Box
         space = env.action_space(adapter.params)
-    n = getattr(space, "n", None) or getattr(space, "num_categories", None) or getattr(env, "num_actions", None)
-    if space is not None and n is None and hasattr(space, "shape"):
-        return {"kind": "continuous", "shape": list(space.shape) or [1], "low": float(jnp.min(space.low)),
-                "high": float(jnp.max(space.high)), "doc": "the environment's action (its Box space)"}
+        n = getattr(space, "n", None) or getattr(space, "num_categories", None)
+        if n is not None:
+            return {"kind": "discrete", "n": int(n), "doc": "the environment's discrete action (its Discrete space)"}
+        if getattr(space, "shape", None) is not None and hasattr(space, "low") and hasattr(space, "high"):
+            return {"kind": "continuous", "shape": list(space.shape) or [1], "low": float(jnp.min(space.low)),
+                    "high": float(jnp.max(space.high)), "doc": "the environment's action (its Box space)"}
+        raise ValueError(f"cannot tell the action of {type(env).__name__} from its {type(space).__name__} action "
+                         "space: give the task's schema.action")
+    n = getattr(env, "num_actions", None)
     if n is not None:
         return {"kind": "discrete", "n": int(n), "doc": "the environment's discrete action"}
     size = getattr(env, "action_size", None)
