@@ -100,3 +100,6 @@ class GenerationRecord:
     human_feedback: str = ""  # a person's feedback this generation's proposer was given
     # every trained member's evaluation curves bit-identical (evaluate/sanity.py): no search result
     identical_policies: bool = False
+    # seconds this attempt spent proposing (an LLM's calls, repairs and checks) and training
+    propose_s: float | None = None
+    train_s: float | None = None

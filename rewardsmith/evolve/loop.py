@@ -394,8 +394,13 @@ def _search(state: SearchState, rd: RunDir, proposer, display, iterations: int) 
     """The generations and the final evaluation, all trained by one warm worker process (or, with
     ``executor=ray``, as shards on a Ray cluster)."""
     policy = sandbox_policy(state.worker, rd.worker_dir, state.task.source_file)
-    with make_executor(state.cfg, rd.worker_dir, policy, display) as process:
-        return Search(state, rd, proposer, display, process).run(iterations)
+    try:
+        with make_executor(state.cfg, rd.worker_dir, policy, display) as process:
+            return Search(state, rd, proposer, display, process).run(iterations)
+    finally:
+        close = getattr(proposer, "close", None)  # what the proposer started (llm=local's server) ends here
+        if close is not None:
+            close()
 
 
 class Search:
@@ -414,6 +419,7 @@ class Search:
         self.sandbox_warned = False
         self.baselines_trained: list[Candidate] = []  # the baselines the latest generation trained
         self.tracker = make_tracker(cfg, rd.root)
+        self.timing: tuple[float | None, float | None] = (None, None)  # this attempt's (propose_s, train_s)
 
     def run(self, iterations: int) -> dict:
         state = self.state
@@ -441,9 +447,12 @@ class Search:
             proposals = self.propose(gen, attempt, feedback, human_text, constraints)
             if proposals is None:
                 return  # the proposer's budget is spent
+            propose_s = time.time() - t_gen
             cands = self.new_candidates(gen, proposals)
             self.gate(cands)
+            t_train = time.time()
             worker_error = self.train(gen, attempt, cands)
+            self.timing = (round(propose_s, 2), round(time.time() - t_train, 2))
             rec = self.record(gen, attempt, cands, worker_error, human_text, feedback, time.time() - t_gen)
             if rec.best_id is not None:
                 return
@@ -577,7 +586,9 @@ class Search:
                                best_id=gen_best.id if gen_best else None,
                                best_fitness=gen_best.fitness if gen_best else None,
                                wall_s=wall_s, worker_error=worker_error,
-                               reflection=state.reflection, human_feedback=human_text, identical_policies=same)
+                               reflection=state.reflection, human_feedback=human_text, identical_policies=same,
+                               propose_s=self.timing[0], train_s=self.timing[1])
+        self.display.message(_timing_line(gen, rec, self.proposer.usage()))
         state.generations.append(rec)
         atomic_write_json(self.rd.generation_record_path(gen, attempt), dataclasses.asdict(rec))
         self.write_summary("running")
@@ -652,6 +663,15 @@ class Search:
         return s
 
 
+def _timing_line(gen: int, rec: GenerationRecord, usage: dict | None) -> str:
+    """Where a generation's time went: proposing (an LLM's seconds and tokens/s) and training."""
+    llm = ((usage or {}).get("per_generation") or {}).get(gen) or {}
+    said = f"LLM {llm['seconds']:.0f} s" + (f", {llm['tokens_per_s']:g} tokens/s" if llm.get("tokens_per_s") else "") \
+        if llm.get("seconds") else ""
+    return f"generation {gen}: proposing {rec.propose_s:.0f} s" + (f" ({said})" if said else "") + \
+        f", training {rec.train_s:.0f} s"
+
+
 def _attempt_lines(meta: dict) -> list[str]:
     """An LLM sample's attempts, one line each: what was wrong with its answer, or why none came."""
     return [f"attempt {a['attempt'] + 1}: " + ("no answer: " if a.get("provider_failed") else "") + a["error"]
@@ -681,7 +701,7 @@ def _summary(state: SearchState, proposer, best: Candidate | None, t_start: floa
     for g in state.generations:
         if g.best_fitness is not None or g.index not in per_gen:
             per_gen[g.index] = {"generation": g.index, "attempts": g.attempt + 1, "best_id": g.best_id,
-                                "best_fitness": g.best_fitness}
+                                "best_fitness": g.best_fitness, "propose_s": g.propose_s, "train_s": g.train_s}
     counts: dict[str, int] = {}
     for c in history:
         counts[c.status] = counts.get(c.status, 0) + 1

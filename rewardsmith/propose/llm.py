@@ -4,6 +4,7 @@ regeneration with the validation error fed back (bounded attempts per slot)."""
 from __future__ import annotations
 
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,11 +16,18 @@ from rewardsmith.rundir import RunDir, atomic_write_json
 from rewardsmith.validate.static import check_source
 
 _BLOCK = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+_OPEN = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n", re.IGNORECASE)
 
 
 def extract_code(text: str) -> str | None:
-    """The last fenced code block that defines compute_reward (None when there is none)."""
-    blocks = [b for b in _BLOCK.findall(text or "") if "def compute_reward" in b]
+    """The last fenced code block that defines compute_reward (None when there is none). A last block
+    left open (the answer stopped at the line that closes it: a stop sequence) counts as closed."""
+    text = text or ""
+    blocks = [b for b in _BLOCK.findall(text) if "def compute_reward" in b]
+    if not blocks and text.count("```") % 2 == 1:
+        opens = list(_OPEN.finditer(text))
+        if opens and "def compute_reward" in text[opens[-1].end():]:
+            blocks = [text[opens[-1].end():]]
     return blocks[-1].strip() + "\n" if blocks else None
 
 
@@ -34,9 +42,89 @@ class LLMProposer(Proposer):
         self.label = f"LLM {settings.model_id} via litellm"
         self.origin = f"llm:{settings.model_id}"
         self.exhausted = ""
+        self.server = None  # llm=local: the llama.cpp server this run started
+        self._checker = None  # trace checks of answers (trace_feedback), a limited process kept for the run
+        self._check_lock = threading.Lock()
+        if settings.provider == "local" and settings.model_path and not settings.api_base:
+            # the port of a server started for the run changes from run to run; the cache names the file
+            self.client.key_base = f"local:{Path(settings.model_path).name}"
 
     def preflight(self) -> None:
+        s = self.settings
+        if s.provider == "local" and s.model_path and not s.api_base and s.cache != "replay":
+            from rewardsmith.propose.local_server import LocalServer
+
+            log = self.rd.root / "llm" / "server.log" if self.rd else None
+            if log is not None:
+                log.parent.mkdir(parents=True, exist_ok=True)
+            self.server = LocalServer(s.model_path, python=s.server_python, threads=s.threads, context=s.context,
+                                      gpu_layers=s.gpu_layers, alias=s.model, log_path=log,
+                                      start_timeout_s=s.server_start_timeout_s)
+            s.api_base = self.client.s.api_base = self.server.start()
+            self.label = f"LLM {s.model_id} via a llama.cpp server ({Path(s.model_path).name}, {s.threads} thread(s)" \
+                         + (", GPU" if self.server.gpu_layers else "") + ")"
         self.client.preflight()
+
+    def close(self) -> None:
+        """Stop what the run started: the llama.cpp server, the trace checker."""
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        if self._checker is not None:
+            self._checker.close()
+            self._checker = None
+
+    # -- vetting one answer ------------------------------------------------------------------------
+    def _trace(self, code: str, ctx: ProposalContext) -> str:
+        """'' when the code loads and traces on the schema; else the reason. Keyless, limited process."""
+        from rewardsmith.train.ppo import MAX_COMPONENTS
+        from rewardsmith.train.runner import worker_env
+        from rewardsmith.validate.isolate import Checker, CheckLimits
+
+        with self._check_lock:
+            if self._checker is None:
+                self._checker = Checker(env=worker_env(), parallel=1)
+            v = self._checker.check([("answer", code)], ctx.task.schema.to_json(), MAX_COMPONENTS,
+                                    CheckLimits())["answer"]
+        return "" if v.ok else v.reason
+
+    def vet(self, code: str, ctx: ProposalContext) -> tuple[str, list[str], str, str]:
+        """Gate (and trace) one answer's code, repairing near misses mechanically first.
+        Returns (code to use, repairs applied, unified diff of them, error: '' when usable)."""
+        from rewardsmith.propose.repair import repair_source
+
+        fields = ctx.task.schema.names
+        original, repairs, diffs = code, [], []
+        violations = check_source(code, fields)
+        if violations and self.settings.repair:
+            fixed, names, diff = repair_source(code, fields)
+            if names and not check_source(fixed, fields):
+                code, violations = fixed, []
+                repairs += names
+                diffs.append(diff)
+        if violations:
+            return original, [], "", describe_violations(original, [str(v) for v in violations[:5]], fields)
+        misuse = state_misuse(code)
+        if misuse:  # state[0] or x, y = state runs (the state is a named tuple) but reads fields by position
+            return code, repairs, "".join(diffs), describe_violations(code, misuse, fields)
+        if not self.settings.trace_feedback:
+            return code, repairs, "".join(diffs), ""
+        reason = self._trace(code, ctx)
+        if reason and self.settings.repair:
+            fixed, names, diff = repair_source(code, fields, arrays=True)
+            if names and not check_source(fixed, fields) and not self._trace(fixed, ctx):
+                code, reason = fixed, ""
+                repairs += names
+                diffs.append(diff)
+        if reason:
+            return code, repairs, "".join(diffs), describe_trace_error(code, reason, fields)
+        if repairs:
+            import difflib
+
+            diff = "".join(difflib.unified_diff(original.splitlines(True), code.splitlines(True), "answer",
+                                                "repaired"))
+            return code, list(dict.fromkeys(repairs)), diff, ""
+        return code, [], "", ""
 
     def restore(self) -> None:
         """A resumed run: earlier calls count towards usage and the budget."""
@@ -110,6 +198,7 @@ class LLMProposer(Proposer):
             convo = conversations[s]
             if first_error:
                 return provider_failed(s, 0, first_error)
+            last_code = None
             for attempt in range(self.settings.max_attempts):
                 if attempt == 0 and s in first:
                     text = first[s]
@@ -124,20 +213,29 @@ class LLMProposer(Proposer):
                         return provider_failed(s, attempt, str(e))
                 convo.append({"role": "assistant", "content": text})
                 code = extract_code(text)
+                repairs: list[str] = []
+                diff = ""
                 if code is None:
                     error = "the answer has no ```python code block defining compute_reward(state, action, next_state)"
                 else:
-                    violations = check_source(code, ctx.task.schema.names)
-                    error = "; ".join(str(v) for v in violations[:5]) if violations else ""
-                attempts[s].append({"attempt": attempt, "error": error})
+                    code, repairs, diff, error = self.vet(code, ctx)
+                    last_code = code
+                record = {"attempt": attempt, "error": error}
+                if repairs:
+                    record["repairs"] = repairs
+                attempts[s].append(record)
                 if not error:
-                    return Proposal(source=code, note=f"LLM sample {s}, attempt {attempt + 1}",
-                                    meta={"slot": s, "attempts": attempts[s], "model": self.model})
+                    meta = {"slot": s, "attempts": attempts[s], "model": self.model}
+                    if repairs:
+                        meta["repairs"] = repairs
+                        meta["repair_diff"] = diff
+                    fixed = f" (after {attempt} error feedback(s))" if attempt else ""
+                    return Proposal(source=code, note=f"LLM sample {s}, attempt {attempt + 1}{fixed}"
+                                    + (f"; repaired: {', '.join(repairs)}" if repairs else ""), meta=meta)
                 convo.append({"role": "user", "content": self.prompts.render("code_error", error=error)})
             # out of attempts: hand the last code to validation anyway so the rejection is recorded
-            code = extract_code(convo[-2]["content"]) if len(convo) >= 2 else None
-            if code is not None:
-                return Proposal(source=code, note=f"LLM sample {s}: still invalid after "
+            if last_code is not None:
+                return Proposal(source=last_code, note=f"LLM sample {s}: still invalid after "
                                 f"{self.settings.max_attempts} attempts", meta={"slot": s, "attempts": attempts[s]})
             # no code in any answer: still a candidate (status no_code) with every attempt's error
             last = convo[-2]["content"] if len(convo) >= 2 else ""
@@ -195,3 +293,92 @@ def _source_block(excerpt: str) -> str:
     if not excerpt:
         return ""
     return f"\nThe environment's source (trimmed), for what the state fields mean:\n```python\n{excerpt.rstrip()}\n```\n"
+
+
+# -- error feedback: the failing line quoted, and what to write instead -------------------------------
+
+_LINE = re.compile(r"^(?:tracing failed: )?line (\d+): |^(\d+):\d+: ")
+_HINTS = (
+    (re.compile(r"not subscriptable|unpack|not iterable|object is not|has no len|__getitem__|tuple indices|"
+                r"not an array", re.I),
+     "`state` and `next_state` are not arrays, tuples or dicts: read each field as an attribute, "
+     "e.g. `next_state.{field}`"),
+    (re.compile(r"Concretization|TracerBool|Abstract tracer|truth value of an array|converted to bool", re.I),
+     "the values are traced JAX arrays: no Python `if`, `and`, `or`, `not`, `min()`, `max()` or `float()` on them; "
+     "use `jnp.where(cond, a, b)`, `jnp.logical_and(a, b)`, `jnp.minimum(a, b)`, `jnp.maximum(a, b)`"),
+    (re.compile(r"has no attribute '(\w+)'|unknown field|no field", re.I),
+     "the state has exactly these fields: {fields}"),
+    (re.compile(r"unknown name 'n?p'|unknown name 'numpy'|import of 'numpy'|import of 'jnp'|unknown name 'jnp'", re.I),
+     "import jax.numpy as jnp at the top and write jnp.<function>"),
+    (re.compile(r"unknown name 'math'|unknown name 'pi'", re.I), "write jnp.pi, jnp.cos, jnp.sqrt (jax.numpy)"),
+    (re.compile(r"total reward must be a scalar|must be a scalar", re.I),
+     "every value must be one number for this one transition: no batch axis; index a vector field or "
+     "reduce it with jnp.sum"),
+    (re.compile(r"must return \(total_reward, components_dict\)", re.I),
+     "end with `return total, {\"name\": value, ...}`"),
+    (re.compile(r"import of 'torch'|torch\.", re.I), "write it with jax.numpy (`jnp`), not PyTorch"),
+)
+
+
+def state_misuse(code: str) -> list[str]:
+    """``state[0]``, ``a, b = next_state``, ``for v in state``, ``len(state)``: the state read as an array.
+    It is a named tuple, so this would run, reading fields by their position in the schema, which is
+    rarely what the code meant (an observation vector's order)."""
+    import ast
+
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []
+    names = ("state", "next_state")
+    out = []
+
+    def is_state(n) -> bool:
+        return isinstance(n, ast.Name) and n.id in names
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and is_state(node.value):
+            out.append(f"{node.lineno}:{node.col_offset + 1}: {node.value.id}[...] reads the state as an array; "
+                       "it is not an array")
+        elif isinstance(node, ast.Assign) and is_state(node.value) \
+                and any(isinstance(t, (ast.Tuple, ast.List)) for t in node.targets):
+            out.append(f"{node.lineno}:{node.col_offset + 1}: unpacking {node.value.id} reads it as an array; "
+                       "it is not an array")
+        elif isinstance(node, (ast.For, ast.comprehension)) and is_state(node.iter):
+            out.append(f"{getattr(node, 'lineno', getattr(node.iter, 'lineno', 1))}:1: iterating over "
+                       f"{node.iter.id} reads it as an array; it is not an array")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "len" \
+                and node.args and is_state(node.args[0]):
+            out.append(f"{node.lineno}:{node.col_offset + 1}: len({node.args[0].id}): it is not an array")
+    return out[:3]
+
+
+def _quote(code: str, lineno: int) -> str:
+    lines = code.splitlines()
+    if 1 <= lineno <= len(lines) and lines[lineno - 1].strip():
+        return f" in `{lines[lineno - 1].strip()[:160]}`"
+    return ""
+
+
+def _hint(message: str, fields: tuple[str, ...]) -> str:
+    for pattern, hint in _HINTS:
+        if pattern.search(message):
+            return hint.format(field=fields[0] if fields else "x", fields=", ".join(fields))
+    return ""
+
+
+def _explain(code: str, message: str, fields: tuple[str, ...]) -> str:
+    m = _LINE.match(message)
+    lineno = int(m.group(1) or m.group(2)) if m else 0
+    hint = _hint(message, fields)
+    return f"{message}{_quote(code, lineno)}" + (f". Fix: {hint}" if hint else "")
+
+
+def describe_violations(code: str, violations: list[str], fields: tuple[str, ...] = ()) -> str:
+    """The gate's violations, each with the line it is on and, where known, what to write instead."""
+    return "; ".join(_explain(code, v, fields) for v in violations)
+
+
+def describe_trace_error(code: str, reason: str, fields: tuple[str, ...]) -> str:
+    """A trace failure (the code was run on one transition with the schema's fields), quoted and explained."""
+    return "running it on one transition failed: " + _explain(code, reason, fields)

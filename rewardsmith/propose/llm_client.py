@@ -24,7 +24,10 @@ PROVIDERS = {
     "ollama": ("ollama", False, "http://localhost:11434"),
     "vllm": ("hosted_vllm", False, "http://localhost:8000/v1"),
     "openai_compatible": ("openai", False, None),
+    # a llama.cpp server: started for the run from llm.model_path, or a running one at llm.api_base
+    "local": ("openai", False, None),
 }
+_LOCAL_PROVIDERS = ("ollama", "vllm", "openai_compatible", "local")
 _RETRYABLE_NAMES = {"RateLimitError", "Timeout", "APITimeoutError", "APIConnectionError", "InternalServerError",
                     "ServiceUnavailableError", "BadGatewayError", "TimeoutError"}
 _RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
@@ -62,6 +65,21 @@ class LLMSettings:
     max_tokens: int | None = None
     max_attempts: int = 3
     prompts_dir: str | None = None
+    # stop generating at these strings (llm=local: the line that closes the code block)
+    stop: list[str] | None = None
+    # every request carries a seed drawn from the run's seed, generation, retry, sample and attempt
+    seed_requests: bool = False
+    # mechanical repairs of near-miss code (rewardsmith/propose/repair.py) before the gate
+    repair: bool = True
+    # each answer that passes the gate is also traced (keyless, limited process); a failure is fed back
+    trace_feedback: bool = True
+    # llm=local: the GGUF file to serve (a server is started for the run) and how
+    model_path: str | None = None
+    threads: int = 1
+    server_python: str | None = None
+    context: int = 8192
+    gpu_layers: int | str = "auto"
+    server_start_timeout_s: float = 300.0
 
     @classmethod
     def from_cfg(cls, cfg: dict) -> "LLMSettings":
@@ -69,6 +87,8 @@ class LLMSettings:
         provider = cfg.get("provider")
         if provider not in PROVIDERS:
             raise UserError(f"unknown llm provider {provider!r}; available: offline, {', '.join(PROVIDERS)}")
+        if provider == "local":
+            cfg.setdefault("model", "local")
         if not cfg.get("model"):
             raise UserError(f"llm={provider} needs a model: add llm.model=<name>")
         names = {f.name for f in dataclasses.fields(cls)}
@@ -80,6 +100,11 @@ class LLMSettings:
             raise UserError(f"llm.n_mode must be auto, n or fanout; got {s.n_mode!r}")
         if s.cache not in ("readwrite", "replay", "off"):
             raise UserError(f"llm.cache must be readwrite, replay or off; got {s.cache!r}")
+        if s.stop is not None:
+            s.stop = [str(x) for x in (s.stop if isinstance(s.stop, (list, tuple)) else [s.stop])] or None
+        if provider == "local" and not (s.model_path or s.api_base):
+            raise UserError("llm=local needs llm.model_path=<a GGUF file> (a server is started for the run) "
+                            "or llm.api_base=<url of a running llama.cpp server>")
         if s.api_base is None:
             s.api_base = PROVIDERS[provider][2]
         if provider == "openai_compatible" and not s.api_base:
@@ -169,6 +194,8 @@ class LLMClient:
         self.calls: list[CallRecord] = []
         self._lock = threading.Lock()
         self._supports_n: bool | None = None
+        # what the cache key names as the server (a server started for the run has a new port each time)
+        self.key_base = settings.api_base
 
     # -- before any work ----------------------------------------------------------------------
     def preflight(self) -> None:
@@ -221,6 +248,9 @@ class LLMClient:
             "cost_usd": (sum(known) if not unknown else ("unknown" if not known else
                                                          f"{sum(known):.6f} + unknown ({unknown} calls)")),
             "retries": sum(1 for c in live if c.retry) + sum(c.retries for c in live),
+            # generated tokens per second of the answered requests (None: nothing answered)
+            "tokens_per_s": round(sum(c.completion_tokens or 0 for c in answered)
+                                  / max(1e-9, sum(c.seconds for c in answered)), 1) if answered else None,
         }
 
     def _check_budget(self) -> None:
@@ -237,9 +267,11 @@ class LLMClient:
                  retry: int = 0, seed: int = 0) -> list[str]:
         """Return one completion text per sample index (n>1 in one call where allowed). ``retry`` (the
         generation's retry) and ``seed`` (the run's) are part of the cache key with ``generation``."""
-        params = {"temperature": self.s.temperature, "max_tokens": self.s.max_tokens_per_call}
+        params: dict[str, Any] = {"temperature": self.s.temperature, "max_tokens": self.s.max_tokens_per_call}
+        if self.s.stop:
+            params["stop"] = list(self.s.stop)
         draw = {"generation": generation, "retry": retry, "seed": seed}
-        keys = [cache_key(self.s.model_id, self.s.api_base, messages, params, s, draw) for s in samples]
+        keys = [cache_key(self.s.model_id, self.key_base, messages, params, s, draw) for s in samples]
         out: dict[int, str] = {}
         for s, k in zip(samples, keys):
             hit = self.cache.get(k)
@@ -254,18 +286,24 @@ class LLMClient:
         if not missing:
             return [out[s] for s in samples]
         self._check_budget()
+        def with_seed(sample: int) -> dict:
+            if not self.s.seed_requests:
+                return params
+            return {**params, "seed": request_seed(seed, generation, retry, sample, attempt)}
+
         if len(missing) > 1 and self.supports_n():
-            texts, rec = self._call(messages, len(missing), params, generation, missing[0][0], attempt)
+            texts, rec = self._call(messages, len(missing), with_seed(missing[0][0]), generation, missing[0][0],
+                                    attempt)
             share = _share(rec, len(texts))
             for (s, k), text in zip(missing, texts):
                 out[s] = text
                 self.cache.put(k, {"content": text, **share})
             if len(texts) < len(missing):  # provider ignored n: fill the rest one by one
                 for s, k in missing[len(texts):]:
-                    out[s] = self._single(messages, params, s, k, generation, attempt)
+                    out[s] = self._single(messages, with_seed(s), s, k, generation, attempt)
         else:
             for s, k in missing:
-                out[s] = self._single(messages, params, s, k, generation, attempt)
+                out[s] = self._single(messages, with_seed(s), s, k, generation, attempt)
         return [out[s] for s in samples]
 
     def _single(self, messages, params, s, k, generation, attempt) -> str:
@@ -290,7 +328,7 @@ class LLMClient:
             kwargs["api_base"] = self.s.api_base
         if self.api_key:
             kwargs["api_key"] = self.api_key
-        elif self.s.provider in ("openai_compatible", "vllm"):
+        elif self.s.provider in ("openai_compatible", "vllm", "local"):
             kwargs["api_key"] = "none"  # local servers often need a placeholder
         retries = 0
         while True:
@@ -312,7 +350,7 @@ class LLMClient:
         cost = None
         try:
             cost = float(litellm.completion_cost(completion_response=resp))
-            if cost == 0.0 and self.s.provider in ("ollama", "vllm", "openai_compatible"):
+            if cost == 0.0 and self.s.provider in _LOCAL_PROVIDERS:
                 cost = None  # no price for a local model: unknown, not free
         except Exception:  # noqa: BLE001 - unmapped model
             cost = None
@@ -330,6 +368,14 @@ class LLMClient:
         if type(e).__name__ in _TIMEOUT_NAMES:
             return f"LLM call to {self.s.model_id} timed out after {tries} ({self.s.timeout_s:g} s per try): {line}"
         return f"LLM call to {self.s.model_id} failed after {tries}: {line}"
+
+
+def request_seed(run_seed: int, generation: int, retry: int, sample: int, attempt: int) -> int:
+    """The seed one request carries: the same draw gives the same seed, any other draw another."""
+    import hashlib
+
+    blob = f"{run_seed}/{generation}/{retry}/{sample}/{attempt}".encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:4], "big") & 0x7FFFFFFF
 
 
 def completion(litellm, **kwargs):
