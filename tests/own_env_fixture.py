@@ -38,3 +38,14 @@ class PointMass:
 
 def make_point_mass(dt: float = 0.1):
     return PointMass(dt)
+
+
+class DeafPointMass(PointMass):
+    """The same body with an actuator that is not connected: the action never reaches it."""
+
+    def step(self, key, state, action):
+        return super().step(key, state, jnp.zeros_like(action))
+
+
+def make_deaf_point_mass():
+    return DeafPointMass()

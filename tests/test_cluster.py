@@ -107,6 +107,35 @@ def test_executor_settings_are_checked():
             executor_settings({"executor": bad})
 
 
+def test_ray_address_from_the_environment_is_used_when_no_address_is_set(monkeypatch, tmp_path):
+    """As Ray's own ray.init() does: RAY_ADDRESS names the cluster when executor.address is unset
+    (and the run says so); an explicit address still wins; no private cluster is started."""
+    import ray
+
+    from rewardsmith.train import cluster
+
+    monkeypatch.setenv("RAY_ADDRESS", "10.1.2.3:6379")
+    s = executor_settings({"executor": {"name": "ray"}})
+    assert s.address == "10.1.2.3:6379" and s.address_from_env
+    assert executor_settings({"executor": {"name": "ray", "address": "auto"}}).address == "auto"
+    with pytest.raises(UserError, match="address_from_env"):
+        executor_settings({"executor": {"name": "ray", "address_from_env": True}})
+    messages, inits = [], []
+
+    class Display:
+        def message(self, text):
+            messages.append(text)
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda address=None, **kw: inits.append(address))
+    monkeypatch.setattr(cluster, "LocalCluster", lambda *a, **k: pytest.fail("a private cluster was started"))
+    ex = cluster.make_executor({"executor": {"name": "ray"}}, tmp_path, None, Display())
+    ex.connect()
+    assert inits == ["10.1.2.3:6379"] and any("RAY_ADDRESS=10.1.2.3:6379" in m for m in messages)
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert executor_settings({"executor": {"name": "ray"}}).address is None
+
+
 def test_halving_is_refused_on_ray():
     from rewardsmith.evolve.loop import _check_cfg
 

@@ -150,3 +150,80 @@ def test_an_own_env_runs_best_reward_loads_and_exports(tmp_path, own_module):
     assert jnp.isfinite(total)
     assert export_main([f"run_dir={tmp_path / 'run'}", f"out={tmp_path / 'r.py'}"]) == 0
     assert "compute_reward" in (tmp_path / "r.py").read_text()
+
+
+# -- actions: the space's type decides, and the action must reach the environment ----------------------
+BOX = {"gymnax:Pendulum-v1": ((1,), -2.0, 2.0), "gymnax:MountainCarContinuous-v0": ((1,), -1.0, 1.0),
+       "gymnax:PointRobot-misc": ((2,), -0.1, 0.1), "gymnax:Reacher-misc": ((2,), -1.0, 1.0),
+       "gymnax:Swimmer-misc": ((2,), -1.0, 1.0)}
+
+
+@pytest.mark.parametrize("source", sorted(BOX))
+def test_gymnax_box_actions_are_continuous(source):
+    """gymnax's num_actions is 1 (or 2) for these Box spaces: the space's type decides, not it."""
+    task = task_from_mapping({"description": "x", "env": {"source": source}, "fitness": {}})
+    shape, low, high = BOX[source]
+    a = task.schema.action
+    assert (a.kind, a.shape, a.low, a.high) == ("continuous", shape, low, high)
+
+
+def _own(source, **extra):
+    return {"name": None, "file": None, "env": source, "fitness": {}, "schema": {},
+            "description": "Do well on this environment.", **extra}
+
+
+def test_different_rewards_reach_different_fitness_on_pendulum(tmp_path):
+    """Before the fix every policy sent the same action: every candidate scored the same to all digits."""
+    summary = run(tiny_cfg(task=_own("gymnax:Pendulum-v1"), iterations=1, samples=3, seeds=2), tmp_path / "run")
+    cands = [read_json(p) for p in (tmp_path / "run" / "generations").rglob("candidate.json")]
+    fits = [c["fitness"] for c in cands if c["status"] == "trained"]
+    assert len(fits) >= 2 and len(set(fits)) == len(fits)
+    assert summary["identical_policies"] == []
+
+
+def test_an_env_that_ignores_its_action_is_refused_in_one_line(tmp_path, own_module):
+    with pytest.raises(UserError) as e:
+        run(tiny_cfg(task=_own("own_env_fixture:make_deaf_point_mass")), tmp_path / "run")
+    msg = str(e.value)
+    assert "does not reach the environment" in msg and "task.schema.action" in msg and "\n" not in msg
+    assert "float32 [1] in [-1, 1]" in msg  # the action it inferred
+    assert not (tmp_path / "run" / "summary.json").exists()  # refused before any work
+
+
+def test_a_wrong_action_given_by_hand_is_refused(tmp_path):
+    cfg = tiny_cfg(task=_own("gymnax:Pendulum-v1", schema={"action": {"kind": "discrete", "n": 1, "doc": "x"}}))
+    with pytest.raises(UserError, match="actions 0 and 0 gave the same next state"):
+        run(cfg, tmp_path / "run")
+
+
+def test_identical_policies_are_reported_not_ranked(tmp_path, monkeypatch, capsys):
+    """With the action check out of the way, one discrete action: every policy is the same; the run
+    says so on the console, in the generation record and in summary.json, and not for a normal run."""
+    from rewardsmith.cli.display import Display
+    from rewardsmith.evolve import loop
+
+    monkeypatch.setattr(loop, "check_task_action", lambda task: None)
+    cfg = tiny_cfg(task=_own("gymnax:Pendulum-v1", schema={"action": {"kind": "discrete", "n": 1, "doc": "x"}}),
+                   iterations=1, samples=3, seeds=2)
+    summary = run(cfg, tmp_path / "run", display=Display(live=False))
+    out = capsys.readouterr().out
+    assert summary["identical_policies"] == [0]
+    assert "every trained member (3 rewards) has bit-identical evaluation" in out
+    assert "there is no search result" in out
+    gen = read_json(next((tmp_path / "run" / "generations" / "gen_00").glob("generation*.json")))
+    assert gen["identical_policies"] is True
+
+
+def test_a_gymnax_style_user_module_runs_a_search(tmp_path, monkeypatch):
+    """The README's example: a gymnax Environment subclass whose factory returns (env, params)."""
+    root = str(Path(__file__).resolve().parents[1])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p))
+    monkeypatch.syspath_prepend(root)
+    task = task_from_mapping({"description": "x", "env": {"source": "envs.examples.point_mass:make_env",
+                                                          "kwargs": {"dt": 0.05}}, "fitness": {}})
+    assert set(task.schema.names) == {"pos", "vel", "time"} and task.make_env().params.dt == 0.05
+    assert task.schema.action.kind == "continuous" and task.schema.action.shape == (1,)
+    summary = run(tiny_cfg(task=_own("envs.examples.point_mass:make_env", kwargs={"dt": 0.05},
+                                     fitness={"expression": "-jnp.abs(next_state.pos)"}), iterations=1, samples=2),
+                  tmp_path / "run")
+    assert summary["status"] == "complete" and summary["best_fitness"] is not None

@@ -54,6 +54,14 @@ def test_a_cartpole_run_writes_tensorboard_curves_named_by_run_ids(tmp_path):
     final = summary["final_evaluation"]
     assert scalars["evaluation/best"][0][1] == pytest.approx(final["best"]["fitness_mean"], rel=1e-5)
     assert final["best"]["id"] in texts["evaluation/text_summary"]
+    # the viewer the README names reads the same curves (TensorBoard's own event loader)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tmp_path / "tensorboard"))
+    acc.Reload()
+    assert [e.value for e in acc.Scalars("search/generation_best")] == pytest.approx(
+        [v for _, v in scalars["search/generation_best"]])
+    assert [e.step for e in acc.Scalars(tag)] == [s for s, _ in scalars[tag]]
 
 
 def read_wandb(run_root):

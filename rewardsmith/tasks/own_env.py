@@ -281,8 +281,8 @@ def infer_action(adapter, given: Mapping[str, Any] | None) -> dict:
         if n is not None:
             return {"kind": "discrete", "n": int(n), "doc": "the environment's discrete action (its Discrete space)"}
         if getattr(space, "shape", None) is not None and hasattr(space, "low") and hasattr(space, "high"):
-            return {"kind": "continuous", "shape": list(space.shape) or [1], "low": float(jnp.min(space.low)),
-                    "high": float(jnp.max(space.high)), "doc": "the environment's action (its Box space)"}
+            return {"kind": "continuous", "shape": list(space.shape) or [1], "low": _bound(jnp.min(space.low)),
+                    "high": _bound(jnp.max(space.high)), "doc": "the environment's action (its Box space)"}
         raise ValueError(f"cannot tell the action of {type(env).__name__} from its {type(space).__name__} action "
                          "space: give the task's schema.action")
     n = getattr(env, "num_actions", None)
@@ -294,6 +294,11 @@ def infer_action(adapter, given: Mapping[str, Any] | None) -> dict:
                 "doc": "the environment's action"}
     raise ValueError(f"cannot tell the action of {type(env).__name__}: give num_actions or action_size, "
                      "or the task's schema.action")
+
+
+def _bound(x) -> float:
+    """A Box bound as written (float32 0.1 is 0.10000000149 as a double)."""
+    return float(f"{float(x):.7g}")
 
 
 # --- fitness -----------------------------------------------------------------------------------

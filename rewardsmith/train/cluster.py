@@ -43,6 +43,7 @@ class RaySettings:
     """``executor=ray``: where the cluster is and how a generation is split over it."""
 
     address: str | None = None  # None: start a local cluster for the run; "auto"; or "host:port"
+    address_from_env: bool = False  # the address is RAY_ADDRESS's (executor.address unset)
     shards: int | None = None  # None: one per node (per node's GPUs where there are GPUs)
     num_cpus: int | None = None  # CPUs per shard; None: the smallest node's
     num_gpus: int | None = None  # GPUs per shard; None: the smallest GPU node's, 0 without GPUs
@@ -52,7 +53,7 @@ class RaySettings:
 
     @classmethod
     def from_cfg(cls, ex: Mapping[str, Any]) -> "RaySettings":
-        known = {f.name for f in dataclasses.fields(cls)} | {"name"}
+        known = {f.name for f in dataclasses.fields(cls)} - {"address_from_env"} | {"name"}
         extra = sorted(set(ex) - known)
         if extra:
             raise UserError(f"executor=ray has no setting {extra[0]!r} (settings: {', '.join(sorted(known - {'name'}))})")
@@ -69,7 +70,11 @@ class RaySettings:
         address = ex.get("address")
         if address is not None and (not isinstance(address, str) or not address.strip()):
             raise UserError(f"executor.address must be null (start a local cluster), auto or host:port, got {address!r}")
-        return cls(address=address, max_retries=retries, connect_timeout_s=float(timeout), **out)
+        from_env = address is None and bool(os.environ.get("RAY_ADDRESS", "").strip())
+        if from_env:  # Ray's own convention: ray.init() connects to RAY_ADDRESS
+            address = os.environ["RAY_ADDRESS"].strip()
+        return cls(address=address, address_from_env=from_env, max_retries=retries,
+                   connect_timeout_s=float(timeout), **out)
 
 
 def _opt_int(ex: Mapping[str, Any], key: str, minimum: int) -> int | None:
@@ -106,6 +111,9 @@ def make_executor(cfg: Mapping[str, Any], log_dir: Path, policy: Policy, display
     ray_settings = executor_settings(cfg)
     if ray_settings is None:
         return WarmWorker(log_dir, policy)
+    if ray_settings.address_from_env and display is not None:
+        display.message(f"executor=ray: connecting to the cluster at RAY_ADDRESS={ray_settings.address} "
+                        "(executor.address is unset)")
     return RayExecutor(ray_settings, log_dir, policy, display)
 
 
