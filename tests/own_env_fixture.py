@@ -49,3 +49,10 @@ class DeafPointMass(PointMass):
 
 def make_deaf_point_mass():
     return DeafPointMass()
+
+
+def make_brax_pendulum():
+    """A factory returning a Brax Env object (as brax.envs.get_environment gives it)."""
+    from brax import envs
+
+    return envs.get_environment("inverted_pendulum", backend="spring")

@@ -227,3 +227,15 @@ def test_a_gymnax_style_user_module_runs_a_search(tmp_path, monkeypatch):
                                      fitness={"expression": "-jnp.abs(next_state.pos)"}), iterations=1, samples=2),
                   tmp_path / "run")
     assert summary["status"] == "complete" and summary["best_fitness"] is not None
+
+
+def test_a_factory_returning_a_brax_env_or_a_gymnax_env(own_module, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # envs.examples
+    task = task_from_mapping({"description": "x", "env": {"source": "own_env_fixture:make_brax_pendulum",
+                                                          "episode_length": 50}, "fitness": {}})
+    assert {"q", "qd", "root_pos", "prev_action", "dt"} <= set(task.schema.names)
+    assert task.schema.action.kind == "continuous" and task.schema.action.shape == (1,)
+    assert task.make_env().max_episode_steps == 50
+    # a gymnax Environment alone (no params): its default params
+    task = task_from_mapping({"description": "x", "env": {"source": "gymnax_single:make"}, "fitness": {}})
+    assert task.schema.action.kind == "continuous" and task.make_env().max_episode_steps == 100
