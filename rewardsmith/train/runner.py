@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from rewardsmith.childproc import die_with_parent
 from rewardsmith.rundir import WorkerFiles, atomic_write_json, read_json
 from rewardsmith.train.sandbox import ENV as SANDBOX_ENV, Policy
 
@@ -102,7 +103,7 @@ def _start_worker(args: list[str], log, cwd: Path, stdin, policy: Policy,
     env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH", "")) if p)
     return subprocess.Popen([sys.executable, "-m", "rewardsmith.train.worker", *args], stdout=subprocess.PIPE,
                             stderr=log, stdin=stdin, env=env, text=True, start_new_session=True, cwd=str(cwd),
-                            preexec_fn=preexec_fn)
+                            preexec_fn=die_with_parent(preexec_fn))
 
 
 class WarmWorker:

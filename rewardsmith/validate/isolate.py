@@ -28,6 +28,7 @@ import threading
 import time
 from typing import Any, Iterable, Mapping
 
+from rewardsmith.childproc import die_with_parent
 from rewardsmith.records import Validation
 
 _MB = 1024 * 1024
@@ -85,7 +86,7 @@ class Checker:
         with open(self._log, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "rewardsmith.validate.isolate"], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=log, env=env, cwd=self._cwd.name,
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=die_with_parent())
         threading.Thread(target=_pump_lines, args=(self.proc.stdout, self._lines), daemon=True).start()
 
     def submit(self, candidates: Iterable[tuple[str, str]], schema_json: Mapping[str, Any], max_components: int,
