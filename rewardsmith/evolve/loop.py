@@ -172,7 +172,9 @@ def _positive_number(cfg: Mapping[str, Any], key: str, default: float) -> float:
 def _worker_settings(cfg: Mapping[str, Any]) -> WorkerSettings:
     try:
         limits = CheckLimits(cpu_s=_positive_number(cfg, "check_cpu_s", CheckLimits.cpu_s),
-                             memory_mb=cfg.get("check_memory_mb", CheckLimits.memory_mb))
+                             memory_mb=cfg.get("check_memory_mb", CheckLimits.memory_mb),
+                             max_flops=cfg.get("check_max_flops", CheckLimits.max_flops),
+                             max_mb=cfg.get("check_max_mb", CheckLimits.max_mb))
     except ValueError as e:
         raise UserError(str(e)) from None
     cache = cfg.get("compile_cache", True)

@@ -41,6 +41,10 @@ class CheckLimits:
     cpu_s: float = 20.0        # CPU seconds (RLIMIT_CPU)
     memory_mb: int = 2048      # address space the candidate may add to the checker's own (RLIMIT_AS)
     wall_s: float = 0.0        # wall-clock seconds; 0 = 2 x cpu_s + 10
+    # what one transition's reward may cost once compiled (XLA's cost analysis): flops, and megabytes
+    # accessed or held in temporary buffers; no reasonable reward comes near the defaults
+    max_flops: float = 1e7
+    max_mb: float = 16.0
 
     def __post_init__(self) -> None:
         if not (isinstance(self.cpu_s, (int, float)) and self.cpu_s > 0):
@@ -49,6 +53,9 @@ class CheckLimits:
             raise ValueError(f"check_memory_mb must be an integer of at least 64, got {self.memory_mb!r}")
         if not (isinstance(self.wall_s, (int, float)) and self.wall_s >= 0):
             raise ValueError(f"check_wall_s must be 0 (automatic) or a positive number, got {self.wall_s!r}")
+        for key, value in (("check_max_flops", self.max_flops), ("check_max_mb", self.max_mb)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{key} must be a positive number, got {value!r}")
 
     @property
     def wall(self) -> float:
@@ -215,10 +222,14 @@ def _child(cand: dict, schema, max_components: int, limits: CheckLimits, wfd: in
     from rewardsmith.train.sandbox import forbid_new_processes
 
     forbid_new_processes()  # candidate code starts no process (where the kernel allows the filter)
-    from rewardsmith.validate.trace import shape_check_schema
+    from rewardsmith.validate.trace import cost_check, shape_check_schema
 
     try:
-        v, _ = shape_check_schema(cand["source"], cand["id"], schema, max_components)
+        v, branch = shape_check_schema(cand["source"], cand["id"], schema, max_components)
+        if v.ok:  # compiled on one transition, within this child's limits: what it would cost to train
+            reason = cost_check(branch, schema, limits.max_flops, limits.max_mb * _MB)
+            if reason:
+                v = Validation(ok=False, stage="cost", reason=reason)
         if not v.ok and "MemoryError" in v.reason:
             v = dataclasses.replace(v, reason=f"{v.reason} (the memory limit is {limits.memory_mb} MB)")
         payload = dataclasses.asdict(v)

@@ -41,6 +41,29 @@ def shape_check_schema(source: str, name: str, schema: StateSchema,
     return Validation(ok=True, stage="passed", components=names), make_branch(fn, names, max_components)
 
 
+# The trainer evaluates the reward on every stored transition of every member, so a reward that costs
+# like a 2048 x 2048 matmul holds the whole generation. A Brax ant's reward costs about a thousand
+# flops and a few kilobytes; the bounds (CheckLimits.max_flops, max_mb) are far above that.
+def cost_check(branch: Callable, schema: StateSchema, max_flops: float = 1e7, max_bytes: float = 16 * 2 ** 20) -> str:
+    """Compile the reward on one abstract transition and read XLA's cost and memory analysis; ''
+    when it is within the bounds, else one line with the figures."""
+    state, action = abstract_inputs(schema)
+    compiled = jax.jit(branch).lower(state, action, state).compile()
+    cost = compiled.cost_analysis()
+    cost = (cost[0] if isinstance(cost, (list, tuple)) and cost else cost) or {}
+    flops, accessed = float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
+    memory = compiled.memory_analysis()
+    temp = float(getattr(memory, "temp_size_in_bytes", 0) or 0) if memory is not None else 0.0
+    over = [f"{name} {value:.3g} > {bound:.3g}" for name, value, bound in (
+        ("flops", flops, max_flops), ("bytes accessed", accessed, max_bytes), ("temporary bytes", temp, max_bytes))
+        if value > bound]
+    if not over:
+        return ""
+    return (f"too costly for a reward: on one transition, compiled, it needs {', '.join(over)} (the trainer "
+            f"evaluates it on every transition of every member; cost per transition: {flops:.3g} flops, "
+            f"{accessed:.3g} bytes accessed, {temp:.3g} temporary bytes)")
+
+
 def rollout_check(task: Task, branches: list[Callable], *, num_envs: int = 32, num_steps: int = 64,
                   seed: int = 0) -> list[str | None]:
     """Evaluate all branches on one random-policy rollout; return a reason per branch (None = finite)."""
