@@ -61,6 +61,14 @@ def test_everyday_rewards_are_far_from_the_cost_bounds(body):
     from rewardsmith.train.ppo import MAX_COMPONENTS
     from rewardsmith.validate.trace import cost_check, shape_check_schema
 
+    import jax
+
+    from rewardsmith.validate.load import abstract_inputs, load_reward_fn
+
     schema = get_task("cartpole").schema
-    v, branch = shape_check_schema(_source(body), "c", schema, MAX_COMPONENTS)
-    assert v.ok and cost_check(branch, schema) == ""
+    v, _ = shape_check_schema(_source(body), "c", schema, MAX_COMPONENTS, cost_bounds=(1e7, 16 * 2 ** 20))
+    assert v.ok
+    state, action = abstract_inputs(schema)
+    traced = jax.jit(load_reward_fn(_source(body))).trace(state, action, state)
+    tiny = cost_check(traced, 1.0, 1.0)  # the figures, under tiny bounds
+    assert cost_check(traced) == "" and tiny.startswith("too costly") and "flops" in tiny

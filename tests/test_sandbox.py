@@ -178,3 +178,34 @@ def test_no_new_processes_filter_keeps_threads(tmp_path):
     if "assert" in out.stderr:
         pytest.skip("no seccomp on this machine")
     assert out.stdout.split() == ["refused", "refused"], out.stderr
+
+
+def test_the_filter_covers_threads_started_before_it_and_32_bit_calls():
+    """A thread that was running before the filter cannot fork (TSYNC), and a 32-bit int 0x80 fork
+    (another architecture's system call) kills the process instead of running."""
+    import platform
+    import subprocess
+    import sys
+
+    if platform.machine() != "x86_64":
+        pytest.skip("x86_64 only")
+    code = ("import os, threading, queue; from rewardsmith.train.sandbox import forbid_new_processes\n"
+            "go, done = queue.Queue(), queue.Queue()\n"
+            "def early():\n    go.get()\n    try:\n        pid = os.fork()\n"
+            "        if pid == 0: os._exit(0)\n        done.put('spawned')\n"
+            "    except PermissionError:\n        done.put('refused')\n"
+            "t = threading.Thread(target=early); t.start()\n"
+            "assert forbid_new_processes()\n"
+            "go.put(1); print(done.get(), flush=True); t.join()\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    if "AssertionError" in out.stderr:
+        pytest.skip("no seccomp on this machine")
+    assert out.stdout.split() == ["refused"], out.stdout + out.stderr
+    int80 = ("import ctypes, mmap; from rewardsmith.train.sandbox import forbid_new_processes\n"
+             "m = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\n"
+             "m.write(bytes([0xb8, 2, 0, 0, 0, 0xcd, 0x80, 0xc3]))  # mov eax, 2 (i386 fork); int 0x80; ret\n"
+             "f = ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(m)))\n"
+             "assert forbid_new_processes()\n"
+             "print('returned', f(), flush=True)\n")
+    out = subprocess.run([sys.executable, "-c", int80], capture_output=True, text=True, timeout=60)
+    assert "returned" not in out.stdout and out.returncode == -31, (out.returncode, out.stdout, out.stderr[-500:])

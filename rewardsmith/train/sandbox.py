@@ -41,9 +41,9 @@ EXIT_SANDBOX = 78  # strict mode and isolation unavailable
 _CLONE_NEWUSER, _CLONE_NEWPID, _CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 _PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP = 1, 38, 22
 _SYS = {"x86_64": {"landlock_create_ruleset": 444, "landlock_add_rule": 445, "landlock_restrict_self": 446,
-                   "clone": 56, "fork": 57, "vfork": 58, "clone3": 435},
+                   "clone": 56, "fork": 57, "vfork": 58, "clone3": 435, "seccomp": 317},
         "aarch64": {"landlock_create_ruleset": 444, "landlock_add_rule": 445, "landlock_restrict_self": 446,
-                    "clone": 220, "clone3": 435}}
+                    "clone": 220, "clone3": 435, "seccomp": 277}}
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 
 # Landlock access rights by ABI version
@@ -221,15 +221,19 @@ def _package_dirs() -> list[str]:
 # -- seccomp: no new processes ------------------------------------------------------------------------
 
 def forbid_new_processes() -> bool:
-    """From now on this process and its threads may start threads but no process (fork, vfork,
-    clone without CLONE_THREAD: EPERM; clone3: ENOSYS, so libc falls back to clone)."""
+    """From now on this process and every one of its threads (those already running too: the filter
+    is installed with SECCOMP_FILTER_FLAG_TSYNC) may start threads but no process (fork, vfork,
+    clone without CLONE_THREAD: EPERM; clone3: ENOSYS, so libc falls back to clone). A system call of
+    another architecture (a 32-bit ``int 0x80``) or the x32 ABI kills the process."""
     arch = platform.machine()
     nrs = _SYS.get(arch)
     if not nrs or arch not in _AUDIT_ARCH:
         return False
     ld, jeq, jset, ret = 0x20, 0x15, 0x45, 0x06
-    allow, eperm, enosys = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38
-    prog = [(ld, 0, 0, 4), (jeq, 1, 0, _AUDIT_ARCH[arch]), (ret, 0, 0, allow), (ld, 0, 0, 0)]
+    allow, eperm, enosys, kill = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38, 0x80000000
+    prog = [(ld, 0, 0, 4), (jeq, 1, 0, _AUDIT_ARCH[arch]), (ret, 0, 0, kill), (ld, 0, 0, 0)]
+    if arch == "x86_64":  # x32 numbers carry bit 30 on the same architecture
+        prog += [(jset, 0, 1, 0x40000000), (ret, 0, 0, kill)]
     denied = [nrs[n] for n in ("fork", "vfork") if n in nrs]
     # layout: [checks for denied...] [clone3] [clone] [allow] [eperm] [enosys] [clone flag check...]
     body: list[tuple[int, int, int, int]] = []
@@ -253,7 +257,10 @@ def forbid_new_processes() -> bool:
     libc = _libc()
     if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         return False
-    return libc.prctl(_PR_SET_SECCOMP, 2, ctypes.byref(fprog), 0, 0) == 0
+    # seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC): every thread, not only this one
+    if libc.syscall(ctypes.c_long(nrs["seccomp"]), ctypes.c_long(1), ctypes.c_long(1), ctypes.byref(fprog)) == 0:
+        return True
+    return False
 
 
 # -- the worker's entry -------------------------------------------------------------------------------

@@ -24,31 +24,36 @@ def shape_check(source: str, name: str, task: Task, max_components: int) -> tupl
     return shape_check_schema(source, name, task.schema, max_components)
 
 
-def shape_check_schema(source: str, name: str, schema: StateSchema,
-                       max_components: int) -> tuple[Validation, Callable | None]:
+def shape_check_schema(source: str, name: str, schema: StateSchema, max_components: int,
+                       cost_bounds: tuple[float, float] | None = None) -> tuple[Validation, Callable | None]:
+    """Trace once on the schema's abstract transition; with ``cost_bounds`` (flops, bytes) that same
+    trace is compiled and its cost checked too (``cost_check``)."""
     try:
         fn = load_reward_fn(source, name)
     except RewardLoadError as e:
         return Validation(ok=False, stage="trace", reason=str(e)), None
     state, action = abstract_inputs(schema)
     try:
-        out = jax.eval_shape(fn, state, action, state)
+        traced = jax.jit(fn).trace(state, action, state)
     except Exception as e:  # noqa: BLE001
         return Validation(ok=False, stage="trace", reason=f"tracing failed: {describe_exception(e, name)}"), None
-    err, names = output_structure_error(out, max_components)
+    err, names = output_structure_error(traced.out_info, max_components)
     if err:
         return Validation(ok=False, stage="trace", reason=err), None
+    if cost_bounds is not None:
+        reason = cost_check(traced, *cost_bounds)
+        if reason:
+            return Validation(ok=False, stage="cost", reason=reason), None
     return Validation(ok=True, stage="passed", components=names), make_branch(fn, names, max_components)
 
 
 # The trainer evaluates the reward on every stored transition of every member, so a reward that costs
 # like a 2048 x 2048 matmul holds the whole generation. A Brax ant's reward costs about a thousand
 # flops and a few kilobytes; the bounds (CheckLimits.max_flops, max_mb) are far above that.
-def cost_check(branch: Callable, schema: StateSchema, max_flops: float = 1e7, max_bytes: float = 16 * 2 ** 20) -> str:
-    """Compile the reward on one abstract transition and read XLA's cost and memory analysis; ''
-    when it is within the bounds, else one line with the figures."""
-    state, action = abstract_inputs(schema)
-    compiled = jax.jit(branch).lower(state, action, state).compile()
+def cost_check(traced, max_flops: float = 1e7, max_bytes: float = 16 * 2 ** 20) -> str:
+    """Compile a reward traced on one abstract transition (``jax.jit(fn).trace(...)``) and read XLA's
+    cost and memory analysis; '' when it is within the bounds, else one line with the figures."""
+    compiled = traced.lower().compile()
     cost = compiled.cost_analysis()
     cost = (cost[0] if isinstance(cost, (list, tuple)) and cost else cost) or {}
     flops, accessed = float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
