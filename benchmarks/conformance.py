@@ -23,9 +23,11 @@ from rewardsmith.evaluate.conformance import brax_names, check_env, gymnax_ids, 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=["gymnax", "brax"], default=None)
+    ap.add_argument("--env", action="append", default=None, help="only these sources (repeatable)")
     ap.add_argument("--out", default="outputs/benchmarks/conformance.json")
     args = ap.parse_args()
     sources = ([] if args.only == "brax" else gymnax_ids()) + ([] if args.only == "gymnax" else brax_names())
+    sources = [s for s in sources if s in args.env] if args.env else sources
     rows = []
     for src in sources:
         row = check_env(src)
