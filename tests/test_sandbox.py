@@ -209,3 +209,28 @@ def test_the_filter_covers_threads_started_before_it_and_32_bit_calls():
              "print('returned', f(), flush=True)\n")
     out = subprocess.run([sys.executable, "-c", int80], capture_output=True, text=True, timeout=60)
     assert "returned" not in out.stdout and out.returncode == -31, (out.returncode, out.stdout, out.stderr[-500:])
+
+
+def test_the_filter_refuses_unix_sockets(tmp_path):
+    """A socket file outside the worker (think docker's, D-Bus, an ssh agent) cannot be reached once the
+    filter is on: socket(AF_UNIX) and socketpair are refused; pipes still work."""
+    import socket as socketlib
+    import subprocess
+    import sys
+
+    path = tmp_path / "outside.sock"
+    server = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    code = ("import os, socket; from rewardsmith.train.sandbox import forbid_new_processes\n"
+            "assert forbid_new_processes()\n"
+            "r, w = os.pipe(); os.write(w, b'x'); assert os.read(r, 1) == b'x'\n"
+            "for f in (lambda: socket.socket(socket.AF_UNIX).connect(%r), socket.socketpair,\n"
+            "          lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)):\n"
+            "    try:\n        f(); print('opened')\n    except PermissionError:\n        print('refused')\n"
+            "socket.socket(socket.AF_INET).close(); print('inet')\n" % str(path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    server.close()
+    if "AssertionError" in out.stderr:
+        pytest.skip("no seccomp on this machine")
+    assert out.stdout.split() == ["refused", "refused", "refused", "inet"], out.stdout + out.stderr

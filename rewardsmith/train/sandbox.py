@@ -41,9 +41,11 @@ EXIT_SANDBOX = 78  # strict mode and isolation unavailable
 _CLONE_NEWUSER, _CLONE_NEWPID, _CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 _PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP = 1, 38, 22
 _SYS = {"x86_64": {"landlock_create_ruleset": 444, "landlock_add_rule": 445, "landlock_restrict_self": 446,
-                   "clone": 56, "fork": 57, "vfork": 58, "clone3": 435, "seccomp": 317},
+                   "clone": 56, "fork": 57, "vfork": 58, "clone3": 435, "seccomp": 317,
+                   "socket": 41, "socketpair": 53},
         "aarch64": {"landlock_create_ruleset": 444, "landlock_add_rule": 445, "landlock_restrict_self": 446,
-                    "clone": 220, "clone3": 435, "seccomp": 277}}
+                    "clone": 220, "clone3": 435, "seccomp": 277, "socket": 198,
+                    "socketpair": 199}}
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 
 # Landlock access rights by ABI version
@@ -223,7 +225,9 @@ def _package_dirs() -> list[str]:
 def forbid_new_processes() -> bool:
     """From now on this process and every one of its threads (those already running too: the filter
     is installed with SECCOMP_FILTER_FLAG_TSYNC) may start threads but no process (fork, vfork,
-    clone without CLONE_THREAD: EPERM; clone3: ENOSYS, so libc falls back to clone). A system call of
+    clone without CLONE_THREAD: EPERM; clone3: ENOSYS, so libc falls back to clone) and open no unix
+    socket (``socket``/``socketpair`` with AF_UNIX: EPERM; a socket file outside, docker's or an
+    ssh agent's, cannot be reached; the worker talks to the run through its pipes). A system call of
     another architecture (a 32-bit ``int 0x80``) or the x32 ABI kills the process."""
     arch = platform.machine()
     nrs = _SYS.get(arch)
@@ -234,6 +238,8 @@ def forbid_new_processes() -> bool:
     prog = [(ld, 0, 0, 4), (jeq, 1, 0, _AUDIT_ARCH[arch]), (ret, 0, 0, kill), (ld, 0, 0, 0)]
     if arch == "x86_64":  # x32 numbers carry bit 30 on the same architecture
         prog += [(jset, 0, 1, 0x40000000), (ret, 0, 0, kill)]
+    for call in ("socket", "socketpair"):  # no unix socket (pathname or abstract): EPERM; other families pass
+        prog += [(jeq, 0, 4, nrs[call]), (ld, 0, 0, 16), (jeq, 0, 1, 1), (ret, 0, 0, eperm), (ret, 0, 0, allow)]
     denied = [nrs[n] for n in ("fork", "vfork") if n in nrs]
     # layout: [checks for denied...] [clone3] [clone] [allow] [eperm] [enosys] [clone flag check...]
     body: list[tuple[int, int, int, int]] = []

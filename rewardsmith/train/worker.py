@@ -40,7 +40,8 @@ def _forbid_new_processes(jax) -> None:
         from rewardsmith.train.sandbox import forbid_new_processes
 
         _NO_SPAWN = forbid_new_processes()
-        _SANDBOX["processes"] = _SANDBOX.get("processes", "none") + ("; seccomp: no new processes" if _NO_SPAWN else "")
+        _SANDBOX["processes"] = _SANDBOX.get("processes", "none") + ("; seccomp: no new processes, no unix sockets, "
+                                                                   "other ABIs killed, every thread" if _NO_SPAWN else "")
         emit("sandbox", **_SANDBOX)
 
 

@@ -211,6 +211,8 @@ def _child(cand: dict, schema, max_components: int, limits: CheckLimits, wfd: in
     """Runs in the forked child: limits first, then the candidate's code."""
     import resource
 
+    sys.dont_write_bytecode = True  # a module imported from here on must not write its .pyc: no file may be written
+
     cpu = max(1, int(round(limits.cpu_s)))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     base = _address_space_now()
