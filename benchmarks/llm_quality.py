@@ -34,8 +34,9 @@ def _settings(args) -> "LLMSettings":  # noqa: F821
 
     cfg = {"provider": "local" if args.local else "openai_compatible", "model": args.model,
            "api_base": args.api_base, "cache": "off", "timeout_s": args.timeout_s, "max_retries": 1,
-           "concurrency": 1, "n_mode": "fanout", "temperature": args.temperature,
-           "max_tokens_per_call": args.max_tokens, "max_attempts": args.max_attempts}
+           "concurrency": 1, "n_mode": "fanout", "temperature": args.temperature, "max_attempts": args.max_attempts}
+    if args.max_tokens:  # else llm=local's 640 (or the dataclass default)
+        cfg["max_tokens_per_call"] = args.max_tokens
     if args.prompts_dir:
         cfg["prompts_dir"] = args.prompts_dir
     for kv in args.set or []:
@@ -61,7 +62,9 @@ def answers(args) -> dict:
 
     task = get_task(args.task)
     settings = _settings(args)
-    proposer = LLMProposer(settings)
+    # the proposer's conversations (every answer and the error fed back) beside the saved counts
+    keep = Path(args.save).with_suffix("") if args.save else None
+    proposer = LLMProposer(settings, run_dir=keep)
     proposer.preflight()
     rows: list[dict] = []
     try:
@@ -234,7 +237,7 @@ def main() -> None:
     a.add_argument("--api-base", required=True)
     a.add_argument("--model", default="qwen2.5-coder-1.5b-instruct")
     a.add_argument("--local", action="store_true", help="llm=local's settings (stop, seed, fitted max_tokens)")
-    a.add_argument("--max-tokens", type=int, default=2048)
+    a.add_argument("--max-tokens", type=int, default=None)
     a.add_argument("--temperature", type=float, default=1.0)
     a.add_argument("--timeout-s", type=float, default=300.0)
     a.add_argument("--max-attempts", type=int, default=3)

@@ -330,7 +330,9 @@ GGUF = Path(os.environ.get("REWARDSMITH_LOCAL_GGUF", DEV / "qwen2.5-coder-1.5b-i
 SERVER_PYTHON = os.environ.get("REWARDSMITH_LOCAL_PYTHON", str(DEV / "venv" / "bin" / "python"))
 
 
-def _real_model_or_skip():
+def _real_model_or_skip(request):
+    if "local_llm" not in (request.config.getoption("-m") or ""):
+        pytest.skip("the real model runs for minutes: select it with -m local_llm")
     if not GGUF.is_file() or not Path(SERVER_PYTHON).is_file():
         pytest.skip(f"no real local model: {GGUF} (REWARDSMITH_LOCAL_GGUF) or {SERVER_PYTHON} "
                     "(REWARDSMITH_LOCAL_PYTHON) missing")
@@ -338,9 +340,10 @@ def _real_model_or_skip():
 
 @pytest.mark.local_llm
 @pytest.mark.parametrize("task", ["cartpole", "pendulum"])
-def test_real_model_answers_train(tmp_path, task):
-    """Qwen2.5-Coder-1.5B on 1 thread: most samples of generation 0 reach training (gate and trace)."""
-    _real_model_or_skip()
+def test_real_model_answers_train(tmp_path, task, request):
+    """Qwen2.5-Coder-1.5B on 1 thread: most samples of generation 0 reach training (gate and trace).
+    Run with ``pytest -m local_llm tests/test_llm_local.py`` (about 3 minutes a task on 2 shared cores)."""
+    _real_model_or_skip(request)
     prop = make_proposer(_local_yaml() | {"model_path": str(GGUF), "server_python": SERVER_PYTHON,
                                           "model": "qwen2.5-coder-1.5b-instruct", "cache": "off"},
                          run_dir=tmp_path / "run")
@@ -354,3 +357,56 @@ def test_real_model_answers_train(tmp_path, task):
               and not check_source(p.source, get_task(task).schema.names)]
     assert len(usable) >= 3, [p.meta.get("attempts") for p in props]
     assert prop.usage()["tokens_per_s"] > 5
+
+
+def test_if_blocks_of_several_assignments_pick_with_where_and_zero_where_unbound():
+    src = ("import jax.numpy as jnp\n\n" + HEAD + "    total = 0.0\n"
+           "    if next_state.x > 2.0:\n        over = next_state.x - 2.0\n        total += over * 0.5\n"
+           "    else:\n        total -= 1.0\n"
+           "    return total, {'over': over, 'total': total}\n")
+    new, names, _ = fix(src, arrays=True)
+    assert names == ["if on an array -> jnp.where"] and "if " not in new
+    assert "cond_1 = next_state.x > 2.0" in new and "over = jnp.where(cond_1, next_state.x - 2.0, 0.0)" in new
+    import jax
+
+    from rewardsmith.validate.load import load_reward_fn
+
+    schema = get_task("cartpole").schema
+    fn = jax.jit(load_reward_fn(new))
+    for x, total, over in ((3.0, 0.5, 1.0), (0.0, -1.0, 0.0)):
+        s = schema.make_state({n: jax.numpy.float32(x if n == "x" else 0.0) for n in schema.names})
+        t, comps = fn(s, jax.numpy.int32(0), s)
+        assert float(t) == pytest.approx(total) and float(comps["over"]) == pytest.approx(over)
+
+
+def test_clip_keywords_and_bare_field_names():
+    src = "import jax.numpy as jnp\n\n" + HEAD + "    r = jnp.clip(theta, min_val=-1.0, max_val=1.0)\n    return r, {'r': r}\n"
+    new, names, _ = fix(src)
+    assert "next_state.theta" in new and "a field read as a bare name -> next_state.field" in names
+    new, names, _ = fix(new, arrays=True)
+    assert "jnp.clip(next_state.theta, -1.0, 1.0)" in new and names == ["jnp.clip keywords -> positional"]
+
+
+@pytest.mark.parametrize("task", ["cartpole", "pendulum", "mountain_car_continuous", "hopper_jump"])
+def test_the_worked_example_uses_the_tasks_own_fields_and_runs(task):
+    from rewardsmith.propose.llm import schema_example
+    from rewardsmith.train.ppo import MAX_COMPONENTS
+    from rewardsmith.validate.trace import shape_check_schema
+
+    schema = get_task(task).schema
+    text = schema_example(schema)
+    code = extract_code(text)
+    assert code and "not a reward for this task" in text
+    assert not check_source(code, schema.names)
+    assert shape_check_schema(code, "example", schema, MAX_COMPONENTS)[0].ok
+
+
+def test_every_hint_renders():
+    from rewardsmith.propose.llm import _HINTS, _hint
+
+    for _, hint in _HINTS:
+        assert hint.format(field="x", fields="x, theta")
+    assert "jnp.where" in _hint("TracerBoolConversionError: ...", CARTPOLE)
+    text = describe_trace_error("a\n    return total\n", "compute_reward must return (total_reward, components_dict); "
+                                "got Array", CARTPOLE)
+    assert 'return total, {"name": value, ...}' in text

@@ -95,18 +95,17 @@ class LLMProposer(Proposer):
 
         fields = ctx.task.schema.names
         original, repairs, diffs = code, [], []
-        violations = check_source(code, fields)
-        if violations and self.settings.repair:
+        # the gate's violations, and the state read as an array (state[0], x, y = state: that runs, the
+        # state being a named tuple, but reads fields by their position, rarely what the code meant)
+        problems = [str(v) for v in check_source(code, fields)] or state_misuse(code)
+        if problems and self.settings.repair:
             fixed, names, diff = repair_source(code, fields)
-            if names and not check_source(fixed, fields):
-                code, violations = fixed, []
+            if names and not check_source(fixed, fields) and not state_misuse(fixed):
+                code, problems = fixed, []
                 repairs += names
                 diffs.append(diff)
-        if violations:
-            return original, [], "", describe_violations(original, [str(v) for v in violations[:5]], fields)
-        misuse = state_misuse(code)
-        if misuse:  # state[0] or x, y = state runs (the state is a named tuple) but reads fields by position
-            return code, repairs, "".join(diffs), describe_violations(code, misuse, fields)
+        if problems:
+            return original, [], "", describe_violations(original, problems[:5], fields)
         if not self.settings.trace_feedback:
             return code, repairs, "".join(diffs), ""
         reason = self._trace(code, ctx)
@@ -142,7 +141,8 @@ class LLMProposer(Proposer):
             {"role": "system", "content": self.prompts.render("system")},
             {"role": "user", "content": self.prompts.render(
                 "task", task_name=view["name"], description=view["description"], schema=view["schema"],
-                source_excerpt=_source_block(view.get("source_excerpt", "")))},
+                source_excerpt=_source_block(view.get("source_excerpt", "")),
+                example=schema_example(ctx.task.schema))},
         ]
         best = _best(ctx.history, ctx.ranking)
         if ctx.generation > 0 and (ctx.reflection or best is not None):
@@ -288,6 +288,44 @@ def _best(history: list[Candidate], ranking: list[str] | None = None) -> Candida
     return max(scored, key=lambda c: c.fitness) if scored else None
 
 
+def schema_example(schema) -> str:
+    """A worked example in the task's own terms: its fields read as attributes, a different goal (the
+    first rewardable field held at the bottom of its typical range, where goals rarely are; the next
+    one kept small), never the task's answer. Built from the schema alone."""
+    fields = [f for f in schema.fields if f.rewardable] or list(schema.fields)
+    if not fields:
+        return ""
+
+    def read(f) -> str:
+        return f"next_state.{f.name}" + ("" if not f.shape else "[0]")
+
+    def top(f) -> str:
+        return f"{f.low:g}" if f.low is not None else "-1.0"
+
+    def scale(f) -> str:
+        return f"{max(0.05, 0.1 * f.scale):.3g}"
+
+    a = fields[0]
+    lines = ["import jax.numpy as jnp", "", "def compute_reward(state, action, next_state):",
+             f"    error = jnp.abs({read(a)} - {top(a)})",
+             f"    near = jnp.exp(-error / {scale(a)})"]
+    comps = ["near"]
+    if len(fields) > 1:
+        b = fields[1]
+        lines.append(f"    calm = -0.1 * jnp.sum(jnp.square(next_state.{b.name}))")
+        comps.append("calm")
+    if schema.action.kind == "continuous":
+        lines.append("    effort = -0.01 * jnp.sum(jnp.square(action))")
+        comps.append("effort")
+    lines.append(f"    bonus = jnp.where(error < {scale(a)}, 1.0, 0.0)")
+    comps.append("bonus")
+    lines.append(f"    total = {' + '.join(comps)}")
+    lines.append("    return total, {" + ", ".join(f'"{c}": {c}' for c in comps) + "}")
+    goal = f"{a.name} held at {top(a)}" + (f", {fields[1].name} kept small" if len(fields) > 1 else "")
+    return (f"\nAn example of the form only, with this task's fields but a different goal ({goal}); it is "
+            f"not a reward for this task:\n```python\n" + "\n".join(lines) + "\n```\n")
+
+
 def _source_block(excerpt: str) -> str:
     """The environment's own source (your own environment's tasks), as the prompt shows it."""
     if not excerpt:
@@ -315,7 +353,7 @@ _HINTS = (
      "every value must be one number for this one transition: no batch axis; index a vector field or "
      "reduce it with jnp.sum"),
     (re.compile(r"must return \(total_reward, components_dict\)", re.I),
-     "end with `return total, {\"name\": value, ...}`"),
+     "end with `return total, {{\"name\": value, ...}}`"),
     (re.compile(r"import of 'torch'|torch\.", re.I), "write it with jax.numpy (`jnp`), not PyTorch"),
 )
 

@@ -27,6 +27,9 @@ PROVIDERS = {
     # a llama.cpp server: started for the run from llm.model_path, or a running one at llm.api_base
     "local": ("openai", False, None),
 }
+# llm=local's settings where they differ from the dataclass defaults (conf/llm/local.yaml has the same)
+LOCAL_DEFAULTS = {"model": "local", "max_tokens_per_call": 640, "stop": ["\n```\n"], "seed_requests": True,
+                  "timeout_s": 300.0, "max_retries": 2, "concurrency": 1, "n_mode": "fanout"}
 _LOCAL_PROVIDERS = ("ollama", "vllm", "openai_compatible", "local")
 _RETRYABLE_NAMES = {"RateLimitError", "Timeout", "APITimeoutError", "APIConnectionError", "InternalServerError",
                     "ServiceUnavailableError", "BadGatewayError", "TimeoutError"}
@@ -88,7 +91,8 @@ class LLMSettings:
         if provider not in PROVIDERS:
             raise UserError(f"unknown llm provider {provider!r}; available: offline, {', '.join(PROVIDERS)}")
         if provider == "local":
-            cfg.setdefault("model", "local")
+            for k, v in LOCAL_DEFAULTS.items():  # conf/llm/local.yaml's, for settings built without it
+                cfg.setdefault(k, v)
         if not cfg.get("model"):
             raise UserError(f"llm={provider} needs a model: add llm.model=<name>")
         names = {f.name for f in dataclasses.fields(cls)}

@@ -13,7 +13,6 @@ collapses generation speed when it does. With a GPU present, every layer goes to
 from __future__ import annotations
 
 import atexit
-import ctypes
 import os
 import shutil
 import signal
@@ -41,11 +40,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except Exception:  # noqa: BLE001 - not Linux: atexit and close() still stop it
-        pass
+# Started first in the server's process: asks the kernel for SIGTERM when the run dies (Linux), gives up
+# if the run is already gone, then becomes the server (exec keeps the process and the request). Done
+# here rather than in a preexec_fn, which would run Python between fork and exec in a threaded process.
+_WRAPPER = ("import ctypes, os, signal, sys\n"
+            "try:\n"
+            f"    ctypes.CDLL(None, use_errno=True).prctl({_PR_SET_PDEATHSIG}, signal.SIGTERM, 0, 0, 0)\n"
+            "except Exception:\n"
+            "    pass\n"
+            "if os.getppid() != int(sys.argv[1]):\n"
+            "    sys.exit(0)\n"
+            "os.execv(sys.argv[2], sys.argv[2:])\n")
 
 
 class LocalServer:
@@ -81,8 +86,9 @@ class LocalServer:
         env = dict(os.environ)
         env.setdefault("OMP_NUM_THREADS", str(self.threads))
         try:
-            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                                         start_new_session=True, preexec_fn=_die_with_parent)
+            self.proc = subprocess.Popen([sys.executable, "-c", _WRAPPER, str(os.getpid()), *self.command()],
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                                         start_new_session=True)
         except OSError as e:
             raise UserError(f"llm=local: cannot start {self.python}: {e.strerror or e}") from None
         finally:

@@ -47,7 +47,7 @@ def repair_source(source: str, field_names: tuple[str, ...] | list[str] = (), *,
         module = module.visit(t)
         done += t.done
         if arrays:
-            a = _Arrays()
+            a = _Arrays(bound)
             module = module.visit(a)
             done += a.done
         new = module.code
@@ -232,6 +232,9 @@ class _Names(cst.CSTTransformer):
             return _jnp(BARE_CONSTANTS[v])
         if v in self.math_names:
             return _jnp(self.math_names[v])
+        if v in self.fields and v not in self.bound:
+            self.done.append("a field read as a bare name -> next_state.field")
+            return cst.Attribute(value=cst.Name("next_state"), attr=cst.Name(v))
         return updated
 
     # names that are not references: leave them alone
@@ -315,20 +318,41 @@ def _fix_commas(names: list[cst.ImportAlias]) -> list[cst.ImportAlias]:
 
 # -- Python on arrays ---------------------------------------------------------------------------------
 
+_COND = "cond_"  # the names of conditions computed once (numbered; never one the code uses)
+_CLIP_LOW = ("a_min", "min_val", "min", "lower", "low", "min_value")
+_CLIP_HIGH = ("a_max", "max_val", "max", "upper", "high", "max_value")
 _CMP_OPS = (cst.LessThan, cst.LessThanEqual, cst.GreaterThan, cst.GreaterThanEqual, cst.Equal, cst.NotEqual)
 
 
 class _Arrays(cst.CSTTransformer):
     """Python control flow and conversions that cannot run on traced arrays, as jnp calls."""
 
-    def __init__(self):
+    def __init__(self, taken: set[str]):
         self.done: list[str] = []
         self.elifs: set[int] = set()
+        self.assigned: set[str] = set()  # names bound so far, in the order the code is read
+        self.before: dict[int, set[str]] = {}  # an if statement -> the names bound before it
+        self.taken = set(taken)
+        self.counter = [0]
 
     def visit_If(self, node: cst.If):
         if isinstance(node.orelse, cst.If):
             self.elifs.add(id(node.orelse))
+        self.before[id(node)] = set(self.assigned)
         return True
+
+    def visit_Param(self, node: cst.Param):
+        self.assigned.add(node.name.value)
+
+    def visit_Assign(self, node: cst.Assign):
+        for t in node.targets:
+            self.assigned |= _target_names(t.target)
+
+    def visit_AugAssign(self, node: cst.AugAssign):
+        self.assigned |= _target_names(node.target)
+
+    def visit_For(self, node: cst.For):
+        self.assigned |= _target_names(node.target)
 
     def leave_Comparison(self, original: cst.Comparison, updated: cst.Comparison):
         if len(updated.comparisons) < 2 or not all(isinstance(c.operator, _CMP_OPS) for c in updated.comparisons):
@@ -374,6 +398,14 @@ class _Arrays(cst.CSTTransformer):
                 and not isinstance(updated.args[0].value, (cst.SimpleString, cst.Integer, cst.Float)):
             self.done.append(f"{f.value}(x) -> jnp.{'float32' if f.value == 'float' else 'int32'}(x)")
             return updated.with_changes(func=_jnp("float32" if f.value == "float" else "int32"))
+        if _dotted(f) == "jnp.clip" and any(a.keyword is not None and a.keyword.value in _CLIP_LOW + _CLIP_HIGH
+                                            for a in updated.args):
+            args = {a.keyword.value if a.keyword else i: a.value for i, a in enumerate(updated.args)}
+            low = next((args[k] for k in _CLIP_LOW if k in args), args.get(1, cst.Name("None")))
+            high = next((args[k] for k in _CLIP_HIGH if k in args), args.get(2, cst.Name("None")))
+            if 0 in args:
+                self.done.append("jnp.clip keywords -> positional")
+                return _call("clip", args[0], low, high)
         if isinstance(f, cst.Attribute) and f.attr.value == "item" and not updated.args:
             self.done.append(".item() removed")
             return f.value
@@ -383,11 +415,25 @@ class _Arrays(cst.CSTTransformer):
         """``if c: v = a`` [``else: v = b``] -> ``v = jnp.where(c, a, b)`` (one assignment per branch)."""
         if id(original) in self.elifs:
             return updated  # an elif: its `if` turns the whole chain into one jnp.where
-        out = _if_to_where(updated)
-        if out is None:
+        before = self.before.get(id(original), set())
+        got = _if_value(updated)
+        if got is not None and (updated.orelse is not None or got[0] in before):
+            name, value = got
+            self.done.append("if on an array -> jnp.where")
+            return cst.SimpleStatementLine(body=[cst.Assign(targets=[cst.AssignTarget(cst.Name(name))], value=value)])
+        pairs = _if_pairs(updated, before, self._cond_name)
+        if pairs is None:
             return updated
         self.done.append("if on an array -> jnp.where")
-        return out
+        return cst.FlattenSentinel([cst.SimpleStatementLine(body=[cst.Assign(
+            targets=[cst.AssignTarget(cst.Name(v))], value=e)]) for v, e in pairs])
+
+    def _cond_name(self) -> str:
+        while True:
+            self.counter[0] += 1
+            name = f"{_COND}{self.counter[0]}"
+            if name not in self.taken:
+                return name
 
 
 def _unparen(e: cst.BaseExpression) -> cst.BaseExpression:
@@ -439,6 +485,74 @@ def _if_value(node: cst.If) -> tuple[str, cst.BaseExpression] | None:
     if other is None or other[0] != then[0]:
         return None
     return then[0], _call("where", _unparen(node.test), then[1], other[1])
+
+
+def _target_names(t) -> set[str]:
+    if isinstance(t, cst.Name):
+        return {t.value}
+    if isinstance(t, (cst.Tuple, cst.List)):
+        return set().union(*(_target_names(e.value) for e in t.elements)) if t.elements else set()
+    return set()
+
+
+def _block_pairs(block, bound: set[str], new_cond) -> list | None:
+    """A block of plain assignments (and ifs of them) as (name, value) pairs, in order; None otherwise."""
+    stmts = block.body if isinstance(block, cst.IndentedBlock) else [block]
+    pairs: list = []
+    for st in stmts:
+        if isinstance(st, cst.If):
+            sub = _if_pairs(st, bound | {v for v, _ in pairs}, new_cond)
+            if sub is None:
+                return None
+            pairs += sub
+            continue
+        if not isinstance(st, cst.SimpleStatementLine):
+            return None
+        for a in st.body:
+            if isinstance(a, cst.Pass):
+                continue
+            if isinstance(a, cst.Assign) and len(a.targets) == 1 and isinstance(a.targets[0].target, cst.Name):
+                pairs.append((a.targets[0].target.value, a.value))
+            elif isinstance(a, cst.AugAssign) and isinstance(a.target, cst.Name) and type(a.operator) in _AUG:
+                pairs.append((a.target.value, cst.BinaryOperation(left=cst.Name(a.target.value),
+                                                                  operator=_AUG[type(a.operator)](),
+                                                                  right=_paren(a.value))))
+            else:
+                return None
+    return pairs
+
+
+def _if_pairs(node: cst.If, bound: set[str], new_cond) -> list | None:
+    """``if c: <assignments> else: <assignments>`` as assignments that each pick their value with
+    ``jnp.where`` on the condition, computed once first. A name first bound inside a branch is 0 where
+    that branch did not run (Python would have had no value for it: a bonus or penalty that is absent)."""
+    c = new_cond()
+    pairs = [(c, _unparen(node.test))]
+    b = set(bound) | {c}
+
+    def pick(v, e, taken: bool):
+        if v.startswith(_COND):  # a nested if's condition: computed on every path
+            return e
+        if v in b:
+            return _call("where", cst.Name(c), e, cst.Name(v)) if taken else _call("where", cst.Name(c), cst.Name(v), e)
+        zero = cst.Float("0.0")
+        return _call("where", cst.Name(c), e, zero) if taken else _call("where", cst.Name(c), zero, e)
+
+    then = _block_pairs(node.body, b, new_cond)
+    if then is None:
+        return None
+    for v, e in then:
+        pairs.append((v, pick(v, e, True)))
+        b.add(v)
+    if node.orelse is not None:
+        other = _if_pairs(node.orelse, b, new_cond) if isinstance(node.orelse, cst.If) \
+            else _block_pairs(node.orelse.body, b, new_cond)
+        if other is None:
+            return None
+        for v, e in other:
+            pairs.append((v, pick(v, e, False)))
+            b.add(v)
+    return pairs
 
 
 def _if_to_where(node: cst.If):
