@@ -316,6 +316,10 @@ class RunDir:
         return self.llm_dir / "calls.json"
 
     @property
+    def llm_server_log_path(self) -> Path:
+        return self.llm_dir / "server.log"
+
+    @property
     def llm_log_path(self) -> Path:
         return self.llm_dir / "litellm.log"
 

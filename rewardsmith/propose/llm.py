@@ -54,7 +54,7 @@ class LLMProposer(Proposer):
         if s.provider == "local" and s.model_path and not s.api_base and s.cache != "replay":
             from rewardsmith.propose.local_server import LocalServer
 
-            log = self.rd.root / "llm" / "server.log" if self.rd else None
+            log = self.rd.llm_server_log_path if self.rd else None
             if log is not None:
                 log.parent.mkdir(parents=True, exist_ok=True)
             self.server = LocalServer(s.model_path, python=s.server_python, threads=s.threads, context=s.context,

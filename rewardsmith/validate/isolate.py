@@ -212,6 +212,12 @@ def _child(cand: dict, schema, max_components: int, limits: CheckLimits, wfd: in
     import resource
 
     sys.dont_write_bytecode = True  # a module imported from here on must not write its .pyc: no file may be written
+    # the CPU backend and its thread pools start here, before the limits: XLA names each new thread by
+    # writing /proc/self/task/*/comm, which the file-size limit of 0 counts as a write (and kills)
+    import jax
+    import jax.numpy as jnp
+
+    jax.jit(lambda x: x + 1.0).lower(jnp.float32(0.0)).compile()
 
     cpu = max(1, int(round(limits.cpu_s)))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
