@@ -25,7 +25,7 @@ from rewardsmith.feedback.records import SELECTION_MODES, load_feedback
 from rewardsmith.propose import make_proposer
 from rewardsmith.propose.base import Proposal, ProposalContext
 from rewardsmith.records import Candidate, GenerationRecord, Validation, candidate_id
-from rewardsmith.reflect import generation_reflection
+from rewardsmith.reflect import reflection_levels
 from rewardsmith.rundir import (
     RunDir,
     atomic_write_json,
@@ -144,6 +144,7 @@ class SearchState:
     generations: list[GenerationRecord] = dataclasses.field(default_factory=list)
     baselines: dict[str, Candidate] = dataclasses.field(default_factory=dict)
     reflection: str = ""
+    reflection_shorter: list[str] = dataclasses.field(default_factory=list)  # the same with less detail
     race: dict | None = None  # the latest finals (race.json); they order the top while no candidate is newer
     next_gen: int = 0
     wall_before_s: float = 0.0  # wall time of earlier sessions of this run
@@ -471,7 +472,8 @@ class Search:
         state = self.state
         ranking = [c.id for c in state.ranking(feedback)]
         ctx = ProposalContext(task=state.task, generation=gen, k=self.samples, history=list(state.history),
-                              reflection=state.reflection, seed=self.base_seed, human_feedback=human_text,
+                              reflection=state.reflection, reflection_shorter=list(state.reflection_shorter),
+                              seed=self.base_seed, human_feedback=human_text,
                               ranking=ranking if feedback else None, constraints=constraints, attempt=attempt)
         atomic_write_json(self.rd.proposer_input_path(gen, attempt),
                           {"proposer": self.proposer.label, "reflection": ctx.reflection,
@@ -578,8 +580,9 @@ class Search:
         ranked = state.ranking(feedback)
         best = ranked[0] if ranked else None
         gen_best = max(trained, key=lambda c: c.fitness) if trained else None
-        state.reflection = generation_reflection(cands, best, termination=state.task.termination,
-                                                 max_chars=int(state.cfg.get("reflection_max_chars", 8000)))
+        levels = reflection_levels(cands, best, termination=state.task.termination,
+                                   max_chars=int(state.cfg.get("reflection_max_chars", 8000)))
+        state.reflection, state.reflection_shorter = levels[0], levels[1:]
         trained_now = cands + self.baselines_trained
         same = identical_policies(trained_now)
         if same:

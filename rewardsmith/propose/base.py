@@ -29,6 +29,9 @@ class ProposalContext:
     k: int
     history: list[Candidate]  # every candidate so far with its validation and results
     reflection: str = ""  # feedback text built from the previous generation
+    # the same feedback with less detail, most detailed first: for a model whose context window cannot
+    # hold ``reflection`` with the rest of the prompt (empty: only ``reflection`` is known, e.g. resumed)
+    reflection_shorter: list[str] = dataclasses.field(default_factory=list)
     human_feedback: str = ""  # a person's feedback on the previous generation, in plain words
     seed: int = 0
     # candidate ids, best first, as the run's selection mode ranks them (fitness, preference or both);

@@ -15,6 +15,10 @@ from rewardsmith.records import Candidate
 from rewardsmith.rundir import RunDir, atomic_write_json
 from rewardsmith.validate.static import check_source
 
+# the error fed back after an answer, in tokens (the longest hint is about 250)
+FEEDBACK_TOKENS = 300
+# litellm counts with cl100k where it lacks the model's tokenizer: leave this much of the window unused
+TOKEN_MARGIN = 0.9
 _BLOCK = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 _OPEN = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n", re.IGNORECASE)
 
@@ -45,6 +49,8 @@ class LLMProposer(Proposer):
         self.server = None  # llm=local: the llama.cpp server this run started
         self._checker = None  # trace checks of answers (trace_feedback), a limited process kept for the run
         self._check_lock = threading.Lock()
+        self._window: int | None | bool = False  # the model's context window in tokens (False: not read yet)
+        self.prompt_fit: dict = {}  # how the last generation's prompt was fitted to the window
         if settings.provider == "local" and settings.model_path and not settings.api_base:
             # the port of a server started for the run changes from run to run; the cache names the file
             self.client.key_base = f"local:{Path(settings.model_path).name}"
@@ -135,7 +141,27 @@ class LLMProposer(Proposer):
             self.client.calls = [CallRecord(**c) for c in read_json(path)] + self.client.calls
 
     # -- prompt ------------------------------------------------------------------------------
+    def window(self) -> int | None:
+        if self._window is False:
+            self._window = self.settings.context_window()
+        return self._window or None
+
+    def prompt_budget(self) -> int | None:
+        """Tokens the first request's prompt may take (None: no bound known): the context window less
+        the longest answer and, where an answer may be fed back, one more answer and its error (a later
+        attempt that would not fit drops the earlier rounds, see ``fit_conversation``)."""
+        window = self.window()
+        if not window:
+            return None
+        answer = int(self.settings.max_tokens_per_call)
+        more = answer + FEEDBACK_TOKENS if self.settings.max_attempts > 1 else 0
+        return max(0, int(window * TOKEN_MARGIN) - answer - more)
+
     def messages(self, ctx: ProposalContext) -> list[dict]:
+        """The prompt: system, task and, after generation 0, the code to improve on and the feedback.
+        Where the model's context window is known and the feedback would not fit it, the most detailed
+        shorter version that fits is sent (``ctx.reflection_shorter``), else the feedback cut by
+        paragraphs; ``prompt_fit`` says which."""
         view = ctx.task.prompt_view()
         msgs = [
             {"role": "system", "content": self.prompts.render("system")},
@@ -144,18 +170,61 @@ class LLMProposer(Proposer):
                 source_excerpt=_source_block(view.get("source_excerpt", "")),
                 example=schema_example(ctx.task.schema))},
         ]
+        self.prompt_fit = {}
         best = _best(ctx.history, ctx.ranking)
         if ctx.generation > 0 and (ctx.reflection or best is not None):
             if best is not None:
                 msgs.append({"role": "assistant", "content": f"```python\n{best.source.strip()}\n```"})
-            feedback = self.prompts.render("reflection", generation=ctx.generation - 1, statistics=ctx.reflection)
-            if ctx.human_feedback:
-                feedback += "\n\n" + self.prompts.render("human_feedback", feedback=ctx.human_feedback)
-            msgs.append({"role": "user", "content": feedback})
+
+            def feedback(statistics: str) -> dict:
+                text = self.prompts.render("reflection", generation=ctx.generation - 1, statistics=statistics)
+                if ctx.human_feedback:
+                    text += "\n\n" + self.prompts.render("human_feedback", feedback=ctx.human_feedback)
+                return {"role": "user", "content": text}
+
+            msgs.append(feedback(ctx.reflection))
+            budget = self.prompt_budget()
+            if budget is not None:
+                msgs[-1] = self._fit_feedback(msgs, feedback, [ctx.reflection, *ctx.reflection_shorter], budget)
         elif ctx.human_feedback:
             msgs.append({"role": "user", "content": self.prompts.render("human_feedback",
                                                                          feedback=ctx.human_feedback)})
         return msgs
+
+    def _fit_feedback(self, msgs: list[dict], feedback, versions: list[str], budget: int) -> dict:
+        """The first version of the statistics whose prompt fits ``budget`` tokens; else the last one
+        cut paragraph by paragraph (the best candidates come first, so the tail goes)."""
+        head = msgs[:-1]
+        tokens = None
+        for level, text in enumerate(versions):
+            tokens = self.client.count_tokens(head + [feedback(text)])
+            if tokens <= budget:
+                self.prompt_fit = {"window": self.window(), "budget": budget, "prompt_tokens": tokens,
+                                   "reflection_level": level, "levels": len(versions),
+                                   "reflection_chars": len(text), "cut": False}
+                return feedback(text)
+        parts = versions[-1].split("\n\n")
+        while parts:
+            parts = parts[:-1]
+            text = "\n\n".join(parts + ["[the rest left out to fit the model's context window]"])
+            tokens = self.client.count_tokens(head + [feedback(text)])
+            if tokens <= budget:
+                break
+        self.prompt_fit = {"window": self.window(), "budget": budget, "prompt_tokens": tokens,
+                           "reflection_level": len(versions) - 1, "levels": len(versions),
+                           "reflection_chars": len(text), "cut": True}
+        return feedback(text)
+
+    def fit_conversation(self, convo: list[dict], base_len: int) -> list[dict]:
+        """What is sent for a later attempt: the whole conversation where it fits the window with one
+        more answer, else the prompt and the last answer with its error only."""
+        window = self.window()
+        if not window or len(convo) <= base_len + 2:
+            return convo
+        room = int(window * TOKEN_MARGIN) - int(self.settings.max_tokens_per_call)
+        if self.client.count_tokens(convo) <= room:
+            return convo
+        return convo[:base_len] + convo[-2:]
 
     # -- proposing -----------------------------------------------------------------------------
     def propose(self, ctx: ProposalContext) -> list[Proposal]:
@@ -204,7 +273,8 @@ class LLMProposer(Proposer):
                     text = first[s]
                 else:
                     try:
-                        text = self.client.complete(convo, [s], generation=ctx.generation, attempt=attempt,
+                        text = self.client.complete(self.fit_conversation(convo, len(base)), [s],
+                                                    generation=ctx.generation, attempt=attempt,
                                                     retry=ctx.attempt, seed=ctx.seed)[0]
                     except BudgetExhausted as e:
                         self.exhausted = str(e)
@@ -270,6 +340,8 @@ class LLMProposer(Proposer):
         for s, convo in conversations.items():
             atomic_write_json(d / f"slot_{s:02d}.json", {"messages": convo, "attempts": attempts[s]})
         atomic_write_json(d / "usage.json", self.client.totals(ctx.generation))
+        if self.prompt_fit:
+            atomic_write_json(d / "prompt_fit.json", self.prompt_fit)
         atomic_write_json(self.rd.llm_calls_path, [c.__dict__ for c in self.client.calls])
 
     def usage(self) -> dict:

@@ -81,6 +81,10 @@ class LLMSettings:
     threads: int = 1
     server_python: str | None = None
     context: int = 8192
+    # the model's context window in tokens, which the prompt and the longest answer must fit: the
+    # reflection is shortened to fit it. None: llm=local's ``context``, else litellm's model map where it
+    # knows the model, else no bound beyond ``reflection_max_chars``
+    context_tokens: int | None = None
     gpu_layers: int | str = "auto"
     server_start_timeout_s: float = 300.0
 
@@ -114,6 +118,18 @@ class LLMSettings:
         if provider == "openai_compatible" and not s.api_base:
             raise UserError("llm=openai_compatible needs llm.api_base=<url of the server>")
         return s
+
+    def context_window(self) -> int | None:
+        """The context window in tokens (see ``context_tokens``); None where it is not known."""
+        if self.context_tokens:
+            return int(self.context_tokens)
+        if self.provider == "local":
+            return int(self.context)
+        try:
+            info = _litellm().get_model_info(self.model_id)
+            return int(info.get("max_input_tokens") or info.get("max_tokens") or 0) or None
+        except Exception:  # noqa: BLE001 - a model litellm does not map
+            return None
 
     @property
     def model_id(self) -> str:
@@ -235,6 +251,14 @@ class LLMClient:
         return self._supports_n
 
     # -- accounting ----------------------------------------------------------------------------
+    def count_tokens(self, messages: list[dict]) -> int:
+        """The prompt's tokens by litellm's counter for this model (its own tokenizer where litellm has
+        it, else cl100k: an estimate, which the caller leaves a margin for)."""
+        try:
+            return int(_litellm(self.log_file).token_counter(model=self.s.model_id, messages=messages))
+        except Exception:  # noqa: BLE001 - no tokenizer: about 3 characters a token for code and English
+            return sum(len(str(m.get("content", ""))) // 3 + 4 for m in messages)
+
     def totals(self, generation: int | None = None) -> dict[str, Any]:
         """Sums over the requests sent (every one: answered, timed out or failed) and the cached answers."""
         with self._lock:

@@ -1,5 +1,5 @@
 """Reflection: what the next generation is told about the last one (Eureka-style component tables)."""
 
-from rewardsmith.reflect.text import candidate_table, generation_reflection
+from rewardsmith.reflect.text import candidate_table, generation_reflection, reflection_levels
 
-__all__ = ["candidate_table", "generation_reflection"]
+__all__ = ["candidate_table", "generation_reflection", "reflection_levels"]

@@ -116,6 +116,15 @@ def trajectory_lines(c: Candidate, termination: str = "none", fields: bool = Tru
 def generation_reflection(candidates: list[Candidate], best_so_far: Candidate | None, *,
                           termination: str = "none", max_chars: int = DEFAULT_MAX_CHARS) -> str:
     """The whole feedback text; detail is reduced step by step until it fits ``max_chars``."""
+    return reflection_levels(candidates, best_so_far, termination=termination, max_chars=max_chars)[0]
+
+
+def reflection_levels(candidates: list[Candidate], best_so_far: Candidate | None, *,
+                      termination: str = "none", max_chars: int = DEFAULT_MAX_CHARS) -> list[str]:
+    """The feedback text at every level of detail that fits ``max_chars``, most detailed first (the
+    first is what :func:`generation_reflection` gives; a proposer whose model has a small context
+    window takes the first whose whole prompt fits it). Never empty: when no level fits, the least
+    detailed one cut to ``max_chars``."""
     # samples the provider gave no answer for say nothing about reward design: counted, not listed
     lost = [c for c in candidates if c.status == "provider_failed"]
     candidates = [c for c in candidates if c.status != "provider_failed"]
@@ -123,6 +132,7 @@ def generation_reflection(candidates: list[Candidate], best_so_far: Candidate | 
     levels = [(len(ranked), 10, True), (len(ranked), 5, True), (3, 5, True), (3, 5, False), (1, 4, False),
               (0, 0, False)]
     text = ""
+    out: list[str] = []
     for full, points, fields in levels:
         parts = []
         for i, c in enumerate(ranked):
@@ -141,6 +151,13 @@ def generation_reflection(candidates: list[Candidate], best_so_far: Candidate | 
         if best_so_far is not None:
             parts.append(f"best so far: {best_so_far.id} with task fitness {_fmt(best_so_far.fitness)}")
         text = "\n\n".join(parts)
-        if len(text) <= max_chars:
-            return text
-    return text[: max_chars - 40].rsplit("\n", 1)[0] + "\n[further candidates omitted for length]"
+        if len(text) <= max_chars and (not out or text != out[-1]):
+            out.append(text)
+    return out or [cut_text(text, max_chars)]
+
+
+def cut_text(text: str, max_chars: int) -> str:
+    """``text`` cut at a line end to at most ``max_chars``, saying that it was."""
+    if len(text) <= max_chars:
+        return text
+    return text[: max(0, max_chars - 40)].rsplit("\n", 1)[0] + "\n[further candidates omitted for length]"
