@@ -27,6 +27,7 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 
 from rewardsmith.tasks.schema import StateSchema
 from rewardsmith.validate import rules
+from rewardsmith.validate.static import dotted_name as _dotted
 
 # Eureka / Isaac Gym inputs that read another field or the state before the step.
 _ISAAC_INPUTS = {
@@ -91,15 +92,6 @@ class Converted:
     source: str
     inputs: dict[str, str]  # old parameter -> what it reads now
     changes: list[str]
-
-
-def _dotted(node: cst.BaseExpression) -> str:
-    if isinstance(node, cst.Name):
-        return node.value
-    if isinstance(node, cst.Attribute):
-        left = _dotted(node.value)
-        return f"{left}.{node.attr.value}" if left else ""
-    return ""
 
 
 def _expr(code: str) -> cst.BaseExpression:

@@ -24,6 +24,7 @@ import difflib
 import libcst as cst
 
 from rewardsmith.validate import rules
+from rewardsmith.validate.static import dotted_name as _dotted
 
 # names a model uses for jax.numpy (or numpy, which here is jax.numpy)
 NUMPY_ALIASES = ("np", "numpy", "jp", "jnp", "onp")
@@ -100,15 +101,6 @@ def _drop_unused_imports(source: str, modules: tuple[str, ...]) -> str:
 
 def _uses(source: str, name: str) -> bool:
     return any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(ast.parse(source)))
-
-
-def _dotted(node: cst.BaseExpression) -> str:
-    if isinstance(node, cst.Name):
-        return node.value
-    if isinstance(node, cst.Attribute):
-        base = _dotted(node.value)
-        return f"{base}.{node.attr.value}" if base else ""
-    return ""
 
 
 def _jnp(attr: str) -> cst.Attribute:

@@ -627,6 +627,16 @@ def _is_literal(expr: cst.BaseExpression) -> bool:
     return False
 
 
+def dotted_name(node: cst.BaseExpression) -> str:
+    """``a.b.c`` as text; '' where the chain does not start at a plain name (``f().x``)."""
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        left = dotted_name(node.value)
+        return f"{left}.{node.attr.value}" if left else ""
+    return ""
+
+
 def _dotted(node: cst.BaseExpression) -> str:
     if isinstance(node, cst.Name):
         return node.value
