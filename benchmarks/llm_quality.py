@@ -165,8 +165,11 @@ def one_run(task: str, seed: int, proposer: str, root: Path, extra: list[str]) -
 def read_run(run_dir: Path) -> dict:
     s = json.loads((run_dir / "summary.json").read_text())
     final = s.get("final_evaluation") or {}
-    per_gen = []
+    per_gen, train_s = [], []
     for g in sorted((run_dir / "generations").glob("gen_*")):
+        rec = json.loads((g / "generation.json").read_text()) if (g / "generation.json").is_file() else {}
+        if rec.get("train_s") is not None:
+            train_s.append(rec["train_s"])
         cands = [json.loads(p.read_text()) for p in g.glob("candidates/*/candidate.json")]
         mine = [c for c in cands if not c["origin"].startswith(("baseline", "seed"))]
         trained = [c for c in mine if c["status"] == "trained"]
@@ -180,7 +183,7 @@ def read_run(run_dir: Path) -> dict:
             "hns": s.get("human_normalised_score"), "per_generation": per_gen,
             "llm_seconds": llm.get("seconds"), "llm_seconds_per_gen": [gens[k].get("seconds") for k in sorted(gens)],
             "completion_tokens": llm.get("completion_tokens"),
-            "train_seconds": s.get("train_seconds_per_generation"), "wall_s": s.get("wall_time_s")}
+            "train_seconds": train_s, "wall_s": s.get("wall_time_s")}
 
 
 def runs(args) -> None:

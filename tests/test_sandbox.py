@@ -126,13 +126,15 @@ def test_hostile_code_without_gate_has_no_effect_outside_the_worker(tmp_path, mo
     assert records[task.human_reward]["status"] == "trained"
     assert summary["sandbox"]["network"].startswith("namespace") and summary["sandbox"]["filesystem"].startswith(
         "landlock") and summary["sandbox"]["limits"]["memory_mb"] == 12000
-    expected = {"write outside": "PermissionError", "read outside": "PermissionError", "connect": "OSError",
-                "spawn loop": "PermissionError", "memory": "MemoryError"}
+    # Landlock refuses, or (with a mount namespace) the file is not there / its folder is read-only
+    expected = {"write outside": ("PermissionError", "Read-only file system"),
+                "read outside": ("PermissionError", "No such file or directory"), "connect": ("OSError",),
+                "spawn loop": ("PermissionError",), "memory": ("MemoryError",)}
     for name, src in hostile.items():
         rec = records[src]
         reason = rec["validation"]["reason"]
         assert rec["status"] == "rejected", (name, rec["status"], reason)
-        assert expected[name.split(" (")[0]] in reason, (name, reason)
+        assert any(e in reason for e in expected[name.split(" (")[0]]), (name, reason)
     # nothing happened outside the worker
     assert not outside.exists()
     assert connections == []
@@ -234,3 +236,100 @@ def test_the_filter_refuses_unix_sockets(tmp_path):
     if "AssertionError" in out.stderr:
         pytest.skip("no seccomp on this machine")
     assert out.stdout.split() == ["refused", "refused", "refused", "inet"], out.stdout + out.stderr
+
+
+ACTIONS = r'''
+import ctypes, json, os, sys
+from rewardsmith.train import sandbox
+outside, shm, kept, w = sys.argv[1:5]
+rep = sandbox.enter(sandbox.Policy(mode="auto", write=(w,), read=(os.path.dirname(kept),)))
+out = {"report": rep}
+def act(name, f):
+    try:
+        out[name] = ["done", repr(f())]
+    except Exception as e:
+        out[name] = [type(e).__name__, str(e)]
+act("read outside", lambda: open(outside).read())
+act("write shm", lambda: open(shm, "w").write("overwritten"))
+act("list shm", lambda: os.listdir("/dev/shm"))
+act("chmod", lambda: os.chmod(kept, 0o777))
+act("utime", lambda: os.utime(kept, (0, 0)))
+act("chown", lambda: os.chown(kept, 4242, 4242))
+act("write kept", lambda: open(kept, "w").write("overwritten"))
+act("read kept", lambda: open(kept).read())
+act("kmsg", lambda: open("/dev/kmsg").read(1))
+act("processes", lambda: sorted(int(p) for p in os.listdir("/proc") if p.isdigit()))
+act("run", lambda: os.listdir("/run"))
+act("shadow", lambda: open("/etc/shadow").read(1))
+act("passwd", lambda: len(open("/etc/passwd").read()) > 0)
+act("umount", lambda: ctypes.CDLL(None, use_errno=True).umount2(b"/tmp", 2) == 0 or ctypes.get_errno())
+act("own write", lambda: open(os.path.join(w, "mine.txt"), "w").write("ok"))
+act("caps", lambda: [ln.split()[1] for ln in open("/proc/self/status") if ln.startswith(("CapEff", "CapBnd"))])
+print(json.dumps(out))
+'''
+
+
+def test_mount_namespace_hides_the_machine_and_leaves_outside_files_unchanged(tmp_path, available):
+    """With the worker's own mount namespace: /tmp, /run and /dev/shm are private, only the worker's own
+    processes are visible, /etc is read only where Python needs it, no file outside can change its
+    mode, times, owner or content, and the worker holds no capability (so it cannot unmount the
+    covers), while its own directory stays writable."""
+    import os
+    import subprocess
+    import sys
+    import uuid
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("outside-7d1e")
+    kept_dir, w = tmp_path / "task", tmp_path / "worker"
+    kept_dir.mkdir()
+    w.mkdir()
+    kept = kept_dir / "task.py"
+    kept.write_text("TASK = 1\n")
+    before = os.stat(kept)
+    shm = Path("/dev/shm") / f"rewardsmith-test-{uuid.uuid4().hex}"
+    shm.write_text("host's")
+    try:
+        out = subprocess.run([sys.executable, "-c", ACTIONS, str(outside), str(shm), str(kept), str(w)],
+                             capture_output=True, text=True, timeout=120, cwd=w,
+                             env={**os.environ, "PYTHONPATH": str(Path(sandbox.__file__).parents[2])})
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+        assert shm.read_text() == "host's"
+    finally:
+        shm.unlink()
+    mounts = got["report"].get("mounts") or {}
+    if "error" in mounts:
+        pytest.skip(f"no mount namespace here: {mounts['error']}")
+    assert mounts["proc"] == "own pid namespace" and set(mounts["hidden"]) >= {"/tmp", "/run"}
+    assert set(mounts["dev"]) <= {"null", "zero", "full", "random", "urandom"} and "null" in mounts["dev"]
+    assert got["read outside"][0] == "FileNotFoundError"
+    assert got["write shm"][0] in ("FileNotFoundError", "PermissionError") and got["list shm"] == ["done", "[]"]
+    for name in ("chmod", "utime", "chown"):
+        assert "Read-only file system" in got[name][1], (name, got[name])
+    assert got["write kept"][0] in ("OSError", "PermissionError") and got["read kept"] == ["done", "'TASK = 1\\n'"]
+    assert got["kmsg"][0] == "FileNotFoundError"
+    assert got["processes"] == ["done", "[1]"]
+    assert got["run"] == ["done", "[]"] or got["run"][0] == "PermissionError"
+    if Path("/etc/shadow").exists():
+        assert got["shadow"][0] == "PermissionError"
+    assert got["passwd"] == ["done", "True"]
+    assert got["umount"] == ["done", str(1)], got["umount"]  # EPERM
+    assert got["own write"] == ["done", "2"] and (w / "mine.txt").read_text() == "ok"
+    assert got["caps"] == ["done", "['0000000000000000', '0000000000000000']"]
+    assert got["report"]["user"].startswith("uid ") and not got["report"]["user"].startswith("uid 0 ")
+    after = os.stat(kept)
+    assert (after.st_mode, after.st_mtime_ns, after.st_uid) == (before.st_mode, before.st_mtime_ns, before.st_uid)
+    assert kept.read_text() == "TASK = 1\n" and outside.read_text() == "outside-7d1e"
+
+
+def test_a_partial_sandbox_is_named():
+    """Where the kernel gives network and file isolation but not every layer beneath, the report names
+    what is missing (the run warns once with it)."""
+    full = {"mounts": {"proc": "own pid namespace", "read_only_count": [20, 20]},
+            "user": "uid 1000 inside, capabilities dropped"}
+    assert sandbox._partial(full) == []
+    assert sandbox._partial({"mounts": {"error": "no mount namespace"}}) == ["no private mounts (no mount namespace)"]
+    weak = {"mounts": {"proc": "host's (Operation not permitted)", "read_only_count": [18, 20]},
+            "user": "uid 1000 inside, capabilities kept (capset failed)"}
+    assert sandbox._partial(weak) == ["/proc not private: host's (Operation not permitted)",
+                                      "2 of 20 mounts not read-only", "capabilities kept"]

@@ -570,6 +570,9 @@ class Search:
             self.display.message(f"warning: the training worker runs candidate code without "
                                  f"{' and '.join(sb['missing'])} isolation here (no user namespaces or Landlock); "
                                  "the static gate and the keyless worker still apply")
+        elif sb.get("partial") and not self.sandbox_warned:
+            self.sandbox_warned = True
+            self.display.message(f"warning: the training worker's sandbox is partial here: {'; '.join(sb['partial'])}")
 
     def record(self, gen: int, attempt: int, cands: list[Candidate], worker_error: str, human_text: str,
                feedback: list, wall_s: float) -> GenerationRecord:

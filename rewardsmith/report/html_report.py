@@ -110,7 +110,11 @@ def build_report(root: str | Path) -> str:
     if sb:
         lim = sb.get("limits") or {}
         rows.append(("worker sandbox", f"network: {_e(sb.get('network'))} · files: {_e(sb.get('filesystem'))} · "
-                     f"processes: {_e(sb.get('processes'))} · memory cap: "
+                     f"processes: {_e(sb.get('processes'))} · "
+                     + (f"mounts: {_e(', '.join(sb['mounts'].get('hidden') or []))} private, "
+                        f"{_e(sb['mounts'].get('read_only'))} read-only, /proc {_e(sb['mounts'].get('proc'))} · "
+                        if isinstance(sb.get("mounts"), dict) and "error" not in sb["mounts"] else "")
+                     + f"{_e(sb.get('user') or '')} · memory cap: "
                      f"{_e(str(lim.get('memory_mb')) + ' MB' if lim.get('memory_mb') else 'none')}"
                      + (f" · <span class='flag'>missing: {_e(', '.join(sb['missing']))}</span>"
                         if sb.get("missing") else "")))

@@ -10,8 +10,11 @@ heavy, it enters what the machine allows and reports what it got (``summary.json
   inside ends with it. A seccomp filter then refuses new processes (threads stay allowed) in the
   worker once its candidate checker runs, and in every checker child before candidate code runs.
 * **filesystem**: Landlock: reads only beneath the Python installation, the import path,
-  rewardsmith's own files and system directories; writes only beneath the worker's own directory
+  rewardsmith's own files and system directories (of /etc only ``_ETC_READ``); writes only beneath the worker's own directory
   (``<run>/worker``) and the compilation cache; nothing in the user's home or elsewhere.
+* **mounts**: a mount namespace of its own (``_private_mounts``): /tmp, /var/tmp and /run empty
+  but for what the worker needs beneath them, a /dev of a few nodes, /proc of its own PID namespace,
+  every other mount read-only; then no capability and not root inside (``_drop_capabilities``).
 * **limits**: address space (``sandbox_memory_mb``; not with a GPU, whose driver reserves far more
   address space than it uses), file size (``sandbox_file_mb``).
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import importlib.util
 import json
 import os
 import platform
@@ -38,8 +42,19 @@ ENV = "REWARDSMITH_SANDBOX"  # the policy, as JSON, from the orchestrator to the
 MODES = ("auto", "strict", "off")
 EXIT_SANDBOX = 78  # strict mode and isolation unavailable
 
-_CLONE_NEWUSER, _CLONE_NEWPID, _CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
+_CLONE_NEWNS, _CLONE_NEWUSER, _CLONE_NEWPID, _CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
 _PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP = 1, 38, 22
+_PR_CAPBSET_DROP, _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 24, 47, 4
+# mount(2) flags
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT = 1, 2, 4, 8, 32
+_MS_NOATIME, _MS_NODIRATIME, _MS_BIND, _MS_REC = 1024, 2048, 4096, 16384
+_MS_PRIVATE, _MS_RELATIME, _MS_STRICTATIME = 1 << 18, 1 << 21, 1 << 24
+# per-mount options a user namespace may not change on a mount it did not make (kept on a remount)
+_LOCKED = {"nosuid": _MS_NOSUID, "nodev": _MS_NODEV, "noexec": _MS_NOEXEC, "noatime": _MS_NOATIME,
+           "nodiratime": _MS_NODIRATIME, "relatime": _MS_RELATIME, "strictatime": _MS_STRICTATIME}
+_HIDDEN = ("/tmp", "/var/tmp", "/run")  # replaced by empty directories (what the worker needs there stays)
+_DEV_NODES = ("null", "zero", "full", "random", "urandom")
+_GPU_NODES = ("nvidia*", "nvidia-caps", "dri", "kfd")
 _SYS = {"x86_64": {"landlock_create_ruleset": 444, "landlock_add_rule": 445, "landlock_restrict_self": 446,
                    "clone": 56, "fork": 57, "vfork": 58, "clone3": 435, "seccomp": 317,
                    "socket": 41, "socketpair": 53},
@@ -57,7 +72,12 @@ _SCOPE_ABSTRACT_UNIX, _SCOPE_SIGNAL = 1, 2
 _FILE_RIGHTS = _FS_EXECUTE | _FS_WRITE_FILE | _FS_READ_FILE | _FS_TRUNCATE | _FS_IOCTL_DEV
 _READ = _FS_EXECUTE | _FS_READ_FILE | _FS_READ_DIR
 
-_SYSTEM_READ = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/opt", "/proc", "/sys", "/run")
+_SYSTEM_READ = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/opt", "/proc", "/sys")
+# of /etc only what the dynamic loader, libc's name and time lookups, Python and the packages read
+_ETC_READ = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezone", "zoneinfo", "passwd", "group",
+             "nsswitch.conf", "host.conf", "hosts", "gai.conf", "os-release", "lsb-release", "debian_version",
+             "alternatives", "fonts", "mime.types", "matplotlibrc", "python3", "python3.*", "pki/tls/certs",
+             "ssl/certs", "ca-certificates.conf", "locale.alias", "locale.conf", "environment")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,17 +114,163 @@ def _syscall(name: str, *args) -> int:
 
 # -- namespaces ---------------------------------------------------------------------------------------
 
-def _enter_namespaces() -> bool:
-    """New user, network and PID namespaces; the caller must fork next (the child is PID 1)."""
+def _enter_namespaces() -> tuple[bool, bool]:
+    """New user, network, PID and (where allowed) mount namespaces; the caller must fork next (the
+    child is PID 1). Returns (entered, with a mount namespace). Inside, the worker's user id is its own
+    unless that is root, which becomes an ordinary id (``_INNER_ID``) with no privilege of its own."""
     uid, gid = os.getuid(), os.getgid()
-    if _libc().unshare(_CLONE_NEWUSER | _CLONE_NEWNET | _CLONE_NEWPID) != 0:
-        return False
+    flags = _CLONE_NEWUSER | _CLONE_NEWNET | _CLONE_NEWPID
+    mounts = _libc().unshare(flags | _CLONE_NEWNS) == 0
+    if not mounts and _libc().unshare(flags) != 0:
+        return False, False
     try:
         Path("/proc/self/setgroups").write_text("deny")
-        Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
-        Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
+        Path("/proc/self/uid_map").write_text(f"{uid or _INNER_ID} {uid} 1")
+        Path("/proc/self/gid_map").write_text(f"{gid or _INNER_ID} {gid} 1")
+    except OSError:
+        return False, False
+    return True, mounts
+
+
+_INNER_ID = 1000  # the worker's user and group id inside its namespace where the run's are root
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> bool:
+    enc = (lambda x: x.encode() if x is not None else None)
+    return _libc().mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)) == 0
+
+
+def _unescape(field: str) -> str:
+    """A path as /proc/self/mountinfo writes it (space, tab, newline and backslash as octal)."""
+    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+
+
+def _under(path: str, roots) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def _outermost(paths) -> list[str]:
+    out: list[str] = []
+    for p in sorted(set(paths), key=len):
+        if not _under(p, out):
+            out.append(p)
+    return out
+
+
+def _private_mounts(keep: list[str], write: list[str], gpu: bool) -> dict[str, Any]:
+    """In the worker's own mount namespace (nothing here reaches the host's): ``/tmp``, ``/var/tmp`` and
+    ``/run`` become empty, except for what the worker must read or write beneath them (its own
+    directory, a virtual environment under /tmp), bound back in place; ``/dev`` holds only null, zero,
+    full, random, urandom (and the GPU's nodes), with a fresh ``/dev/shm``; ``/proc`` is mounted anew for
+    the worker's PID namespace (no other process is visible); then every mount except the worker's
+    writable directories, /proc and /dev is made read-only, so no file outside can change its mode,
+    times or owner (Landlock does not cover those). Each step is best effort and reported."""
+    got: dict[str, Any] = {}
+    if not _mount(None, "/", None, _MS_REC | _MS_PRIVATE):
+        return {"error": f"mount propagation: {os.strerror(ctypes.get_errno())}"}
+    real = [os.path.realpath(p) for p in keep + write if p and os.path.exists(p)]
+    hidden = [h for h in _HIDDEN if os.path.isdir(h) and not os.path.islink(h) and h not in real]
+    back = _outermost(p for p in real if _under(p, hidden))
+    fds = {p: os.open(p, os.O_PATH | os.O_CLOEXEC) for p in back}
+    dev = [f"/dev/{n}" for n in _DEV_NODES if os.path.exists(f"/dev/{n}")]
+    if gpu:
+        dev += [str(p) for pat in _GPU_NODES for p in sorted(Path("/dev").glob(pat))]
+    dev_fds = {p: os.open(p, os.O_PATH | os.O_CLOEXEC) for p in dev}
+    try:
+        got["hidden"] = [h for h in hidden if _mount("tmpfs", h, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=755,size=1m")]
+        for p, fd in fds.items():
+            _bind_back(fd, p)
+        if _mount("tmpfs", "/dev", "tmpfs", _MS_NOSUID | _MS_NOEXEC, "mode=755,size=64m"):
+            nodes = [p for p, fd in dev_fds.items() if _bind_back(fd, p)]
+            os.makedirs("/dev/shm", exist_ok=True)
+            _mount("tmpfs", "/dev/shm", "tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "mode=1777,size=64m")
+            for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                                 ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+                os.symlink(target, f"/dev/{name}")
+            got["dev"] = [os.path.basename(p) for p in nodes]
+    finally:
+        for fd in [*fds.values(), *dev_fds.values()]:
+            os.close(fd)
+    got["proc"] = "own pid namespace" if _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC) \
+        else f"host's ({os.strerror(ctypes.get_errno())})"
+    writable = _outermost(os.path.realpath(w) for w in write if os.path.isdir(w))
+    for w in writable:
+        if w not in fds:  # a directory bound back above is a mount of its own already
+            _mount(w, w, None, _MS_BIND | _MS_REC)
+    done = failed = 0
+    for point, options in _mount_table():
+        if _under(point, ("/proc", "/dev")) or _under(point, writable) or "ro" in options:
+            continue
+        flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY
+        for opt in options:
+            flags |= _LOCKED.get(opt, 0)
+        if _mount(None, point, None, flags):
+            done += 1
+        else:
+            failed += 1
+    got["read_only"] = f"{done} of {done + failed} mounts"
+    got["read_only_count"] = [done, done + failed]
+    try:
+        os.chdir(os.getcwd())  # the working directory as the new mounts show it
+    except OSError:
+        pass
+    return got
+
+
+def _bind_back(fd: int, path: str) -> bool:
+    """Bind what ``fd`` (opened before ``path``'s parent was covered) names back at ``path``."""
+    try:
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            os.makedirs(path, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if not os.path.exists(path):
+                open(path, "w").close()
     except OSError:
         return False
+    return _mount(f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC)
+
+
+def _mount_table() -> list[tuple[str, set[str]]]:
+    """(mount point, per-mount options) of this mount namespace, each point once, in mount order."""
+    out: dict[str, set[str]] = {}
+    try:
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            f = line.split()
+            out[_unescape(f[4])] = set(f[5].split(","))
+    except (OSError, IndexError):
+        return []
+    return list(out.items())
+
+
+def _drop_capabilities() -> bool:
+    """Every capability gone (bounding, ambient, effective, permitted, inheritable): the worker can no
+    longer mount, unmount what covers the host's files, or change its limits upward."""
+    libc = _libc()
+    try:
+        last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    except (OSError, ValueError):
+        last = 63
+    for cap in range(last + 1):
+        libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)
+    libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+
+    data = (Data * 2)()
+    if libc.capset(ctypes.byref(Header(0x20080522, 0)), data) != 0:
+        return False
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16) == 0
+    except (OSError, ValueError):
+        pass
     return True
 
 
@@ -193,6 +359,7 @@ def read_paths(extra: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
     ``extra``; a source checkout on the import path is only listed, so its other files (other runs'
     outputs, .git) stay unreadable."""
     out: list[str] = [p for p in _SYSTEM_READ if os.path.isdir(p)]
+    out += [str(p) for pat in _ETC_READ for p in sorted(Path("/etc").glob(pat))]
     out += [sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))]
     listed: list[str] = []
     mine = _package_dirs()
@@ -217,7 +384,10 @@ def _package_dirs() -> list[str]:
     for sub in ("conf", "envs", "prompts"):
         if (root / sub).is_dir() and (root / "pyproject.toml").is_file():
             dirs.append(str(root / sub))
-    return dirs
+        # where the import system finds them (an editable install maps them to its source tree)
+        spec = importlib.util.find_spec(f"rewardsmith.{sub}")
+        dirs += [os.path.realpath(d) for d in ((spec and spec.submodule_search_locations) or [])]
+    return list(dict.fromkeys(dirs))
 
 
 # -- seccomp: no new processes ------------------------------------------------------------------------
@@ -311,11 +481,17 @@ def enter(policy: Policy) -> dict[str, Any]:
     if policy.mode == "off":
         return report
     gpu = _has_gpu()
-    if _enter_namespaces():
+    entered, mounts = _enter_namespaces()
+    read, listed = read_paths(policy.read)
+    if entered:
         _become_namespace_init()
         report["network"] = "namespace: no interfaces"
         report["processes"] = "pid namespace (all end with the worker)"
-    ll = _landlock(*read_paths(policy.read), list(policy.write), deny_tcp=report["network"] == "none")
+        report["mounts"] = _private_mounts(read + listed, list(policy.write), gpu) if mounts else \
+            {"error": "no mount namespace"}
+        report["user"] = f"uid {os.getuid()} inside" + (
+            ", capabilities dropped" if _drop_capabilities() else ", capabilities kept (capset failed)")
+    ll = _landlock(read, listed, list(policy.write), deny_tcp=report["network"] == "none")
     if ll is not None:
         report["filesystem"] = f"landlock (ABI {ll['abi']}): writes only in {', '.join(policy.write) or 'nothing'}"
         if ll["tcp"]:
@@ -326,11 +502,31 @@ def enter(policy: Policy) -> dict[str, Any]:
     report["gpu"] = gpu
     missing = [k for k in ("network", "filesystem") if report[k] == "none"]
     report["missing"] = missing
+    report["partial"] = _partial(report)
     if policy.mode == "strict" and missing:
         print(json.dumps({"event": "sandbox_refused", "missing": missing}), flush=True)
         print(f"sandbox=strict: no {' and no '.join(missing)} isolation on this machine", file=sys.stderr, flush=True)
         os._exit(EXIT_SANDBOX)
     return report
+
+
+def _partial(report: dict[str, Any]) -> list[str]:
+    """The layers beneath network and files that this machine gave only in part (said once per run)."""
+    out = []
+    mounts = report.get("mounts")
+    if mounts is None:
+        return out
+    if "error" in mounts:
+        out.append(f"no private mounts ({mounts['error']})")
+    else:
+        if not str(mounts.get("proc", "")).startswith("own"):
+            out.append(f"/proc not private: {mounts.get('proc')}")
+        done, total = mounts.get("read_only_count", (0, 0))
+        if done < total:
+            out.append(f"{total - done} of {total} mounts not read-only")
+    if "capabilities kept" in str(report.get("user", "")):
+        out.append("capabilities kept")
+    return out
 
 
 def probe() -> dict[str, Any]:
