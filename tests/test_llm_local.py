@@ -120,6 +120,30 @@ def test_python_control_flow_on_arrays_becomes_jnp():
     assert float(comps["bonus"]) == 1.0 and float(comps["r"]) == 1.0 and float(comps["d"]) == pytest.approx(0.05)
 
 
+def test_a_python_list_given_to_a_jnp_reduction_becomes_an_array():
+    """numpy takes ``np.min([a, b])``; jnp refuses the list (seen in a real answer, three times in a row
+    after the error was fed back): the same values as one array, with the same meaning."""
+    src = ("import jax.numpy as jnp\n\n" + HEAD + "    e = jnp.abs(next_state.theta)\n"
+           "    near = jnp.exp(-e / 0.24) * jnp.min([1.0, e]) + jnp.linalg.norm((next_state.x, next_state.x_dot))\n"
+           "    z = jnp.zeros((2,)).sum()\n    return near + z, {'near': near}\n")
+    new, names, _ = fix(src, arrays=True)
+    assert "jnp.min(jnp.array([1.0, e]))" in new and "jnp.linalg.norm(jnp.array((next_state.x, next_state.x_dot)))" in new
+    assert "jnp.zeros((2,))" in new  # a shape is not a list of values
+    assert set(names) == {"jnp.min([a, b]) -> jnp.min(jnp.array([a, b]))",
+                          "jnp.linalg.norm([a, b]) -> jnp.linalg.norm(jnp.array([a, b]))"}
+    import jax
+
+    from rewardsmith.validate.load import load_reward_fn
+
+    schema = get_task("cartpole").schema
+    s = schema.make_state({n: jax.numpy.float32(0.5) for n in schema.names})
+    _, comps = jax.jit(load_reward_fn(new))(s, jax.numpy.int32(0), s)
+    assert float(comps["near"]) == pytest.approx(float(jax.numpy.exp(-0.5 / 0.24) * 0.5 + 0.5 * 2 ** 0.5), rel=1e-5)
+    text = describe_trace_error(src, "tracing failed: line 5: TypeError: min requires ndarray or scalar arguments, "
+                                     "got <class 'list'> at position 0.", CARTPOLE)
+    assert "`near = jnp.exp(" in text and "jnp.minimum(a, b)" in text
+
+
 def test_working_code_is_never_changed_and_unparseable_code_comes_back():
     good = ("import jax.numpy as jnp\n\n" + HEAD + "    r = jnp.where(next_state.x > 0, 1.0, 0.0) * jnp.pi\n"
             "    return r, {'r': r}\n")

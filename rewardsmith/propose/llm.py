@@ -426,6 +426,9 @@ _HINTS = (
      "reduce it with jnp.sum"),
     (re.compile(r"must return \(total_reward, components_dict\)", re.I),
      "end with `return total, {{\"name\": value, ...}}`"),
+    (re.compile(r"requires ndarray or scalar arguments, got <class '(list|tuple)'>", re.I),
+     "jnp functions take arrays, not Python lists: `jnp.minimum(a, b)` / `jnp.maximum(a, b)` for two values, "
+     "or `jnp.min(jnp.array([a, b, c]))`"),
     (re.compile(r"import of 'torch'|torch\.", re.I), "write it with jax.numpy (`jnp`), not PyTorch"),
 )
 

@@ -313,6 +313,9 @@ def _fix_commas(names: list[cst.ImportAlias]) -> list[cst.ImportAlias]:
 _COND = "cond_"  # the names of conditions computed once (numbered; never one the code uses)
 _CLIP_LOW = ("a_min", "min_val", "min", "lower", "low", "min_value")
 _CLIP_HIGH = ("a_max", "max_val", "max", "upper", "high", "max_value")
+# jnp functions that refuse a Python list where numpy took one (the values stacked as an array)
+_LIST_REFUSED = {"min", "max", "amin", "amax", "nanmin", "nanmax", "sum", "mean", "prod", "argmin", "argmax",
+                 "median", "std", "var", "any", "all", "linalg.norm", "abs", "exp", "square", "sqrt"}
 _CMP_OPS = (cst.LessThan, cst.LessThanEqual, cst.GreaterThan, cst.GreaterThanEqual, cst.Equal, cst.NotEqual)
 
 
@@ -398,6 +401,13 @@ class _Arrays(cst.CSTTransformer):
             if 0 in args:
                 self.done.append("jnp.clip keywords -> positional")
                 return _call("clip", args[0], low, high)
+        name = _dotted(f)
+        if name.startswith("jnp.") and name[4:] in _LIST_REFUSED and positional \
+                and isinstance(positional[0].value, (cst.List, cst.Tuple)) and positional[0].value.elements:
+            # jnp refuses Python lists (numpy took them): the same values as one array
+            self.done.append(f"{name}([a, b]) -> {name}(jnp.array([a, b]))")
+            arg = updated.args[0].with_changes(value=_call("array", updated.args[0].value))
+            return updated.with_changes(args=[arg, *updated.args[1:]])
         if isinstance(f, cst.Attribute) and f.attr.value == "item" and not updated.args:
             self.done.append(".item() removed")
             return f.value
