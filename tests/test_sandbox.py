@@ -333,3 +333,44 @@ def test_a_partial_sandbox_is_named():
             "user": "uid 1000 inside, capabilities kept (capset failed)"}
     assert sandbox._partial(weak) == ["/proc not private: host's (Operation not permitted)",
                                       "2 of 20 mounts not read-only", "capabilities kept"]
+
+
+def test_a_worker_that_fills_its_folder_is_stopped_with_the_reason(tmp_path, monkeypatch, available):
+    """Each file under the file-size cap, their sum past ``sandbox_folder_mb``: the worker is stopped
+    from outside, the generation's members fail with that one line, and the run still completes."""
+    fill = TEMPLATE.replace("{everywhere}", "False").replace(
+        "{action}", "    import os, time\n    for i in range(400):\n"
+                    "        open(f'fill-{i}.bin', 'wb').write(os.urandom(1024 * 1024))\n    time.sleep(60)")
+    monkeypatch.setattr(loop, "check_source", lambda *a, **k: [])
+    monkeypatch.setenv(UNGUARDED_TEST_HOOK, "1")
+    monkeypatch.setattr(loop, "make_proposer", lambda *a, **k: _Fixed([fill]))
+    cfg = tiny_cfg(iterations=1, samples=1, baselines=False, max_generation_retries=0, sandbox_folder_mb=64,
+                   sandbox_file_mb=4, final_eval=False)
+    summary = run(cfg, tmp_path / "run")
+    rec = next(json.loads(p.read_text()) for p in (tmp_path / "run").rglob("candidate.json"))
+    text = json.dumps(rec)
+    assert "grew past its bound" in text and "sandbox_folder_mb=64" in text, text[-2000:]
+    assert rec["status"] != "trained" and summary["status"] == "no_candidate_trained"
+    used = sum(p.stat().st_size for p in (tmp_path / "run").rglob("fill-*.bin"))
+    assert used < 400 * 1024 * 1024  # stopped long before the end
+
+
+def test_the_folder_guard_counts_blocks_and_entries(tmp_path):
+    import subprocess
+    import sys
+
+    from rewardsmith.train.runner import FolderGuard
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    (tmp_path / "sparse").write_bytes(b"")
+    with open(tmp_path / "sparse", "wb") as f:
+        f.seek(10 * 2 ** 30)
+        f.write(b"x")  # 10 GB apparent, one block in use
+    for i in range(30):
+        (tmp_path / f"e{i}").write_text("x")
+    g = FolderGuard(proc, tmp_path, 0)  # no bound: nothing watched
+    used, entries = FolderGuard.usage(type("G", (), {"folder": tmp_path, "max_entries": 10 ** 6})())
+    assert used < 2 ** 20 and entries == 31 and g.reason is None
+    g = FolderGuard(proc, tmp_path, 1024, every_s=0.05, max_entries=20)
+    proc.wait(timeout=30)
+    assert "more than 20 entries" in g.reason and proc.returncode != 0

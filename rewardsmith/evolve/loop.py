@@ -188,12 +188,13 @@ def _worker_settings(cfg: Mapping[str, Any]) -> WorkerSettings:
     memory = cfg.get("sandbox_memory_mb")
     memory = physical_memory_mb() if memory is None else memory
     file_mb = cfg.get("sandbox_file_mb", 4096)
-    for key, value in (("sandbox_memory_mb", memory), ("sandbox_file_mb", file_mb)):
+    folder_mb = cfg.get("sandbox_folder_mb", 2048)
+    for key, value in (("sandbox_memory_mb", memory), ("sandbox_file_mb", file_mb), ("sandbox_folder_mb", folder_mb)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise UserError(f"{key} must be a non-negative integer (0: no cap), got {value!r}")
     return WorkerSettings(timeout_s=_positive_number(cfg, "worker_timeout_s", 1800), limits=limits,
                           compile_cache_dir=cache_dir, sandbox=mode, sandbox_memory_mb=memory,
-                          sandbox_file_mb=file_mb)
+                          sandbox_file_mb=file_mb, sandbox_folder_mb=folder_mb)
 
 
 def check_task_action(task: Task) -> None:

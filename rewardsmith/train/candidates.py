@@ -27,6 +27,7 @@ class WorkerSettings:
     sandbox: str = "auto"  # the worker's OS isolation: auto, strict or off (see train/sandbox.py)
     sandbox_memory_mb: int = 0  # the worker's address-space cap (0: none)
     sandbox_file_mb: int = 4096  # the largest file the worker may write
+    sandbox_folder_mb: int = 2048  # what the worker's own folder may hold in all (watched from outside)
 
 
 

@@ -50,7 +50,54 @@ def sandbox_policy(settings, write_dir: Path, task_file: str | None = None) -> P
     """The worker's OS isolation for a run's worker settings."""
     read = [str(Path(task_file).resolve().parent)] if task_file else []
     return Policy(mode=settings.sandbox, write=_writable(write_dir, settings.compile_cache_dir), read=tuple(read),
-                  memory_mb=int(settings.sandbox_memory_mb or 0), file_mb=int(settings.sandbox_file_mb or 0))
+                  memory_mb=int(settings.sandbox_memory_mb or 0), file_mb=int(settings.sandbox_file_mb or 0),
+                  folder_mb=int(getattr(settings, "sandbox_folder_mb", 0) or 0))
+
+
+class FolderGuard:
+    """The worker's own directory watched from outside: once it holds more than ``limit_mb`` (blocks in
+    use, so sparse files count as what they occupy) or more than ``max_entries`` files and folders, the
+    worker is stopped and ``reason`` says why. File size alone is bounded inside (``sandbox_file_mb``);
+    this bounds their sum, within one poll (``every_s``)."""
+
+    def __init__(self, proc: subprocess.Popen, folder: str | os.PathLike | None, limit_mb: int, *,
+                 every_s: float = 1.0, max_entries: int = 200_000):
+        self.reason: str | None = None
+        if not folder or limit_mb <= 0 or proc.poll() is not None:
+            return
+        self.proc, self.folder, self.limit, self.max_entries = proc, Path(folder), limit_mb * 1024 * 1024, max_entries
+        self.every_s = every_s
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def usage(self) -> tuple[int, int]:
+        """(bytes in use, entries) beneath the folder; links are not followed."""
+        used, entries, stack = 0, 0, [str(self.folder)]
+        while stack and entries <= self.max_entries:
+            try:
+                with os.scandir(stack.pop()) as it:
+                    for e in it:
+                        entries += 1
+                        try:
+                            st = e.stat(follow_symlinks=False)
+                        except OSError:
+                            continue
+                        used += st.st_blocks * 512
+                        if e.is_dir(follow_symlinks=False):
+                            stack.append(e.path)
+            except OSError:
+                continue
+        return used, entries
+
+    def _watch(self) -> None:
+        while self.proc.poll() is None:
+            used, entries = self.usage()
+            if used > self.limit or entries > self.max_entries:
+                what = f"{used / 2 ** 20:.0f} MB" if used > self.limit else f"more than {self.max_entries:,} entries"
+                self.reason = (f"the worker's folder {self.folder} grew past its bound ({what}; sandbox_folder_mb="
+                               f"{self.limit // 2 ** 20}) and the worker was stopped")
+                _kill(self.proc)
+                return
+            time.sleep(self.every_s)
 
 
 def run_worker(job: dict, workdir: Path, *, timeout_s: float,
@@ -80,6 +127,8 @@ def run_worker(job: dict, workdir: Path, *, timeout_s: float,
             raise WorkerError(f"training worker exceeded its {timeout_s:g} s timeout and was stopped "
                               f"(worker log: {log_path})") from None
         reader.join(5)
+    if rc != 0 and _guard_reason(proc):
+        raise WorkerError(f"{_guard_reason(proc)} (log: {log_path})")
     if rc != 0:
         tail = _last_line(log_path)
         how = f"was killed by signal {-rc}" if rc < 0 else f"exited with code {rc}"
@@ -101,9 +150,16 @@ def _start_worker(args: list[str], log, cwd: Path, stdin, policy: Policy,
     # the worker imports this very package; make sure it can when running from a source tree
     pkg_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH", "")) if p)
-    return subprocess.Popen([sys.executable, "-m", "rewardsmith.train.worker", *args], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "rewardsmith.train.worker", *args], stdout=subprocess.PIPE,
                             stderr=log, stdin=stdin, env=env, text=True, start_new_session=True, cwd=str(cwd),
                             preexec_fn=die_with_parent(preexec_fn))
+    proc.folder_guard = FolderGuard(proc, policy.write[0] if policy.write else None, policy.folder_mb)
+    return proc
+
+
+def _guard_reason(proc) -> str | None:
+    guard = getattr(proc, "folder_guard", None)
+    return guard.reason if guard is not None else None
 
 
 class WarmWorker:
@@ -168,7 +224,9 @@ class WarmWorker:
                                   f"(worker log: {self._log_path})") from None
             if event is None:  # the process ended
                 rc = self.proc.wait()
-                self.proc = None
+                guarded, self.proc = _guard_reason(self.proc), None
+                if guarded:
+                    raise WorkerError(f"{guarded} (log: {self._log_path})")
                 how = f"was killed by signal {-rc}" if rc < 0 else f"exited with code {rc}"
                 raise WorkerError(f"training worker {how} after {time.monotonic() - t0:.0f} s: "
                                   f"{_last_line(self._log_path)} (log: {self._log_path})")

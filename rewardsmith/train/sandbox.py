@@ -87,6 +87,7 @@ class Policy:
     read: tuple[str, ...] = ()  # extra directories it may read (a user's task files)
     memory_mb: int = 0  # address-space cap of the worker; 0: none
     file_mb: int = 4096  # largest file it may write
+    folder_mb: int = 0  # what its own directory may hold (the first of ``write``), watched from outside; 0: no bound
 
     def to_env(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -98,7 +99,8 @@ class Policy:
             return cls(mode="off")
         d = json.loads(raw)
         return cls(mode=d.get("mode", "auto"), write=tuple(d.get("write", ())), read=tuple(d.get("read", ())),
-                   memory_mb=int(d.get("memory_mb", 0)), file_mb=int(d.get("file_mb", 4096)))
+                   memory_mb=int(d.get("memory_mb", 0)), file_mb=int(d.get("file_mb", 4096)),
+                   folder_mb=int(d.get("folder_mb", 0)))
 
 
 def _libc():
