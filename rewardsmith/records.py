@@ -24,6 +24,7 @@ class Validation:
     reason: str = ""  # one line, "line:col: message" for static rejections
     details: list[str] = dataclasses.field(default_factory=list)
     components: list[str] = dataclasses.field(default_factory=list)
+    cost: dict = dataclasses.field(default_factory=dict)  # per transition, compiled: flops, bytes, temp_bytes
 
 
 @dataclasses.dataclass

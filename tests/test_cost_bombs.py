@@ -72,3 +72,29 @@ def test_everyday_rewards_are_far_from_the_cost_bounds(body):
     traced = jax.jit(load_reward_fn(_source(body))).trace(state, action, state)
     tiny = cost_check(traced, 1.0, 1.0)  # the figures, under tiny bounds
     assert cost_check(traced) == "" and tiny.startswith("too costly") and "flops" in tiny
+
+
+def test_a_reward_far_costlier_than_the_environment_step_is_refused_with_the_figures(tmp_path):
+    """A 64 x 64 matmul (about 5e5 flops) is under the absolute bound (1e7) and nothing a reward needs
+    on CartPole, whose step costs about 50 flops: refused relative to the step; accepted with the
+    relative bound off; the everyday reward beside it trains."""
+    heavy = tmp_path / "heavy.py"
+    heavy.write_text(_source("    m = jnp.ones((64, 64)) * next_state.x\n    r = jnp.sum(m @ m)\n"))
+    good = tmp_path / "good.py"
+    good.write_text(GOOD)
+    for relative, expected in ((1000, "rejected"), (0, "trained")):
+        run(tiny_cfg(iterations=1, samples=1, baselines=False, seed_rewards=[str(heavy), str(good)],
+                     max_generation_retries=0, check_relative_cost=relative), tmp_path / f"run{relative}")
+        cands = {c["meta"].get("seed_file", "").rsplit("/", 1)[-1]: c
+                 for c in (read_json(p) for p in (tmp_path / f"run{relative}" / "generations").rglob("candidate.json"))}
+        assert cands["good.py"]["status"] == "trained"
+        assert cands["heavy.py"]["status"] == expected, cands["heavy.py"]["validation"]
+        if expected == "rejected":
+            reason = cands["heavy.py"]["validation"]["reason"]
+            assert "times the environment's own step" in reason and "check_relative_cost=1000" in reason, reason
+        else:
+            assert cands["heavy.py"]["validation"]["cost"]["flops"] > 1e5
+    from rewardsmith.tasks import get_task
+    from rewardsmith.validate.trace import env_step_flops
+
+    assert 10 < env_step_flops(get_task("cartpole")) < 1000

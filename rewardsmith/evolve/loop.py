@@ -175,7 +175,8 @@ def _worker_settings(cfg: Mapping[str, Any]) -> WorkerSettings:
         limits = CheckLimits(cpu_s=_positive_number(cfg, "check_cpu_s", CheckLimits.cpu_s),
                              memory_mb=cfg.get("check_memory_mb", CheckLimits.memory_mb),
                              max_flops=cfg.get("check_max_flops", CheckLimits.max_flops),
-                             max_mb=cfg.get("check_max_mb", CheckLimits.max_mb))
+                             max_mb=cfg.get("check_max_mb", CheckLimits.max_mb),
+                             relative_cost=cfg.get("check_relative_cost", CheckLimits.relative_cost))
     except ValueError as e:
         raise UserError(str(e)) from None
     cache = cfg.get("compile_cache", True)

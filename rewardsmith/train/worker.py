@@ -23,6 +23,7 @@ def _configure_devices() -> None:
 _CHECKER = None  # the candidate checker process, kept for this worker's life
 _NO_SPAWN = False  # set once this process may start no more processes (the sandbox's seccomp filter)
 _SANDBOX: dict = {}  # what the sandbox applied to this worker
+_STEP_FLOPS: dict[str, float] = {}  # the cost of one environment step, per task (check_relative_cost)
 
 
 def emit(event: str, **data) -> None:
@@ -46,6 +47,7 @@ def _forbid_new_processes(jax) -> None:
 
 
 def run_job(job: dict) -> dict:
+    import json
     import time
 
     from rewardsmith.validate.isolate import CheckLimits, Checker
@@ -75,7 +77,7 @@ def run_job(job: dict) -> dict:
     from rewardsmith.train.ppo import MAX_COMPONENTS, PPOConfig
     from rewardsmith.train.population import Halving, split_members, train_halving, train_population
     from rewardsmith.train.stats import member_results
-    from rewardsmith.validate.trace import rollout_check, shape_check
+    from rewardsmith.validate.trace import env_step_flops, relative_cost_check, rollout_check, shape_check
 
     task = get_task(job["task"]["name"], job["task"].get("file"))
     task = task.with_env_overrides(job["task"].get("env"))
@@ -90,10 +92,19 @@ def run_job(job: dict) -> dict:
 
     validations: dict[str, Validation] = {}
     branches: dict[str, object] = {}
+    env_key = json.dumps([job["task"]["name"], job["task"].get("file"), job["task"].get("env")], sort_keys=True)
+    if limits.relative_cost and env_key not in _STEP_FLOPS:
+        _STEP_FLOPS[env_key] = env_step_flops(task)
+    step_flops = _STEP_FLOPS.get(env_key, 0.0) if limits.relative_cost else 0.0
     for cand in job["candidates"]:
-        v = checked[cand["id"]]
+        v = relative_cost_check(checked[cand["id"]], step_flops, limits.relative_cost)
         # only a candidate that loaded and traced within its limits is executed in this process
-        v, branch = shape_check(cand["source"], cand["id"], task, MAX_COMPONENTS) if v.ok else (v, None)
+        if v.ok:
+            cost = v.cost
+            v, branch = shape_check(cand["source"], cand["id"], task, MAX_COMPONENTS)
+            v.cost = cost  # the checker's figures stay with the candidate
+        else:
+            branch = None
         validations[cand["id"]] = v
         if branch is not None:
             branches[cand["id"]] = branch

@@ -45,6 +45,8 @@ class CheckLimits:
     # accessed or held in temporary buffers; no reasonable reward comes near the defaults
     max_flops: float = 1e7
     max_mb: float = 16.0
+    # and at most this many times what one step of the environment costs (0: no relative bound)
+    relative_cost: float = 1000.0
 
     def __post_init__(self) -> None:
         if not (isinstance(self.cpu_s, (int, float)) and self.cpu_s > 0):
@@ -56,6 +58,9 @@ class CheckLimits:
         for key, value in (("check_max_flops", self.max_flops), ("check_max_mb", self.max_mb)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"{key} must be a positive number, got {value!r}")
+        r = self.relative_cost
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or r < 0:
+            raise ValueError(f"check_relative_cost must be a non-negative number (0: off), got {r!r}")
 
     @property
     def wall(self) -> float:

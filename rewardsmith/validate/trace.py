@@ -40,25 +40,36 @@ def shape_check_schema(source: str, name: str, schema: StateSchema, max_componen
     err, names = output_structure_error(traced.out_info, max_components)
     if err:
         return Validation(ok=False, stage="trace", reason=err), None
+    cost: dict = {}
     if cost_bounds is not None:
-        reason = cost_check(traced, *cost_bounds)
+        cost = cost_figures(traced)
+        reason = cost_check(traced, *cost_bounds, figures=cost)
         if reason:
-            return Validation(ok=False, stage="cost", reason=reason), None
-    return Validation(ok=True, stage="passed", components=names), make_branch(fn, names, max_components)
+            return Validation(ok=False, stage="cost", reason=reason, cost=cost), None
+    return (Validation(ok=True, stage="passed", components=names, cost=cost),
+            make_branch(fn, names, max_components))
 
 
 # The trainer evaluates the reward on every stored transition of every member, so a reward that costs
 # like a 2048 x 2048 matmul holds the whole generation. A Brax ant's reward costs about a thousand
 # flops and a few kilobytes; the bounds (CheckLimits.max_flops, max_mb) are far above that.
-def cost_check(traced, max_flops: float = 1e7, max_bytes: float = 16 * 2 ** 20) -> str:
+def cost_figures(traced) -> dict:
     """Compile a reward traced on one abstract transition (``jax.jit(fn).trace(...)``) and read XLA's
-    cost and memory analysis; '' when it is within the bounds, else one line with the figures."""
+    cost and memory analysis: flops, bytes accessed, temporary bytes."""
     compiled = traced.lower().compile()
     cost = compiled.cost_analysis()
     cost = (cost[0] if isinstance(cost, (list, tuple)) and cost else cost) or {}
-    flops, accessed = float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
     memory = compiled.memory_analysis()
     temp = float(getattr(memory, "temp_size_in_bytes", 0) or 0) if memory is not None else 0.0
+    return {"flops": float(cost.get("flops", 0.0)), "bytes": float(cost.get("bytes accessed", 0.0)),
+            "temp_bytes": temp}
+
+
+def cost_check(traced, max_flops: float = 1e7, max_bytes: float = 16 * 2 ** 20, *,
+               figures: dict | None = None) -> str:
+    """'' when the reward's compiled cost (``cost_figures``) is within the bounds, else one line with the figures."""
+    f = figures if figures is not None else cost_figures(traced)
+    flops, accessed, temp = f["flops"], f["bytes"], f["temp_bytes"]
     over = [f"{name} {value:.3g} > {bound:.3g}" for name, value, bound in (
         ("flops", flops, max_flops), ("bytes accessed", accessed, max_bytes), ("temporary bytes", temp, max_bytes))
         if value > bound]
@@ -67,6 +78,34 @@ def cost_check(traced, max_flops: float = 1e7, max_bytes: float = 16 * 2 ** 20) 
     return (f"too costly for a reward: on one transition, compiled, it needs {', '.join(over)} (the trainer "
             f"evaluates it on every transition of every member; cost per transition: {flops:.3g} flops, "
             f"{accessed:.3g} bytes accessed, {temp:.3g} temporary bytes)")
+
+
+def env_step_flops(task: Task) -> float:
+    """What one step of the task's environment costs (XLA's analysis of the lowered step, not compiled:
+    a fraction of a second even for Brax); 0 where it cannot be read."""
+    try:
+        env = task.make_env()
+        key = jax.random.PRNGKey(0)
+        _, es = jax.eval_shape(env.reset, key)
+        act = task.schema.action
+        a = jax.ShapeDtypeStruct((), jnp.int32) if act.kind == "discrete" else \
+            jax.ShapeDtypeStruct(tuple(act.shape), jnp.float32)
+        cost = jax.jit(env.step).lower(key, es, a).cost_analysis()
+        cost = (cost[0] if isinstance(cost, (list, tuple)) and cost else cost) or {}
+        return float(cost.get("flops", 0.0))
+    except Exception:  # noqa: BLE001 - no figure: the absolute bound alone applies
+        return 0.0
+
+
+def relative_cost_check(v: Validation, step_flops: float, factor: float) -> Validation:
+    """A reward that passed the absolute bounds, refused where it costs more than ``factor`` times the
+    environment's own step (``check_relative_cost``): the trainer runs both on every transition."""
+    flops = float((v.cost or {}).get("flops", 0.0))
+    if not v.ok or factor <= 0 or step_flops <= 0 or flops <= factor * step_flops:
+        return v
+    return Validation(ok=False, stage="cost", cost=v.cost, reason=(
+        f"too costly for a reward: {flops:.3g} flops per transition, {flops / step_flops:.0f} times the "
+        f"environment's own step ({step_flops:.3g} flops; the bound is check_relative_cost={factor:g} times)"))
 
 
 def rollout_check(task: Task, branches: list[Callable], *, num_envs: int = 32, num_steps: int = 64,
