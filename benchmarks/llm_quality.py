@@ -13,7 +13,8 @@ for up to ``max_attempts`` answers per sample), so the count is what a generatio
 ``runs``: the real command (``rewardsmith task=T``) with ``llm=local`` and with the offline proposer at
 the same training budget, ``--runs`` seeds each, and one table: share of proposals that train per
 generation, repairs applied, answers fixed by error feedback, best final fitness, HNS, LLM seconds
-and training seconds. Run folders are kept under ``--out``; a finished run is read, not repeated.
+and training seconds (the LLM's replay cache is off, so every answer is asked for and timed). Run
+folders are kept under ``--out``; a finished run is read, not repeated.
 
     python benchmarks/llm_quality.py runs --tasks cartpole,pendulum --runs 1 --api-base http://127.0.0.1:18282/v1
 """
@@ -189,8 +190,9 @@ def read_run(run_dir: Path) -> dict:
 def runs(args) -> None:
     root = Path(args.out)
     root.mkdir(parents=True, exist_ok=True)
-    llm_extra = ["llm=local", f"llm.api_base={args.api_base}"] if args.api_base else \
-        ["llm=local", f"llm.model_path={args.model_path}"]
+    # the replay cache off: every answer is asked for again, so the LLM seconds are what it costs
+    llm_extra = ["llm=local", "llm.cache=off"] + ([f"llm.api_base={args.api_base}"] if args.api_base else
+                                                  [f"llm.model_path={args.model_path}"])
     common = [f"iterations={args.iterations}", f"samples={args.samples}", *args.extra]
     table = []
     for task in args.tasks.split(","):
