@@ -106,3 +106,43 @@ def test_llm_local_reads_its_window_from_the_server_context(tmp_path):
     assert LLMSettings.from_cfg({"provider": "local", "api_base": "http://127.0.0.1:9/v1",
                                  "context_tokens": 2048}).context_window() == 2048
     assert LLMSettings.from_cfg({"provider": "openai", "model": "gpt-4o"}).context_window() >= 100_000
+
+
+def test_an_answer_that_repeats_earlier_code_is_fed_back_and_a_repeat_left_is_recorded(tmp_path, monkeypatch):
+    """A small model copies the code it was shown (seen: all 4 generation-1 answers of a
+    mountain_car_continuous run, byte for byte): the repeat is fed back like an error and the next
+    answer is used; a sample that still repeats it becomes a rejected record naming the earlier
+    candidate, never a second training of the same code."""
+    from rewardsmith.evolve.loop import Search
+
+    prop, ctx, _ = _setup(tmp_path, trace_feedback=False, max_attempts=2)
+    shown = ctx.history[-1].source
+    new = shown.replace("1.0 - 11", "2.0 - 11")
+    answers = {0: [f"```python\n{shown}```", f"```python\n{new}```"],
+               1: [f"```python\n# the same, commented\n{shown}\n```", f"```python\n{shown}```"]}
+    sent = []
+
+    def complete(messages, samples, **kw):
+        sent.append((samples[0], messages[-1]["content"]))
+        return [answers[samples[0]].pop(0)]
+
+    monkeypatch.setattr(prop.client, "complete", complete)
+    monkeypatch.setattr(prop.client, "supports_n", lambda: False)
+    props = prop.propose(ctx)
+    assert props[0].source.strip() == new.strip()
+    errors = [a["error"] for a in props[0].meta["attempts"]]
+    assert "candidate g00-0011 (generation 0, task fitness 11) unchanged" in errors[0] and errors[1] == ""
+    fed_back = [text for slot, text in sent if slot == 0][-1]
+    assert "unchanged" in fed_back
+    # sample 1 repeated it twice (comments do not make it new): its last code goes on, and the loop
+    # records it as a duplicate instead of training it again
+    assert [bool(a["error"]) for a in props[1].meta["attempts"]] == [True, True]
+
+    class _State:
+        history = ctx.history
+
+    search = Search.__new__(Search)
+    search.state, search.proposer = _State(), prop
+    cands = search.new_candidates(1, props)
+    assert [c.status for c in cands] == ["proposed", "rejected"]
+    assert cands[1].validation.stage == "duplicate" and "g00-0011" in cands[1].validation.reason

@@ -496,6 +496,7 @@ class Search:
     def new_candidates(self, gen: int, proposals: list) -> list[Candidate]:
         """One candidate per proposal whose code was not trained before."""
         known = {c.id for c in self.state.history}
+        by_code = {c.source: c for c in self.state.history if c.source and c.generation != gen}
         cands: list[Candidate] = []
         for p in proposals:
             if p.provider_error:  # the provider gave no answer: recorded with the last answer's code, never trained
@@ -514,7 +515,13 @@ class Search:
                 continue
             cid = candidate_id(gen, p.source)
             if cid in known or any(c.id == cid for c in cands):
-                continue  # identical code was already trained
+                if p.meta.get("slot") is not None and cid not in known:  # two samples, one code: the repeat recorded
+                    cands.append(_duplicate(gen, p, self.proposer.origin, next(c for c in cands if c.id == cid), cands))
+                continue  # identical code was already trained (a retried generation proposes it again)
+            earlier = by_code.get(p.source)
+            if earlier is not None:  # the code of an earlier generation's candidate: recorded, not trained again
+                cands.append(_duplicate(gen, p, self.proposer.origin, earlier, cands))
+                continue
             cands.append(Candidate(id=cid, generation=gen, source=p.source,
                                    origin="seed" if p.meta.get("seed_file") else self.proposer.origin,
                                    parents=p.parents, note=p.note, meta=p.meta))
@@ -680,6 +687,17 @@ def _timing_line(gen: int, rec: GenerationRecord, usage: dict | None) -> str:
         if llm.get("seconds") else ""
     return f"generation {gen}: proposing {rec.propose_s:.0f} s" + (f" ({said})" if said else "") + \
         f", training {rec.train_s:.0f} s"
+
+
+def _duplicate(gen: int, p, origin: str, earlier: Candidate, cands: list[Candidate]) -> Candidate:
+    """A sample whose code is an earlier candidate's: a record of it (rejected, the earlier one named),
+    never trained again."""
+    fit = f", task fitness {earlier.fitness:.4g}" if earlier.fitness is not None else ""
+    return Candidate(id=candidate_id(gen, f"duplicate: {p.meta.get('slot')} {len(cands)} {p.source}"), generation=gen,
+                     source=p.source, origin=origin, note=p.note, meta=p.meta, status="rejected",
+                     validation=Validation(ok=False, stage="duplicate", details=_attempt_lines(p.meta),
+                                           reason=f"the same code as {earlier.id} (generation {earlier.generation}"
+                                                  f"{fit}): not trained again"))
 
 
 def _attempt_lines(meta: dict) -> list[str]:

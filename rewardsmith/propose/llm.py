@@ -263,6 +263,28 @@ class LLMProposer(Proposer):
             return Proposal(source=code or "", note=f"LLM sample {s}: no answer from the provider at attempt "
                             f"{attempt + 1}", meta=meta, provider_error=why)
 
+        # the code every earlier candidate and every accepted answer of this generation holds, as the
+        # parser reads it: an answer that repeats one (a small model copies the code it was shown) is
+        # fed back like an error, since training it again would teach nothing new
+        earlier = {code_key(c.source): c for c in ctx.history if c.source}
+        taken: dict[str, int] = {}
+        lock = threading.Lock()
+
+        def repeats(code: str, s: int) -> str:
+            key = code_key(code)
+            with lock:
+                prev = earlier.get(key)
+                if prev is not None:
+                    fit = f", task fitness {prev.fitness:.4g}" if prev.fitness is not None else ""
+                    return (f"this is the code of candidate {prev.id} (generation {prev.generation}{fit}) unchanged: "
+                            "training it again teaches nothing new; write a different reward (change a term, a "
+                            "weight or a scale, following the feedback)")
+                if key in taken and taken[key] != s:
+                    return ("this is the same code as another answer of this generation: write a different reward "
+                            "(change a term, a weight or a scale)")
+                taken[key] = s
+            return ""
+
         def run_slot(s: int) -> Proposal:
             convo = conversations[s]
             if first_error:
@@ -290,6 +312,8 @@ class LLMProposer(Proposer):
                 else:
                     code, repairs, diff, error = self.vet(code, ctx)
                     last_code = code
+                    if not error:
+                        error = repeats(code, s)
                 record = {"attempt": attempt, "error": error}
                 if repairs:
                     record["repairs"] = repairs
@@ -347,6 +371,16 @@ class LLMProposer(Proposer):
     def usage(self) -> dict:
         return {"model": self.model, **self.client.totals(),
                 "per_generation": {g: self.client.totals(g) for g in sorted({c.generation for c in self.client.calls})}}
+
+
+def code_key(source: str) -> str:
+    """What a reward's code says, as Python parses it (comments, blank lines and layout aside)."""
+    import ast
+
+    try:
+        return ast.dump(ast.parse(source))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return source.strip()
 
 
 def _best(history: list[Candidate], ranking: list[str] | None = None) -> Candidate | None:
