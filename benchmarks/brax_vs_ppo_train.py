@@ -37,7 +37,8 @@ def main() -> None:
     from rewardsmith.propose.offline import OfflineProposer
     from rewardsmith.tasks import get_task
     from rewardsmith.train.population import train_population
-    from rewardsmith.train.ppo import MAX_COMPONENTS, PPOConfig
+    from rewardsmith.contract import MAX_COMPONENTS
+    from rewardsmith.train.ppo import PPOConfig
     from rewardsmith.validate.load import load_reward_fn
     from rewardsmith.validate.trace import shape_check
     from rewardsmith.wrappers import BraxRewardWrapper

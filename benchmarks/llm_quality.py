@@ -48,11 +48,11 @@ def _settings(args) -> "LLMSettings":  # noqa: F821
 
 def trace_all(sources: dict[str, str], task) -> dict:
     """Load and trace each source in a limited process of its own (it is model-written code)."""
-    from rewardsmith.train.ppo import MAX_COMPONENTS
-    from rewardsmith.train.runner import worker_env
+    from rewardsmith.contract import MAX_COMPONENTS
+    from rewardsmith.isolation.child import scrubbed_env
     from rewardsmith.validate.isolate import check_isolated
 
-    return check_isolated(list(sources.items()), task.schema.to_json(), MAX_COMPONENTS, env=worker_env())
+    return check_isolated(list(sources.items()), task.schema.to_json(), MAX_COMPONENTS, env=scrubbed_env())
 
 
 def answers(args) -> dict:

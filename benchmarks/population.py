@@ -40,7 +40,8 @@ def _mode(args) -> dict:
     from rewardsmith.propose.offline import OfflineProposer
     from rewardsmith.tasks import get_task
     from rewardsmith.train.population import train_population
-    from rewardsmith.train.ppo import MAX_COMPONENTS, PPOConfig, make_train
+    from rewardsmith.contract import MAX_COMPONENTS
+    from rewardsmith.train.ppo import PPOConfig, make_train
     from rewardsmith.validate.trace import shape_check
 
     task = get_task(args.task)

@@ -128,7 +128,7 @@ def local(out: Path) -> dict:
     os.environ["OPENAI_API_KEY"] = "sk-rewardsmith-test-secret"
     from rewardsmith.tasks import get_task
     from rewardsmith.train.cluster import RayExecutor, RaySettings
-    from rewardsmith.train.runner import Policy
+    from rewardsmith.isolation.sandbox import Policy
 
     task = get_task("cartpole")
     job = {"task": {"name": "cartpole", "file": None, "env": {}}, "ppo": _ppo(task), "schema": task.schema.to_json(), "max_components": 8, "seeds": [0, 1],

@@ -8,7 +8,8 @@ import pytest
 pytest.importorskip("brax")
 
 from rewardsmith.tasks import get_task  # noqa: E402
-from rewardsmith.train.ppo import MAX_COMPONENTS, PPOConfig  # noqa: E402
+from rewardsmith.contract import MAX_COMPONENTS  # noqa: E402
+from rewardsmith.train.ppo import PPOConfig  # noqa: E402
 from rewardsmith.train.population import train_population  # noqa: E402
 from rewardsmith.validate.static import check_source  # noqa: E402
 from rewardsmith.validate.trace import shape_check  # noqa: E402

@@ -58,7 +58,7 @@ def test_each_cost_bomb_fails_alone_and_the_good_reward_trains(tmp_path):
                                   "    r = sum(jnp.cos(next_state.theta * i) for i in range(64))\n"])
 def test_everyday_rewards_are_far_from_the_cost_bounds(body):
     from rewardsmith.tasks import get_task
-    from rewardsmith.train.ppo import MAX_COMPONENTS
+    from rewardsmith.contract import MAX_COMPONENTS
     from rewardsmith.validate.trace import cost_check, shape_check_schema
 
     import jax

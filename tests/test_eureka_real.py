@@ -11,7 +11,7 @@ from rewardsmith.convert.cli import main as import_main
 from rewardsmith.convert.eureka import ConvertError, convert
 from rewardsmith.tasks import get_task
 from rewardsmith.validate.load import load_reward_fn
-from rewardsmith.train.ppo import MAX_COMPONENTS
+from rewardsmith.contract import MAX_COMPONENTS
 from rewardsmith.validate.static import check_source
 from rewardsmith.validate.trace import shape_check_schema
 

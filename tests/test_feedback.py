@@ -16,8 +16,9 @@ import pytest
 
 from rewardsmith.evolve import resume, run
 from rewardsmith.feedback.constraints import text_constraints
+from rewardsmith.evaluate.ranking import rank_candidates
 from rewardsmith.feedback.records import (FeedbackError, FeedbackRecord, Pair, elo_ratings, feedback_text,
-                                          parse_submission, rank_candidates, save_feedback)
+                                          parse_submission, save_feedback)
 from rewardsmith.feedback.server import FeedbackServer
 from rewardsmith.feedback.session import open_session
 from rewardsmith.propose.offline import Term, apply_constraints

@@ -376,7 +376,7 @@ def test_load_reward_runs_nothing_from_a_hostile_file(tmp_path):
 
 def test_limits_hold_even_without_the_gate(tmp_path):
     """The isolated check does not rely on the gate: a file write there is stopped by its file-size limit."""
-    from rewardsmith.train.ppo import MAX_COMPONENTS
+    from rewardsmith.contract import MAX_COMPONENTS
 
     task = get_task("cartpole")
     target = tmp_path / "written"

@@ -414,7 +414,7 @@ def test_clip_keywords_and_bare_field_names():
 @pytest.mark.parametrize("task", ["cartpole", "pendulum", "mountain_car_continuous", "hopper_jump"])
 def test_the_worked_example_uses_the_tasks_own_fields_and_runs(task):
     from rewardsmith.propose.llm import schema_example
-    from rewardsmith.train.ppo import MAX_COMPONENTS
+    from rewardsmith.contract import MAX_COMPONENTS
     from rewardsmith.validate.trace import shape_check_schema
 
     schema = get_task(task).schema

@@ -14,7 +14,8 @@ from rewardsmith.tasks import get_task  # noqa: E402
 from rewardsmith.tasks import brax_env  # noqa: E402
 from rewardsmith.tasks.registry import load_task_file  # noqa: E402
 from rewardsmith.train.population import train_population  # noqa: E402
-from rewardsmith.train.ppo import MAX_COMPONENTS, PPOConfig  # noqa: E402
+from rewardsmith.contract import MAX_COMPONENTS  # noqa: E402
+from rewardsmith.train.ppo import PPOConfig  # noqa: E402
 from rewardsmith.validate.load import load_reward_fn  # noqa: E402
 from rewardsmith.validate.trace import shape_check  # noqa: E402
 

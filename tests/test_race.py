@@ -7,7 +7,7 @@ import pytest
 from rewardsmith.errors import UserError
 from rewardsmith.evaluate.race import apply_race, is_current, pooled, race_order, race_settings
 from rewardsmith.evolve import resume, run
-from rewardsmith.feedback.records import rank_candidates
+from rewardsmith.evaluate.ranking import rank_candidates
 from rewardsmith.records import Candidate, MemberResult
 
 from conftest import tiny_cfg

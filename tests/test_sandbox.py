@@ -12,7 +12,7 @@ from rewardsmith.evolve import loop
 from rewardsmith.evolve.loop import run
 from rewardsmith.propose.base import Proposal, Proposer
 from rewardsmith.tasks import get_task
-from rewardsmith.train import sandbox
+from rewardsmith.isolation import sandbox
 from rewardsmith.validate.load import UNGUARDED_TEST_HOOK
 
 from conftest import tiny_cfg
@@ -171,7 +171,7 @@ def test_no_new_processes_filter_keeps_threads(tmp_path):
     import subprocess
     import sys
 
-    code = ("import os, subprocess, threading; from rewardsmith.train.sandbox import forbid_new_processes\n"
+    code = ("import os, subprocess, threading; from rewardsmith.isolation.sandbox import forbid_new_processes\n"
             "assert forbid_new_processes()\n"
             "t = threading.Thread(target=lambda: None); t.start(); t.join()\n"
             "for f in (lambda: subprocess.run(['true']), os.fork):\n"
@@ -191,7 +191,7 @@ def test_the_filter_covers_threads_started_before_it_and_32_bit_calls():
 
     if platform.machine() != "x86_64":
         pytest.skip("x86_64 only")
-    code = ("import os, threading, queue; from rewardsmith.train.sandbox import forbid_new_processes\n"
+    code = ("import os, threading, queue; from rewardsmith.isolation.sandbox import forbid_new_processes\n"
             "go, done = queue.Queue(), queue.Queue()\n"
             "def early():\n    go.get()\n    try:\n        pid = os.fork()\n"
             "        if pid == 0: os._exit(0)\n        done.put('spawned')\n"
@@ -203,7 +203,7 @@ def test_the_filter_covers_threads_started_before_it_and_32_bit_calls():
     if "AssertionError" in out.stderr:
         pytest.skip("no seccomp on this machine")
     assert out.stdout.split() == ["refused"], out.stdout + out.stderr
-    int80 = ("import ctypes, mmap; from rewardsmith.train.sandbox import forbid_new_processes\n"
+    int80 = ("import ctypes, mmap; from rewardsmith.isolation.sandbox import forbid_new_processes\n"
              "m = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\n"
              "m.write(bytes([0xb8, 2, 0, 0, 0, 0xcd, 0x80, 0xc3]))  # mov eax, 2 (i386 fork); int 0x80; ret\n"
              "f = ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(m)))\n"
@@ -224,7 +224,7 @@ def test_the_filter_refuses_unix_sockets(tmp_path):
     server = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
     server.bind(str(path))
     server.listen(1)
-    code = ("import os, socket; from rewardsmith.train.sandbox import forbid_new_processes\n"
+    code = ("import os, socket; from rewardsmith.isolation.sandbox import forbid_new_processes\n"
             "assert forbid_new_processes()\n"
             "r, w = os.pipe(); os.write(w, b'x'); assert os.read(r, 1) == b'x'\n"
             "for f in (lambda: socket.socket(socket.AF_UNIX).connect(%r), socket.socketpair,\n"
@@ -240,7 +240,7 @@ def test_the_filter_refuses_unix_sockets(tmp_path):
 
 ACTIONS = r'''
 import ctypes, json, os, sys
-from rewardsmith.train import sandbox
+from rewardsmith.isolation import sandbox
 outside, shm, kept, w = sys.argv[1:5]
 rep = sandbox.enter(sandbox.Policy(mode="auto", write=(w,), read=(os.path.dirname(kept),)))
 out = {"report": rep}
@@ -359,7 +359,7 @@ def test_the_folder_guard_counts_blocks_and_entries(tmp_path):
     import subprocess
     import sys
 
-    from rewardsmith.train.runner import FolderGuard
+    from rewardsmith.isolation.child import FolderGuard
 
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
     (tmp_path / "sparse").write_bytes(b"")

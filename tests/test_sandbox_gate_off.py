@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from rewardsmith.train import sandbox
+from rewardsmith.isolation import sandbox
 
 pytestmark = pytest.mark.skipif(platform.machine() != "x86_64", reason="x86_64 system call numbers")
 
 SCRIPT = r'''
 import ctypes, errno, fcntl, json, mmap, os, signal, socket, sys, threading, resource, queue
-from rewardsmith.train import sandbox
+from rewardsmith.isolation import sandbox
 a = json.loads(sys.argv[1])
 report = sandbox.enter(sandbox.Policy.from_env())
 import jax.numpy as jnp  # XLA's thread pools are running before the filter, as in the worker

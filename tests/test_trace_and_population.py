@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from rewardsmith.tasks import get_task
-from rewardsmith.train.ppo import MAX_COMPONENTS, PPOConfig
+from rewardsmith.contract import MAX_COMPONENTS
+from rewardsmith.train.ppo import PPOConfig
 from rewardsmith.train.population import train_population
 from rewardsmith.train.stats import member_results
 from rewardsmith.validate.trace import rollout_check, shape_check

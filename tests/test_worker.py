@@ -1,7 +1,8 @@
 import pytest
 
 from rewardsmith.tasks import get_task
-from rewardsmith.train.runner import WorkerError, run_worker, worker_env
+from rewardsmith.isolation.child import scrubbed_env as worker_env
+from rewardsmith.train.runner import WorkerError, run_worker
 
 from conftest import TINY_TRAIN
 

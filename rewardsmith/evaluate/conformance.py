@@ -111,7 +111,8 @@ def _two_updates(task, train: dict | None) -> float:
     import jax
 
     from rewardsmith.train.population import train_population
-    from rewardsmith.train.ppo import MAX_COMPONENTS, PPOConfig
+    from rewardsmith.contract import MAX_COMPONENTS
+    from rewardsmith.train.ppo import PPOConfig
     from rewardsmith.validate.trace import shape_check
 
     validation, branch = shape_check(probe_reward(task.schema), "probe", task, MAX_COMPONENTS)

@@ -15,7 +15,7 @@ import math
 from typing import Any, Mapping
 
 from rewardsmith.errors import UserError
-from rewardsmith.feedback.records import learning_area
+from rewardsmith.evaluate.ranking import learning_area
 from rewardsmith.records import Candidate, fmt
 from rewardsmith.rundir import RunDir, atomic_write_json
 from rewardsmith.tasks import Task

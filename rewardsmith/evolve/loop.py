@@ -21,7 +21,8 @@ from rewardsmith.evaluate.final import BASELINE_IDS, HNS_FORMULA, final_evaluati
 from rewardsmith.evaluate.race import apply_race, is_current, race_settings, run_finals
 from rewardsmith.evaluate.sanity import identical_message, identical_policies
 from rewardsmith.export import write_best_reward
-from rewardsmith.feedback.records import SELECTION_MODES, load_feedback
+from rewardsmith.evaluate.ranking import SELECTION_MODES, rank_candidates
+from rewardsmith.feedback.records import load_feedback
 from rewardsmith.propose import make_proposer
 from rewardsmith.propose.base import Proposal, ProposalContext
 from rewardsmith.records import Candidate, GenerationRecord, Validation, candidate_id
@@ -41,8 +42,8 @@ from rewardsmith.train.population import Halving, halving_sizes
 from rewardsmith.train.ppo import PPOConfig
 from rewardsmith.report.trackers import make_tracker, tracker_kind
 from rewardsmith.train.cluster import executor_settings, make_executor
-from rewardsmith.train.runner import WarmWorker, sandbox_policy
-from rewardsmith.train.sandbox import MODES as SANDBOX_MODES, physical_memory_mb, probe as sandbox_probe
+from rewardsmith.isolation.sandbox import MODES as SANDBOX_MODES, physical_memory_mb, probe as sandbox_probe, sandbox_policy
+from rewardsmith.train.runner import WarmWorker
 from rewardsmith.validate.isolate import CheckLimits
 from rewardsmith.validate.static import check_source
 
@@ -155,7 +156,7 @@ class SearchState:
         return feedback[-1].selection if feedback else str(self.cfg.get("selection") or "fitness")
 
     def ranking(self, feedback: list) -> list[Candidate]:
-        from rewardsmith.feedback.records import elo_ratings, rank_candidates
+        from rewardsmith.feedback.records import elo_ratings
 
         mode = self.selection_mode(feedback)
         ranked = rank_candidates(self.history, elo_ratings(feedback), mode)
@@ -377,7 +378,8 @@ def _ask_feedback(rd: RunDir, cfg: Mapping[str, Any], display) -> None:
     """``feedback=terminal|web|file``: ask a person about the generation just finished, with the live
     view paused. A session that cannot start (nothing trained, no terminal) is reported, never fatal."""
     from rewardsmith.feedback.records import FeedbackError
-    from rewardsmith.feedback.session import collect, open_session
+    from rewardsmith.feedback.frontends import collect
+    from rewardsmith.feedback.session import open_session
 
     mode = _feedback_mode(cfg)
     display.pause()

@@ -11,8 +11,8 @@ from rewardsmith.errors import UserError
 from rewardsmith.rundir import RunDir
 from rewardsmith.tasks import StateSchema
 from rewardsmith.tasks.registry import task_named
-from rewardsmith.train.ppo import MAX_COMPONENTS
-from rewardsmith.train.runner import worker_env
+from rewardsmith.contract import MAX_COMPONENTS
+from rewardsmith.isolation.child import scrubbed_env
 from rewardsmith.validate.isolate import CheckLimits, check_isolated
 from rewardsmith.validate.static import check_source
 from rewardsmith.validate.trace import shape_check
@@ -84,7 +84,7 @@ def load_reward(path_or_run_dir: str | Path, task: str | None = None, candidate:
     if violations:
         raise UserError(f"{path}: rejected by the static gate: {violations[0]}")
     isolated = check_isolated([(path.stem, source)], task_obj.schema.to_json(), MAX_COMPONENTS, limits,
-                              env=worker_env())[path.stem]
+                              env=scrubbed_env())[path.stem]
     if not isolated.ok:
         raise UserError(f"{path}: rejected by the trace check: {isolated.reason}")
     validation, _ = shape_check(source, path.stem, task_obj, MAX_COMPONENTS)

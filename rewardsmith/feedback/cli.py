@@ -14,7 +14,7 @@ import sys
 
 from rewardsmith.cli.common import int_arg
 from rewardsmith.errors import UserError
-from rewardsmith.feedback.session import collect
+from rewardsmith.feedback.frontends import collect
 from rewardsmith.rundir import RunDir
 
 KEYS = {"run_dir", "mode", "file", "host", "port", "top", "then", "iterations", "live", "timeout_s"}

@@ -37,7 +37,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-from rewardsmith.feedback.records import SELECTION_MODES, AlreadySubmitted, FeedbackError, FeedbackRecord
+from rewardsmith.evaluate.ranking import SELECTION_MODES
+from rewardsmith.feedback.records import AlreadySubmitted, FeedbackError, FeedbackRecord
 from rewardsmith.feedback.session import Session
 from rewardsmith.records import fmt as _f
 from rewardsmith.report.rollout_view import VIEWER_CSS, VIEWER_JS, trace_charts, viewer_block

@@ -10,7 +10,8 @@ import itertools
 import sys
 from typing import Any
 
-from rewardsmith.feedback.records import SELECTION_MODES, AlreadySubmitted, FeedbackError, FeedbackRecord
+from rewardsmith.evaluate.ranking import SELECTION_MODES
+from rewardsmith.feedback.records import AlreadySubmitted, FeedbackError, FeedbackRecord
 from rewardsmith.feedback.session import Session
 from rewardsmith.rundir import RunDir
 

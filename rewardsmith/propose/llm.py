@@ -83,13 +83,13 @@ class LLMProposer(Proposer):
     # -- vetting one answer ------------------------------------------------------------------------
     def _trace(self, code: str, ctx: ProposalContext) -> str:
         """'' when the code loads and traces on the schema; else the reason. Keyless, limited process."""
-        from rewardsmith.train.ppo import MAX_COMPONENTS
-        from rewardsmith.train.runner import worker_env
+        from rewardsmith.contract import MAX_COMPONENTS
+        from rewardsmith.isolation.child import scrubbed_env
         from rewardsmith.validate.isolate import Checker, CheckLimits
 
         with self._check_lock:
             if self._checker is None:
-                self._checker = Checker(env=worker_env(), parallel=1)
+                self._checker = Checker(env=scrubbed_env(), parallel=1)
             v = self._checker.check([("answer", code)], ctx.task.schema.to_json(), MAX_COMPONENTS,
                                     CheckLimits())["answer"]
         return "" if v.ok else v.reason

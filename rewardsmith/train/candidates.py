@@ -11,8 +11,10 @@ import numpy as np
 from rewardsmith.records import Candidate, MemberResult, Validation
 from rewardsmith.rundir import RunDir, atomic_write_json
 from rewardsmith.tasks import Task
-from rewardsmith.train.ppo import MAX_COMPONENTS, PPOConfig
-from rewardsmith.train.runner import WarmWorker, WorkerError, run_worker, sandbox_policy
+from rewardsmith.contract import MAX_COMPONENTS
+from rewardsmith.train.ppo import PPOConfig
+from rewardsmith.isolation.sandbox import sandbox_policy
+from rewardsmith.train.runner import WarmWorker, WorkerError, run_worker
 from rewardsmith.validate.isolate import CheckLimits
 
 
@@ -24,7 +26,7 @@ class WorkerSettings:
     limits: CheckLimits
     compile_cache_dir: str | None  # JAX's persistent compilation cache; None = off
     population_size: int | None = None  # members of a full generation (candidates and baselines x seeds)
-    sandbox: str = "auto"  # the worker's OS isolation: auto, strict or off (see train/sandbox.py)
+    sandbox: str = "auto"  # the worker's OS isolation: auto, strict or off (see isolation/sandbox.py)
     sandbox_memory_mb: int = 0  # the worker's address-space cap (0: none)
     sandbox_file_mb: int = 4096  # the largest file the worker may write
     sandbox_folder_mb: int = 2048  # what the worker's own folder may hold in all (watched from outside)

@@ -32,8 +32,9 @@ from typing import Any, Callable, Mapping
 
 from rewardsmith.errors import UserError
 from rewardsmith.rundir import WorkerFiles, atomic_write_json
-from rewardsmith.train.runner import WarmWorker, WorkerError, _writable, run_worker, worker_env
-from rewardsmith.train.sandbox import Policy
+from rewardsmith.isolation.child import scrubbed_env
+from rewardsmith.isolation.sandbox import Policy, writable_dirs
+from rewardsmith.train.runner import WarmWorker, WorkerError, run_worker
 
 EXECUTORS = ("local", "ray")
 
@@ -229,7 +230,7 @@ def run_shard(job: dict, shard: int, policy: Policy, timeout_s: float, events=No
     send({"event": "shard_started", "pid": os.getpid()})
     folder = Path(tempfile.mkdtemp(prefix=f"rewardsmith-shard{shard}-"))
     # the worker writes beneath this node's shard folder and this node's compilation cache only
-    policy = dataclasses.replace(policy, write=_writable(folder, job.get("compile_cache_dir")))
+    policy = dataclasses.replace(policy, write=writable_dirs(folder, job.get("compile_cache_dir")))
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
     extra = {}
     if cpus:  # the shard's CPUs are its devices, whatever device count the node was started with
@@ -301,7 +302,7 @@ class LocalCluster:
         # Ray's token authentication with a token of this cluster's own (the only credential its
         # processes hold); the training worker never gets it (the scrub drops *TOKEN*/*AUTH* names)
         self.auth_env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-        env = {**worker_env(), **self.auth_env, "RAY_USAGE_STATS_ENABLED": "0"}
+        env = {**scrubbed_env(), **self.auth_env, "RAY_USAGE_STATS_ENABLED": "0"}
         self.log = open(self.folder / "ray-head.log", "w", encoding="utf-8")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=env, start_new_session=True)

@@ -18,9 +18,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from rewardsmith.contract import MAX_COMPONENTS
 from rewardsmith.tasks.base import Task
-
-MAX_COMPONENTS = 8
 
 # A reward branch: (state, action, next_state) -> (total f32[], components f32[MAX_COMPONENTS]).
 RewardBranch = Callable[[Any, jax.Array, Any], tuple[jax.Array, jax.Array]]

@@ -1,7 +1,7 @@
 """The training worker: the only process that executes candidate code.
 
 Run as ``python -m rewardsmith.train.worker JOB.json RESULT.json``. The orchestrator starts it with an
-environment that holds no API keys (see ``runner.worker_env``). It loads each candidate, traces it,
+environment that holds no API keys (see ``isolation.child.scrubbed_env``). It loads each candidate, traces it,
 rolls it out once, trains all survivors x seeds in one program, and writes RESULT.json atomically.
 Progress goes to stdout as JSON lines.
 """
@@ -38,7 +38,7 @@ def _forbid_new_processes(jax) -> None:
     global _NO_SPAWN
     checker_up = _CHECKER.proc is not None and _CHECKER.proc.poll() is None
     if _SANDBOX.get("mode", "off") != "off" and not _NO_SPAWN and checker_up and jax.default_backend() == "cpu":
-        from rewardsmith.train.sandbox import forbid_new_processes
+        from rewardsmith.isolation.sandbox import forbid_new_processes
 
         _NO_SPAWN = forbid_new_processes()
         _SANDBOX["processes"] = _SANDBOX.get("processes", "none") + ("; seccomp: no new processes, no unix sockets, "
@@ -74,7 +74,8 @@ def run_job(job: dict) -> dict:
 
     from rewardsmith.records import Validation
     from rewardsmith.tasks import get_task
-    from rewardsmith.train.ppo import MAX_COMPONENTS, PPOConfig
+    from rewardsmith.contract import MAX_COMPONENTS
+    from rewardsmith.train.ppo import PPOConfig
     from rewardsmith.train.population import Halving, split_members, train_halving, train_population
     from rewardsmith.train.stats import member_results
     from rewardsmith.validate.trace import env_step_flops, relative_cost_check, rollout_check, shape_check
@@ -229,7 +230,7 @@ def serve() -> int:
 
 def _enter_sandbox() -> None:
     """Network, process, filesystem and resource isolation, before anything heavy is imported."""
-    from rewardsmith.train.sandbox import Policy, enter
+    from rewardsmith.isolation.sandbox import Policy, enter
 
     _SANDBOX.update(enter(Policy.from_env()))
     emit("sandbox", **_SANDBOX)

@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Any, Iterable, Mapping
 
-from rewardsmith.childproc import die_with_parent
+from rewardsmith.isolation.child import kill_group, last_line, pump_json_lines, start_module
 from rewardsmith.records import Validation
 
 _MB = 1024 * 1024
@@ -90,16 +90,13 @@ class Checker:
         self._log = os.path.join(self._cwd.name, "checker.log")
 
     def _start(self) -> None:
-        pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = dict(self.env)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH", "")) if p)
         env["JAX_PLATFORMS"] = "cpu"  # shapes only: never claim an accelerator for a check
         self._lines = queue.SimpleQueue()
         with open(self._log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "rewardsmith.validate.isolate"], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=log, env=env, cwd=self._cwd.name,
-                                         start_new_session=True, preexec_fn=die_with_parent())
-        threading.Thread(target=_pump_lines, args=(self.proc.stdout, self._lines), daemon=True).start()
+            self.proc = start_module("rewardsmith.validate.isolate", env=env, cwd=self._cwd.name,
+                                     stdin=subprocess.PIPE, stderr=log, text=False)
+        threading.Thread(target=pump_json_lines, args=(self.proc.stdout, self._lines.put), daemon=True).start()
 
     def submit(self, candidates: Iterable[tuple[str, str]], schema_json: Mapping[str, Any], max_components: int,
                limits: CheckLimits, startup_s: float = 120.0) -> None:
@@ -132,13 +129,10 @@ class Checker:
                 self.close_process()
                 break
             if line is None:
-                problem = f"the check process ended: {_last_line(self._log)}"
+                problem = f"the check process ended: {last_line(self._log, missing='no output')}"
                 self.close_process()
                 break
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
+            rec = line
             if rec.get("done"):
                 break
             if rec.get("id") in ids:
@@ -155,20 +149,12 @@ class Checker:
 
     def close_process(self) -> None:
         if self.proc is not None:
-            if self.proc.poll() is None:
-                _kill_group(self.proc)
-            self.proc.wait()
+            kill_group(self.proc)
             self.proc = None
 
     def close(self) -> None:
         self.close_process()
         self._cwd.cleanup()
-
-
-def _pump_lines(stream, lines: queue.SimpleQueue) -> None:
-    for raw in stream:
-        lines.put(raw.decode("utf-8", "replace"))
-    lines.put(None)
 
 
 def check_isolated(candidates: list[tuple[str, str]], schema_json: Mapping[str, Any], max_components: int,
@@ -182,24 +168,6 @@ def check_isolated(candidates: list[tuple[str, str]], schema_json: Mapping[str, 
     finally:
         checker.close()
 
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
-
-
-def _last_line(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            lines = [ln for ln in f.read().splitlines() if ln.strip()]
-    except OSError:
-        return "no output"
-    return lines[-1][:300] if lines else "no output"
-
-
-# -- the checker process -----------------------------------------------------------------------------
 
 def _address_space_now() -> int:
     try:
@@ -232,7 +200,7 @@ def _child(cand: dict, schema, max_components: int, limits: CheckLimits, wfd: in
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; a write past the limit ends the child
-    from rewardsmith.train.sandbox import forbid_new_processes
+    from rewardsmith.isolation.sandbox import forbid_new_processes
 
     forbid_new_processes()  # candidate code starts no process (where the kernel allows the filter)
     from rewardsmith.validate.trace import shape_check_schema

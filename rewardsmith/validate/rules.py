@@ -18,8 +18,7 @@ MAX_EXPONENT = 64            # `x ** n` and `x << n` with a constant integer n
 MAX_SEQUENCE_LEN = 10_000    # `'a' * n`, `[0] * n`: the length a repeated literal may reach
 MAX_BOOL_OPERANDS = 64       # `a and b and ...`, `a < b < ...` (libcst nests what ast keeps flat)
 MAX_ADJACENT_STRINGS = 64    # implicitly concatenated string literals, same reason
-REWARD_FN = "compute_reward"
-REWARD_PARAMS = ("state", "action", "next_state")
+from rewardsmith.contract import REWARD_FN, REWARD_PARAMS  # noqa: E402,F401 - the contract, read here as rules.*
 
 # Modules reward code may import, and the only ones the loader's __import__ hands out.
 ALLOWED_MODULES = frozenset({"jax", "jax.numpy", "jax.nn", "jax.lax", "math", "typing"})

@@ -103,6 +103,23 @@ class Policy:
                    folder_mb=int(d.get("folder_mb", 0)))
 
 
+def writable_dirs(write_dir: str | os.PathLike, compile_cache_dir: str | None) -> tuple[str, ...]:
+    """What a worker may write: beneath its own directory and the compilation cache (created here)."""
+    write = [str(Path(write_dir).resolve())]
+    if compile_cache_dir:
+        Path(compile_cache_dir).mkdir(parents=True, exist_ok=True)
+        write.append(str(Path(compile_cache_dir).resolve()))
+    return tuple(write)
+
+
+def sandbox_policy(settings, write_dir: str | os.PathLike, task_file: str | None = None) -> Policy:
+    """The worker's OS isolation for a run's worker settings (``WorkerSettings``)."""
+    read = [str(Path(task_file).resolve().parent)] if task_file else []
+    return Policy(mode=settings.sandbox, write=writable_dirs(write_dir, settings.compile_cache_dir), read=tuple(read),
+                  memory_mb=int(settings.sandbox_memory_mb or 0), file_mb=int(settings.sandbox_file_mb or 0),
+                  folder_mb=int(getattr(settings, "sandbox_folder_mb", 0) or 0))
+
+
 def _libc():
     return ctypes.CDLL(None, use_errno=True)
 
@@ -535,10 +552,11 @@ def probe() -> dict[str, Any]:
     """What this machine allows, without applying it (from a throw-away child process)."""
     import subprocess
 
-    code = ("import json, sys; from rewardsmith.train import sandbox; "
+    from rewardsmith.isolation.child import importable
+
+    code = ("import json, sys; from rewardsmith.isolation import sandbox; "
             "print(json.dumps(sandbox.enter(sandbox.Policy(mode='auto'))))")
-    pkg_root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (pkg_root, os.environ.get("PYTHONPATH", "")) if p)}
+    env = importable(os.environ)
     try:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
         return json.loads(out.stdout.strip().splitlines()[-1])
