@@ -19,12 +19,13 @@ ROOT = Path(__file__).resolve().parents[1] / "rewardsmith"
 FLOORS = [
     {"contract", "errors", "records", "rundir", "isolation", "util", "_version", "__init__"},
     {"tasks"},
+    {"reflect"},  # statistics and text from records alone
+    {"report"},  # drawings of records: the report, rollout viewers and GIFs, trackers
     {"validate"},
     {"propose"},
     {"train"},
     {"evaluate"},
-    {"reflect"},
-    {"export", "report"},  # writers of the run's outputs, which the loop and the feedback page call
+    {"export"},
     {"feedback"},  # the human preference session, which runs inside the loop
     {"evolve"},
     {"convert", "wrappers"},
