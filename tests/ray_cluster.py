@@ -128,18 +128,20 @@ def local(out: Path) -> dict:
     os.environ["OPENAI_API_KEY"] = "sk-rewardsmith-test-secret"
     from rewardsmith.tasks import get_task
     from rewardsmith.train.cluster import RayExecutor, RaySettings
+    from rewardsmith.train.job import TrainJob
     from rewardsmith.isolation.sandbox import Policy
 
     task = get_task("cartpole")
     job = {"task": {"name": "cartpole", "file": None, "env": {}}, "ppo": _ppo(task), "schema": task.schema.to_json(), "max_components": 8, "seeds": [0, 1],
            "candidates": [{"id": "human", "source": task.human_reward}, {"id": "sparse", "source": task.sparse_reward}],
            "report_env": True, "compile_cache_dir": None}
+    job = TrainJob.from_json(job)
     ex = RayExecutor(RaySettings(address=None, local_cpus=2), out / "worker", Policy(mode="auto"))
     with ex:
         result = ex.run(job, out / "job", timeout_s=600)
         cluster_pid = ex.cluster.proc.pid
-    return {"env_names": result["env_names"], "shards": result["shards"],
-            "fitness": {cid: [m["fitness"] for m in r["members"]] for cid, r in result["candidates"].items()},
+    return {"env_names": result.env_names, "shards": result.shards,
+            "fitness": {cid: [m.fitness for m in r.members] for cid, r in result.candidates.items()},
             "cluster_alive_after": _alive(cluster_pid)}
 
 

@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 
 from rewardsmith.errors import UserError
-from rewardsmith.train.cluster import RaySettings, executor_settings, merge_results, plan_shards, split_job
+from rewardsmith.train.cluster import (RaySettings, ShardOutcome, executor_settings, merge_results, plan_shards,
+                                       split_job)
+from rewardsmith.train.job import JobCandidate, TaskRef, TrainJob, TrainResult
+from rewardsmith.train.ppo import PPOConfig
 
 HERE = Path(__file__).resolve().parent
 
@@ -72,28 +75,32 @@ def test_shards_are_sized_to_the_cluster():
 
 
 def test_a_job_splits_by_candidate_and_merges_back():
-    job = {"candidates": [{"id": f"c{i}", "source": ""} for i in range(7)], "seeds": [0, 1],
-           "population_size": 16}
+    job = TrainJob(task=TaskRef("cartpole"), ppo=PPOConfig(), seeds=(0, 1), population_size=16,
+                   candidates=tuple(JobCandidate(id=f"c{i}", source="") for i in range(7)))
     shards = split_job(job, 3)
-    assert [[c["id"] for c in s["candidates"]] for s in shards] == [["c0", "c1", "c2"], ["c3", "c4"], ["c5", "c6"]]
+    assert [s.ids for s in shards] == [["c0", "c1", "c2"], ["c3", "c4"], ["c5", "c6"]]
     # each shard pads to its share of the run's usual generation (8 candidates x 2 seeds over 3 shards)
-    assert {s["population_size"] for s in shards} == {6}
+    assert {s.population_size for s in shards} == {6}
     assert len(split_job(job, 20)) == 7  # never an empty shard
+    # a shard's job crosses Ray and the worker's file as JSON and comes back the same
+    assert all(TrainJob.from_json(s.to_json()) == s for s in shards)
 
     def res(ids, t):
-        return {"candidates": {i: {"validation": {"ok": True}, "members": []} for i in ids},
-                "timing": {"train_s": t, "program": "split"}, "env_names": ["PATH"]}
+        return TrainResult.from_json({"candidates": {i: {"validation": {"ok": True, "stage": "passed"}, "members": []}
+                                                     for i in ids},
+                                      "timing": {"train_s": t, "program": "split"}, "env_names": ["PATH"]})
 
-    outcomes = [{"result": res(["c0", "c1", "c2"], 3.0), "node_id": "A", "node_ip": "127.0.0.1", "attempts": [{}]},
-                {"error": "shard 1 lost after 3 attempt(s): NodeDiedError", "node_id": "B", "attempts": [{}, {}, {}]},
-                {"result": res(["c5", "c6"], 5.0), "node_id": "A", "node_ip": "127.0.0.1", "attempts": [{}],
-                 "shard_env_names": ["HOME"]}]
+    outcomes = [ShardOutcome(result=res(["c0", "c1", "c2"], 3.0), node_id="A", node_ip="127.0.0.1", attempts=[{}]),
+                ShardOutcome(error="shard 1 lost after 3 attempt(s): NodeDiedError", node_id="B", attempts=[{}, {}, {}]),
+                ShardOutcome(result=res(["c5", "c6"], 5.0), node_id="A", node_ip="127.0.0.1", attempts=[{}],
+                             shard_env_names=["HOME"])]
     merged = merge_results(shards, outcomes, wall_s=9.0)
-    assert sorted(merged["candidates"]) == ["c0", "c1", "c2", "c5", "c6"]
-    assert merged["failed"] == {"c3": outcomes[1]["error"], "c4": outcomes[1]["error"]}
-    assert merged["placement"]["c4"]["node_id"] == "B" and len(merged["placement"]["c4"]["attempts"]) == 3
-    assert merged["timing"] == {"train_s": 5.0, "program": "split", "total_s": 9.0}
-    assert merged["env_names"] == ["HOME", "PATH"]
+    assert sorted(merged.candidates) == ["c0", "c1", "c2", "c5", "c6"]
+    assert merged.failed == {"c3": outcomes[1].error, "c4": outcomes[1].error}
+    assert merged.placement["c4"]["node_id"] == "B" and len(merged.placement["c4"]["attempts"]) == 3
+    assert merged.timing == {"train_s": 5.0, "program": "split", "total_s": 9.0}
+    assert merged.env_names == ["HOME", "PATH"]
+    assert TrainResult.from_json(merged.to_json()) == merged
 
 
 def test_executor_settings_are_checked():

@@ -88,11 +88,11 @@ def test_nan_member_is_masked_and_siblings_are_unaffected(cartpole):
     assert out_nan["nonfinite_rewards"][1] > 0
     one = jax.tree.map(lambda v: v[1], out_nan)
     rec = member_results(one, 0, ["r"], cartpole, cfg)
-    assert rec["ok"] is False and rec["fitness"] is None and "NaN" in rec["reason"]
+    assert rec.ok is False and rec.fitness is None and "NaN" in rec.reason
     good_one = jax.tree.map(lambda v: v[0], out_nan)
     rec = member_results(good_one, 0, ["alive"], cartpole, cfg)
-    assert rec["ok"] and rec["fitness"] > 0
-    assert len(rec["fitness_curve"]) == len(rec["checkpoints"]) == len(rec["component_curves"]["alive"])
+    assert rec.ok and rec.fitness > 0
+    assert len(rec.fitness_curve) == len(rec.checkpoints) == len(rec.component_curves["alive"])
 
 
 def test_candidate_code_runs_jax_ops_first_in_a_fresh_process():
@@ -159,7 +159,7 @@ def test_member_that_goes_nan_in_a_later_chunk_is_stopped_and_siblings_continue(
         np.testing.assert_array_equal(out["curve"]["reward"][m], ref["curve"]["reward"][m])
         np.testing.assert_array_equal(out["eval"]["fitness"][m], ref["eval"]["fitness"][m])
     rec = member_results(jax.tree.map(lambda v: v[1], out), 0, ["r"], cartpole, cfg)
-    assert not rec["ok"] and f"stopped after update {stopped[1]} of {cfg.num_updates}" in rec["reason"]
+    assert not rec.ok and f"stopped after update {stopped[1]} of {cfg.num_updates}" in rec.reason
 
 
 def test_successive_halving_stops_the_weak_and_survivors_train_as_with_a_uniform_budget(cartpole):
@@ -196,4 +196,4 @@ def test_successive_halving_stops_the_weak_and_survivors_train_as_with_a_uniform
         if o["rung"] == 3:
             np.testing.assert_array_equal(o["eval"]["fitness"], ref["eval"]["fitness"][m])
     rec = member_results(outs[member_branch.index(2)], 0, ["log_x"], cartpole, cfg)
-    assert rec["rung"] == 1 and rec["rungs"] == 3 and rec["env_steps"] == 16 * per_update
+    assert rec.rung == 1 and rec.rungs == 3 and rec.env_steps == 16 * per_update

@@ -1,7 +1,10 @@
+import dataclasses
+
 import pytest
 
 from rewardsmith.tasks import get_task
 from rewardsmith.isolation.child import scrubbed_env as worker_env
+from rewardsmith.train.job import TaskRef, TrainJob
 from rewardsmith.train.runner import WorkerError, run_worker
 
 from conftest import TINY_TRAIN
@@ -20,7 +23,7 @@ def _job(task, candidates, **over):
     job = {"task": {"name": task.name, "file": None}, "ppo": {**task.ppo, **TINY_TRAIN}, "seeds": [0],
            "candidates": candidates, "check_seed": 0}
     job.update(over)
-    return job
+    return TrainJob.from_json(job)
 
 
 def test_worker_process_never_sees_api_keys(tmp_path, monkeypatch):
@@ -30,18 +33,17 @@ def test_worker_process_never_sees_api_keys(tmp_path, monkeypatch):
     events = []
     result = run_worker(_job(task, [{"id": "h", "source": task.human_reward}], report_env=True),
                         tmp_path, timeout_s=300, on_event=events.append)
-    names = set(result["env_names"])
+    names = set(result.env_names)
     assert not names & set(SECRETS), names & set(SECRETS)
     assert not [n for n in names if "KEY" in n or "TOKEN" in n or "SECRET" in n]
-    assert result["candidates"]["h"]["validation"]["ok"]
-    assert result["candidates"]["h"]["members"][0]["ok"]
+    assert result.candidates["h"].validation.ok
+    assert result.candidates["h"].members[0].ok
     assert any(e["event"] == "trained" for e in events)
 
 
 def test_worker_crash_is_one_clear_error(tmp_path):
     task = get_task("cartpole")
-    job = _job(task, [{"id": "h", "source": task.human_reward}])
-    job["task"]["name"] = "no_such_task"
+    job = dataclasses.replace(_job(task, [{"id": "h", "source": task.human_reward}]), task=TaskRef("no_such_task"))
     with pytest.raises(WorkerError) as e:
         run_worker(job, tmp_path, timeout_s=300)
     msg = str(e.value)
@@ -64,8 +66,8 @@ def test_second_run_hits_the_persistent_compilation_cache(tmp_path):
     for i, src in enumerate((task.human_reward, other)):
         job = _job(task, [{"id": f"c{i}", "source": src}], compile_cache_dir=str(cache))
         result = run_worker(job, tmp_path / f"w{i}", timeout_s=600)
-        assert result["candidates"][f"c{i}"]["members"][0]["ok"]
-        timings.append(result["timing"])
+        assert result.candidates[f"c{i}"].members[0].ok
+        timings.append(result.timing)
         entries.append(len(list(cache.iterdir())))
     assert entries[0] > 0
     assert entries[1] - entries[0] <= 3  # only the new reward programs were added

@@ -38,6 +38,7 @@ from rewardsmith.tasks import Task, UnknownTaskError, get_task
 from rewardsmith.tasks import own_env
 from rewardsmith.tasks.registry import task_from_mapping
 from rewardsmith.train.candidates import WorkerSettings, train_candidates
+from rewardsmith.train.job import HalvingBudget
 from rewardsmith.train.population import Halving, halving_sizes
 from rewardsmith.train.ppo import PPOConfig
 from rewardsmith.report.trackers import make_tracker, tracker_kind
@@ -562,7 +563,7 @@ class Search:
             self.pending_baselines = []
         return worker_error
 
-    def budget_job(self) -> dict | None:
+    def budget_job(self) -> HalvingBudget | None:
         """How the worker spends this generation's budget: None (uniform) or successive halving with
         the baselines protected and the run's stage sizes (one compiled trainer per stage)."""
         halving = budget_settings(self.state.cfg, self.state.ppo)
@@ -570,8 +571,8 @@ class Search:
             return None
         n_base = len(self.state.baselines)
         sizes = halving_sizes(self.samples, n_base, len(self.state.seeds), halving, self.state.ppo.num_updates)
-        return {"kind": "halving", "eta": halving.eta, "rungs": halving.rungs, "sizes": sizes,
-                "protected": [b.id for b in self.state.baselines.values()]}
+        return HalvingBudget(eta=halving.eta, rungs=halving.rungs, sizes=tuple(sizes),
+                             protected=tuple(b.id for b in self.state.baselines.values()))
 
     def warn_sandbox(self) -> None:
         """Once per run: say what isolation the worker lacks on this machine."""

@@ -15,7 +15,7 @@ from rewardsmith.contract import MAX_COMPONENTS
 from rewardsmith.isolation.child import scrubbed_env
 from rewardsmith.validate.isolate import CheckLimits, check_isolated
 from rewardsmith.validate.static import check_source
-from rewardsmith.validate.trace import shape_check
+from rewardsmith.validate.admit import admit
 
 _TASK_LINE = re.compile(r"^# task: (\S+)", re.MULTILINE)
 
@@ -87,7 +87,9 @@ def load_reward(path_or_run_dir: str | Path, task: str | None = None, candidate:
                               env=scrubbed_env())[path.stem]
     if not isolated.ok:
         raise UserError(f"{path}: rejected by the trace check: {isolated.reason}")
-    validation, _ = shape_check(source, path.stem, task_obj, MAX_COMPONENTS)
+    admitted = admit([(path.stem, source)], task_obj, {path.stem: isolated}, max_components=MAX_COMPONENTS,
+                     rollout_seed=None)
+    validation = admitted.validations[path.stem]
     if not validation.ok:
         raise UserError(f"{path}: rejected by the trace check: {validation.reason}")
     from rewardsmith.validate.load import load_reward_fn

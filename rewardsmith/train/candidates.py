@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rewardsmith.records import Candidate, MemberResult, Validation
+from rewardsmith.records import Candidate, Validation
 from rewardsmith.rundir import RunDir, atomic_write_json
 from rewardsmith.tasks import Task
 from rewardsmith.contract import MAX_COMPONENTS
+from rewardsmith.train.job import HalvingBudget, JobCandidate, TaskRef, TrainJob, TrainResult
 from rewardsmith.train.ppo import PPOConfig
 from rewardsmith.isolation.sandbox import sandbox_policy
 from rewardsmith.train.runner import WarmWorker, WorkerError, run_worker
@@ -36,82 +37,96 @@ class WorkerSettings:
 def train_candidates(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOConfig, seeds: list[int],
            cands: list[Candidate], worker: WorkerSettings, display, process: WarmWorker | None = None,
            workdir: Path | None = None,
-           rollout_dir: Path | None = None, budget: dict | None = None) -> str:
+           rollout_dir: Path | None = None, budget: HalvingBudget | None = None) -> str:
     """Train ``cands`` in one worker; rollouts go beside each candidate's record, or, with
-    ``rollout_dir``, into that folder with an offline viewer and a GIF each. ``budget`` (kind
-    ``halving`` with eta, rungs, protected ids and stage sizes) stops weak candidates early."""
-    by_id = {c.id: c for c in cands}
+    ``rollout_dir``, into that folder with an offline viewer and a GIF each. ``budget``
+    (successive halving) stops weak candidates early. Returns the worker's failure, or ""."""
     for c in cands:
         c.status = "checking"
-    job = {
-        "task": {"name": task.name, "file": task.source_file if task.source_file else None,
-                 "env": dict(task.env_config)},
-        "schema": task.schema.to_json(),
-        "max_components": MAX_COMPONENTS,
-        "check_limits": worker.limits.to_json(),
-        "compile_cache_dir": worker.compile_cache_dir,
-        "ppo": dataclasses.asdict(ppo),
-        "seeds": seeds,
-        "candidates": [{"id": c.id, "source": c.source} for c in cands],
-        "check_seed": gen,
-        # the run's usual generation size: smaller generations are padded to it, so that every
-        # generation of the run shares one compiled trainer
-        "population_size": worker.population_size,
-        "budget": budget,
-    }
-
-    def on_event(ev: dict) -> None:
-        kind = ev.get("event")
-        if kind in ("shape_checked", "rollout_checked") and not ev.get("ok") and ev.get("id") in by_id:
-            by_id[ev["id"]].status = "rejected"
-            by_id[ev["id"]].validation = Validation(ok=False, stage="trace", reason=ev.get("reason", ""))
-        elif kind == "training":
-            for cid in ev.get("candidates", []):
-                if cid in by_id:
-                    by_id[cid].status = "training"
-                    if "shard" in ev:  # executor=ray: shown live, replaced by the full placement at the end
-                        by_id[cid].placement = {"executor": "ray", "shard": ev["shard"], "node_id": ev.get("node_id"),
-                                                "node_ip": ev.get("node_ip")}
-            where = f" (shard {ev['shard']} on node {ev.get('node_ip')} {str(ev.get('node_id'))[:8]})" if "shard" in ev else ""
-            display.message(f"training {ev.get('members')} members in one program on {ev.get('devices')} device(s)"
-                            + where)
-        elif kind == "progress":
-            display.progress(int(ev.get("updates", 0)), int(ev.get("of", 0)), dict(ev.get("fitness") or {}))
-        elif kind == "rung":
-            stopped = ", ".join(f"{cid} ({f:.4g})" for cid, f in (ev.get("stopped") or {}).items())
-            display.message(f"rung {ev.get('rung')} of {ev.get('rungs')} (update {ev.get('update')} of {ev.get('of')}): "
-                            f"{len(ev.get('kept') or {})} candidate(s) train on"
-                            + (f"; stopped {stopped}" if stopped else ""))
-        elif kind == "trained":
-            display.message(f"compiled in {ev.get('compile_s', 0):.1f} s (rewards {ev.get('reward_compile_s', 0):.1f} s), "
-                            f"trained in {ev.get('train_s', 0):.1f} s")
-        display.candidates(cands)
-
+    job = TrainJob(task=TaskRef.of(task), schema=task.schema.to_json(), max_components=MAX_COMPONENTS,
+                   check_limits=worker.limits, compile_cache_dir=worker.compile_cache_dir, ppo=ppo,
+                   seeds=tuple(seeds), candidates=tuple(JobCandidate(id=c.id, source=c.source) for c in cands),
+                   check_seed=gen, population_size=worker.population_size, budget=budget)
+    live = LiveView(cands, display)
     workdir = workdir or rd.worker_attempt_dir(gen, attempt)
     try:
         if process is not None:
-            result = process.run(job, workdir, timeout_s=worker.timeout_s, on_event=on_event)
+            result = process.run(job, workdir, timeout_s=worker.timeout_s, on_event=live.on_event)
         else:
-            result = run_worker(job, workdir, timeout_s=worker.timeout_s, on_event=on_event,
+            result = run_worker(job, workdir, timeout_s=worker.timeout_s, on_event=live.on_event,
                                 policy=sandbox_policy(worker, workdir, task.source_file))
     except WorkerError as e:
-        _fail(cands, str(e))
+        _fail(cands, str(e), live.verdicts)
         display.message(str(e))
         display.candidates(cands)
         return str(e)
-    for cid, reason in (result.get("failed") or {}).items():  # executor=ray: a shard that failed
+    apply_result(result, cands, rd, task, display, rollout_dir)
+    display.candidates(cands)
+    return ""
+
+
+class LiveView:
+    """The worker's events, shown as they come: it only observes. Which candidates the checks
+    refused (and why) and which train are kept here for the live table; the records change only
+    from the job's result (or its failure)."""
+
+    def __init__(self, cands: list[Candidate], display):
+        self.cands = cands
+        self.display = display
+        self.status: dict[str, str] = {}
+        self.verdicts: dict[str, Validation] = {}  # refusals the worker reported before any result
+        self.placement: dict[str, dict] = {}
+
+    def on_event(self, ev: dict) -> None:
+        kind = ev.get("event")
+        if kind in ("shape_checked", "rollout_checked") and not ev.get("ok"):
+            self.status[ev.get("id")] = "rejected"
+            self.verdicts[ev.get("id")] = Validation(ok=False, stage="trace", reason=ev.get("reason", ""))
+        elif kind == "training":
+            for cid in ev.get("candidates", []):
+                self.status[cid] = "training"
+                if "shard" in ev:  # executor=ray: shown live, replaced by the full placement at the end
+                    self.placement[cid] = {"executor": "ray", "shard": ev["shard"], "node_id": ev.get("node_id"),
+                                           "node_ip": ev.get("node_ip")}
+            where = f" (shard {ev['shard']} on node {ev.get('node_ip')} {str(ev.get('node_id'))[:8]})" if "shard" in ev else ""
+            self.display.message(f"training {ev.get('members')} members in one program on {ev.get('devices')} "
+                                 "device(s)" + where)
+        elif kind == "progress":
+            self.display.progress(int(ev.get("updates", 0)), int(ev.get("of", 0)), dict(ev.get("fitness") or {}))
+        elif kind == "rung":
+            stopped = ", ".join(f"{cid} ({f:.4g})" for cid, f in (ev.get("stopped") or {}).items())
+            self.display.message(f"rung {ev.get('rung')} of {ev.get('rungs')} (update {ev.get('update')} of "
+                                 f"{ev.get('of')}): {len(ev.get('kept') or {})} candidate(s) train on"
+                                 + (f"; stopped {stopped}" if stopped else ""))
+        elif kind == "trained":
+            self.display.message(f"compiled in {ev.get('compile_s', 0):.1f} s (rewards {ev.get('reward_compile_s', 0):.1f} s), "
+                                 f"trained in {ev.get('train_s', 0):.1f} s")
+        self.display.candidates([self._view(c) for c in self.cands])
+
+    def _view(self, c: Candidate) -> Candidate:
+        if c.id not in self.status:
+            return c
+        return dataclasses.replace(c, status=self.status[c.id], validation=self.verdicts.get(c.id, c.validation),
+                                   placement=self.placement.get(c.id, c.placement))
+
+
+def apply_result(result: TrainResult, cands: list[Candidate], rd: RunDir, task: Task, display,
+                 rollout_dir: Path | None = None) -> None:
+    """The job's result into each candidate's record: validation, members, status, fitness; rollouts saved."""
+    by_id = {c.id: c for c in cands}
+    for cid, reason in result.failed.items():  # executor=ray: a shard that failed
         _fail([by_id[cid]], reason)
-    for cid, place in (result.get("placement") or {}).items():
+    for cid, place in result.placement.items():
         by_id[cid].placement = place
-    for cid, res in result["candidates"].items():
+    for cid, res in result.candidates.items():
         c = by_id[cid]
-        if res.get("rollout"):
+        if res.rollout:
             if rollout_dir is not None:
-                _save_rollout(rollout_dir, cid, res["rollout"], task, display)
+                _save_rollout(rollout_dir, cid, res.rollout, task, display)
             else:
-                atomic_write_json(rd.rollout_path(c), res["rollout"])
-        c.validation = Validation(**res["validation"])
-        c.members = [MemberResult(**m) for m in res["members"]]
+                atomic_write_json(rd.rollout_path(c), res.rollout)
+        c.validation = res.validation
+        c.members = list(res.members)
         if c.members:
             c.env_steps = sum(int(m.env_steps or 0) for m in c.members)
             c.rung = max((m.rung for m in c.members if m.rung is not None), default=None)
@@ -126,15 +141,15 @@ def train_candidates(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOCon
             c.fitness_std = float(np.std(fits))
         else:
             c.status = "failed"
-    display.candidates(cands)
-    return ""
 
 
-def _fail(cands: list[Candidate], reason: str) -> None:
-    """Their worker (or shard) failed: recorded as failed with the reason, nothing trained."""
+def _fail(cands: list[Candidate], reason: str, verdicts: dict[str, Validation] | None = None) -> None:
+    """Their worker (or shard) failed: recorded as failed with the reason, nothing trained (a check's
+    refusal the worker reported before it failed is kept)."""
     for c in cands:
         c.status = "failed"
-        c.validation = c.validation or Validation(ok=False, stage="trace", reason="not checked: worker failed")
+        c.validation = (verdicts or {}).get(c.id) or c.validation or Validation(
+            ok=False, stage="trace", reason="not checked: worker failed")
         c.members = []
         c.note = (c.note + " | " if c.note else "") + f"worker failure: {reason}"
 

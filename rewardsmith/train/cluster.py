@@ -34,7 +34,8 @@ from rewardsmith.errors import UserError
 from rewardsmith.rundir import WorkerFiles, atomic_write_json
 from rewardsmith.isolation.child import scrubbed_env
 from rewardsmith.isolation.sandbox import Policy, writable_dirs
-from rewardsmith.train.runner import WarmWorker, WorkerError, run_worker
+from rewardsmith.train.job import TrainJob, TrainResult
+from rewardsmith.train.runner import WarmWorker, WorkerError, observer, run_worker
 
 EXECUTORS = ("local", "ray")
 
@@ -150,12 +151,12 @@ def plan_shards(nodes: list[dict], settings: RaySettings) -> ShardPlan:
     return ShardPlan(count=settings.shards or fits, num_cpus=cpus, num_gpus=gpus)
 
 
-def split_job(job: dict, n_shards: int) -> list[dict]:
+def split_job(job: TrainJob, n_shards: int) -> list[TrainJob]:
     """The generation's job as up to ``n_shards`` jobs, candidates dealt out in order into nearly
     equal groups (every seed of a candidate stays in its shard, so its fitness is one shard's). A
     shard pads to its share of the run's usual generation size, so later generations reuse its
     compiled trainer as on one machine."""
-    cands = list(job["candidates"])
+    cands = list(job.candidates)
     n = max(1, min(n_shards, len(cands)))
     size, extra = divmod(len(cands), n)
     groups, start = [], 0
@@ -163,40 +164,52 @@ def split_job(job: dict, n_shards: int) -> list[dict]:
         stop = start + size + (1 if i < extra else 0)
         groups.append(cands[start:stop])
         start = stop
-    pop = job.get("population_size")
-    n_seeds = max(1, len(job.get("seeds") or [1]))
+    pop = job.population_size
+    n_seeds = max(1, len(job.seeds or (1,)))
     shard_pop = math.ceil(pop / n_seeds / n) * n_seeds if pop else None
-    return [{**job, "candidates": g, "population_size": shard_pop} for g in groups]
+    return [job.with_candidates(g, shard_pop) for g in groups]
 
 
-def merge_results(shard_jobs: list[dict], outcomes: list[dict], wall_s: float) -> dict:
-    """One result from the shards' outcomes (``{"result": ...}`` or ``{"error": ...}``, each with its
-    placement): every candidate of a failed shard is listed under ``failed`` with the reason."""
-    merged: dict = {"candidates": {}, "failed": {}, "placement": {}, "shards": [], "timing": {}}
+@dataclasses.dataclass
+class ShardOutcome:
+    """What a shard's Ray task returns: the worker's result or its one-line failure, and where it ran."""
+
+    node_id: str | None = None
+    node_ip: str | None = None
+    result: TrainResult | None = None
+    error: str | None = None
+    log: str = ""
+    wall_s: float | None = None
+    attempts: list[dict] = dataclasses.field(default_factory=list)
+    shard_env_names: list[str] | None = None  # the Ray worker's own environment (the keyless check's test)
+
+
+def merge_results(shard_jobs: list[TrainJob], outcomes: list[ShardOutcome], wall_s: float) -> TrainResult:
+    """One result from the shards' outcomes: every candidate of a failed shard is listed under
+    ``failed`` with the reason."""
+    merged = TrainResult()
     env_names: set[str] | None = None
     for i, (job, out) in enumerate(zip(shard_jobs, outcomes)):
-        ids = [c["id"] for c in job["candidates"]]
-        place = {"executor": "ray", "shard": i, "shards": len(shard_jobs), "node_id": out.get("node_id"),
-                 "node_ip": out.get("node_ip"), "attempts": out.get("attempts", [])}
-        merged["shards"].append({**place, "candidates": ids, "wall_s": out.get("wall_s"),
-                                 "error": out.get("error")})
-        for cid in ids:
-            merged["placement"][cid] = place
-        if out.get("error"):
-            for cid in ids:
-                merged["failed"][cid] = out["error"]
+        place = {"executor": "ray", "shard": i, "shards": len(shard_jobs), "node_id": out.node_id,
+                 "node_ip": out.node_ip, "attempts": out.attempts}
+        merged.shards.append({**place, "candidates": job.ids, "wall_s": out.wall_s, "error": out.error})
+        for cid in job.ids:
+            merged.placement[cid] = place
+        if out.error or out.result is None:
+            for cid in job.ids:
+                merged.failed[cid] = out.error or "the shard returned no result"
             continue
-        res = out["result"]
-        merged["candidates"].update(res.get("candidates", {}))
-        for k, v in (res.get("timing") or {}).items():  # the slowest shard's seconds
+        res = out.result
+        merged.candidates.update(res.candidates)
+        for k, v in res.timing.items():  # the slowest shard's seconds
             if isinstance(v, (int, float)) and not isinstance(v, bool):
-                merged["timing"][k] = max(float(v), merged["timing"].get(k, 0.0))
+                merged.timing[k] = max(float(v), merged.timing.get(k, 0.0))
             else:
-                merged["timing"].setdefault(k, v)
-        if res.get("env_names") is not None:
-            env_names = (env_names or set()) | set(res["env_names"]) | set(out.get("shard_env_names") or [])
-    merged["timing"]["total_s"] = wall_s
-    merged["env_names"] = sorted(env_names) if env_names is not None else None
+                merged.timing.setdefault(k, v)
+        if res.env_names is not None:
+            env_names = (env_names or set()) | set(res.env_names) | set(out.shard_env_names or [])
+    merged.timing["total_s"] = wall_s
+    merged.env_names = sorted(env_names) if env_names is not None else None
     return merged
 
 
@@ -211,7 +224,7 @@ def _set_parent_death_signal() -> None:
         pass
 
 
-def run_shard(job: dict, shard: int, policy: Policy, timeout_s: float, events=None) -> dict:
+def run_shard(job: TrainJob, shard: int, policy: Policy, timeout_s: float, events=None) -> ShardOutcome:
     """Body of a shard's Ray task: the keyless worker on a node-local folder; returns its result (or
     the worker's one-line failure), its log and where it ran."""
     import ray
@@ -230,27 +243,26 @@ def run_shard(job: dict, shard: int, policy: Policy, timeout_s: float, events=No
     send({"event": "shard_started", "pid": os.getpid()})
     folder = Path(tempfile.mkdtemp(prefix=f"rewardsmith-shard{shard}-"))
     # the worker writes beneath this node's shard folder and this node's compilation cache only
-    policy = dataclasses.replace(policy, write=writable_dirs(folder, job.get("compile_cache_dir")))
+    policy = dataclasses.replace(policy, write=writable_dirs(folder, job.compile_cache_dir))
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
     extra = {}
     if cpus:  # the shard's CPUs are its devices, whatever device count the node was started with
         extra["REWARDSMITH_CPU_DEVICES"] = str(max(1, int(cpus)))
         extra["XLA_FLAGS"] = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
                                       if not f.startswith("--xla_force_host_platform_device_count"))
-    out: dict = {"node_id": node_id, "node_ip": node_ip}
+    out = ShardOutcome(node_id=node_id, node_ip=node_ip)
     try:
-        out["result"] = run_worker(job, folder, timeout_s=timeout_s, on_event=send, policy=policy,
-                                   extra_env=extra, preexec_fn=_set_parent_death_signal)
+        out.result = run_worker(job, folder, timeout_s=timeout_s, on_event=send, policy=policy,
+                                extra_env=extra, preexec_fn=_set_parent_death_signal)
     except WorkerError as e:
-        out["error"] = str(e)
-    files = WorkerFiles(folder)
+        out.error = str(e)
     try:
-        out["log"] = files.log.read_text(encoding="utf-8", errors="replace")[-200_000:]
+        out.log = WorkerFiles(folder).log.read_text(encoding="utf-8", errors="replace")[-200_000:]
     except OSError:
-        out["log"] = ""
-    if job.get("report_env"):
-        out["shard_env_names"] = sorted(os.environ)
-    out["wall_s"] = time.monotonic() - t0
+        out.log = ""
+    if job.report_env:
+        out.shard_env_names = sorted(os.environ)
+    out.wall_s = time.monotonic() - t0
     shutil.rmtree(folder, ignore_errors=True)
     return out
 
@@ -386,15 +398,16 @@ class RayExecutor:
 
         return ray.nodes()
 
-    def run(self, job: dict, workdir: Path, *, timeout_s: float,
-            on_event: Callable[[dict], None] | None = None) -> dict:
+    def run(self, job: TrainJob, workdir: Path, *, timeout_s: float,
+            on_event: Callable[[dict], None] | None = None) -> TrainResult:
         import ray
         from ray.util.queue import Queue
         self.connect()
+        on_event = observer(on_event)
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         record = WorkerFiles(workdir)
-        atomic_write_json(record.job, job)
+        atomic_write_json(record.job, job.to_json())
         plan = plan_shards(self.nodes(), self.settings)
         jobs = split_job(job, plan.count)
         events = Queue(actor_options=self._queue_placement())
@@ -405,7 +418,7 @@ class RayExecutor:
                     "retry_exceptions": False}
             refs[self._remote.options(**opts).remote(sj, i, self.policy, timeout_s, events)] = i
         attempts: list[list[dict]] = [[] for _ in jobs]
-        outcomes: list[dict | None] = [None] * len(jobs)
+        outcomes: list[ShardOutcome | None] = [None] * len(jobs)
         progress: dict[int, tuple[int, int, dict]] = {}
         # each shard's worker has its own timeout; this bounds queueing and every retry too
         deadline = t0 + (timeout_s + 120.0) * (self.settings.max_retries + 1) * max(1, math.ceil(len(jobs) / plan.count))
@@ -420,8 +433,8 @@ class RayExecutor:
                 if pending and time.monotonic() > deadline:
                     for ref, i in pending.items():
                         ray.cancel(ref, force=True)
-                        outcomes[i] = {"error": f"shard {i} did not finish within {deadline - t0:.0f} s on the Ray "
-                                                "cluster (no node with room for it, or every attempt hung)"}
+                        outcomes[i] = ShardOutcome(error=f"shard {i} did not finish within {deadline - t0:.0f} s on "
+                                                         "the Ray cluster (no node with room for it, or every attempt hung)")
                     pending = {}
             self._drain(events, attempts, progress, on_event)
         finally:
@@ -429,17 +442,19 @@ class RayExecutor:
                 ray.kill(events.actor)
             except Exception:  # noqa: BLE001
                 pass
+        done_outcomes: list[ShardOutcome] = []
         for i, out in enumerate(outcomes):
             assert out is not None
-            out["attempts"] = attempts[i]
-            if attempts[i] and not out.get("node_id"):
-                out["node_id"], out["node_ip"] = attempts[i][-1]["node_id"], attempts[i][-1]["node_ip"]
+            out.attempts = attempts[i]
+            if attempts[i] and not out.node_id:
+                out.node_id, out.node_ip = attempts[i][-1]["node_id"], attempts[i][-1]["node_ip"]
             self._write_shard(record, i, jobs[i], out)
-        merged = merge_results(jobs, outcomes, time.monotonic() - t0)
-        atomic_write_json(record.shards, merged["shards"])
-        atomic_write_json(record.result, merged)
-        if all(o.get("error") for o in outcomes):
-            raise WorkerError("; ".join(sorted({o["error"] for o in outcomes}))[:600])
+            done_outcomes.append(out)
+        merged = merge_results(jobs, done_outcomes, time.monotonic() - t0)
+        atomic_write_json(record.shards, merged.shards)
+        atomic_write_json(record.result, merged.to_json())
+        if all(o.error for o in done_outcomes):
+            raise WorkerError("; ".join(sorted({o.error or "" for o in done_outcomes}))[:600])
         return merged
 
     def _queue_placement(self) -> dict:
@@ -452,17 +467,17 @@ class RayExecutor:
         here = head[0] if head else ray.get_runtime_context().get_node_id()
         return {"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=here, soft=True)}
 
-    def _outcome(self, ref, i: int, tried: list[dict]) -> dict:
+    def _outcome(self, ref, i: int, tried: list[dict]) -> ShardOutcome:
         import ray
 
         try:
             return ray.get(ref)
         except ray.exceptions.RayTaskError as e:  # raised by the shard's own code
-            return {"error": f"shard {i} failed: {type(e.cause).__name__}: {e.cause}"[:600]}
+            return ShardOutcome(error=f"shard {i} failed: {type(e.cause).__name__}: {e.cause}"[:600])
         except ray.exceptions.RayError as e:  # the node or process was lost on the last attempt
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            return {"error": f"shard {i} lost after {max(1, len(tried))} attempt(s) "
-                             f"(executor.max_retries={self.settings.max_retries}): {type(e).__name__}: {first}"[:600]}
+            return ShardOutcome(error=f"shard {i} lost after {max(1, len(tried))} attempt(s) (executor.max_retries="
+                                      f"{self.settings.max_retries}): {type(e).__name__}: {first}"[:600])
 
     def _drain(self, events, attempts, progress, on_event) -> None:
         while True:
@@ -490,20 +505,17 @@ class RayExecutor:
                     fitness.update(f)
                 ev = {**ev, "updates": min(p[0] for p in progress.values()),
                       "of": max(p[1] for p in progress.values()), "fitness": fitness}
-            if on_event is not None:
-                try:
-                    on_event(ev)
-                except Exception:  # noqa: BLE001 - a display problem never stops training
-                    pass
+            on_event(ev)
 
     @staticmethod
-    def _write_shard(record: WorkerFiles, i: int, job: dict, out: dict) -> None:
+    def _write_shard(record: WorkerFiles, i: int, job: TrainJob, out: ShardOutcome) -> None:
         files = record.shard(i)
         files.folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(files.job, job)
-        files.log.write_text(out.pop("log", "") or "", encoding="utf-8")
-        if "result" in out:
-            atomic_write_json(files.result, out["result"])
+        atomic_write_json(files.job, job.to_json())
+        files.log.write_text(out.log or "", encoding="utf-8")
+        out.log = ""
+        if out.result is not None:
+            atomic_write_json(files.result, out.result.to_json())
 
     def close(self) -> None:
         if self._owns_connection:

@@ -6,22 +6,25 @@ import json
 import os
 import queue
 import subprocess
+import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Callable
 
 from rewardsmith.isolation.child import FolderGuard, kill_group, last_line, pump_json_lines, scrubbed_env, start_module
 from rewardsmith.isolation.sandbox import ENV as SANDBOX_ENV, Policy, writable_dirs
 from rewardsmith.rundir import WorkerFiles, atomic_write_json, read_json
+from rewardsmith.train.job import TrainJob, TrainResult
 
 class WorkerError(RuntimeError):
     """The worker crashed, hung or wrote no result; the message is one line for the user."""
 
 
-def run_worker(job: dict, workdir: Path, *, timeout_s: float,
+def run_worker(job: TrainJob, workdir: Path, *, timeout_s: float,
                on_event: Callable[[dict], None] | None = None, policy: Policy | None = None,
-               extra_env: dict[str, str] | None = None, preexec_fn: Callable[[], None] | None = None) -> dict:
+               extra_env: dict[str, str] | None = None, preexec_fn: Callable[[], None] | None = None) -> TrainResult:
     """Run one job in a fresh worker process; return its result or raise WorkerError. ``extra_env``
     (only names the scrub lets through) and ``preexec_fn`` go to the worker process."""
     workdir = Path(workdir)
@@ -30,12 +33,12 @@ def run_worker(job: dict, workdir: Path, *, timeout_s: float,
     job_path, result_path, log_path = files.job, files.result, files.log
     if result_path.exists():
         result_path.unlink()
-    atomic_write_json(job_path, job)
+    atomic_write_json(job_path, job.to_json())
     with open(log_path, "w", encoding="utf-8") as log:
         proc = _start_worker([str(job_path), str(result_path)], log, workdir, stdin=subprocess.DEVNULL,
-                             policy=policy or Policy(mode="auto", write=writable_dirs(workdir, job.get("compile_cache_dir"))),
+                             policy=policy or Policy(mode="auto", write=writable_dirs(workdir, job.compile_cache_dir)),
                              extra_env=extra_env, preexec_fn=preexec_fn)
-        reader = threading.Thread(target=_pump, args=(proc, on_event, log), daemon=True)
+        reader = threading.Thread(target=_pump, args=(proc, observer(on_event), log), daemon=True)
         reader.start()
         t0 = time.monotonic()
         try:
@@ -54,7 +57,7 @@ def run_worker(job: dict, workdir: Path, *, timeout_s: float,
         raise WorkerError(f"training worker {how} after {time.monotonic() - t0:.0f} s: {tail} (log: {log_path})")
     if not result_path.exists():
         raise WorkerError(f"training worker wrote no result (log: {log_path})")
-    return read_json(result_path)
+    return TrainResult.from_json(read_json(result_path))
 
 
 def _start_worker(args: list[str], log, cwd: Path, stdin, policy: Policy,
@@ -108,19 +111,20 @@ class WarmWorker:
         self._events = queue.SimpleQueue()
         threading.Thread(target=_pump_queue, args=(self.proc, self._events, self._log_path), daemon=True).start()
 
-    def run(self, job: dict, workdir: Path, *, timeout_s: float,
-            on_event: Callable[[dict], None] | None = None) -> dict:
+    def run(self, job: TrainJob, workdir: Path, *, timeout_s: float,
+            on_event: Callable[[dict], None] | None = None) -> TrainResult:
         """Run one job; return its result or raise WorkerError."""
+        on_event = observer(on_event)
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         # the record in ``workdir``; the worker reads and writes only beneath its own directory
         record = WorkerFiles(workdir)
-        atomic_write_json(record.job, job)
+        atomic_write_json(record.job, job.to_json())
         io = WorkerFiles(self.log_dir).exchange
         job_path, result_path = io.job, io.result
         if result_path.exists():
             result_path.unlink()
-        atomic_write_json(job_path, job)
+        atomic_write_json(job_path, job.to_json())
         self._ensure()
         assert self.proc is not None and self.proc.stdin is not None
         t0 = time.monotonic()
@@ -150,16 +154,12 @@ class WarmWorker:
                     raise WorkerError(f"training worker failed: {event.get('error')} (log: {self._log_path})")
                 if not result_path.exists():
                     raise WorkerError(f"training worker wrote no result (log: {self._log_path})")
-                result = read_json(result_path)
+                result = TrainResult.from_json(read_json(result_path))
                 os.replace(result_path, record.result)
                 return result
             if event.get("event") == "sandbox":
                 self.sandbox = {k: v for k, v in event.items() if k != "event"}
-            if on_event is not None:
-                try:
-                    on_event(event)
-                except Exception:  # noqa: BLE001 - a display problem never stops training
-                    pass
+            on_event(event)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -196,9 +196,25 @@ def _pump(proc: subprocess.Popen, on_event, log) -> None:
     assert proc.stdout is not None
 
     def deliver(event: dict | None) -> None:
-        if event is not None and on_event is not None:
-            try:
-                on_event(event)
-            except Exception:  # noqa: BLE001 - a display problem never stops training
-                pass
+        if event is not None:
+            on_event(event)
     pump_json_lines(proc.stdout, deliver, lambda line: log.write(line + "\n"))
+
+
+def observer(on_event: Callable[[dict], None] | None) -> Callable[[dict], None]:
+    """The worker's events go to ``on_event``, which only observes (the live view): an exception
+    there never stops training; the first is printed with its traceback, later ones are counted."""
+    failures = [0]
+
+    def deliver(event: dict) -> None:
+        if on_event is None:
+            return
+        try:
+            on_event(event)
+        except Exception:  # noqa: BLE001 - a display problem never stops training
+            failures[0] += 1
+            if failures[0] == 1:
+                print(f"the live view failed on a worker event ({event.get('event')}); training goes on:\n"
+                      + traceback.format_exc().rstrip(), file=sys.stderr)
+
+    return deliver

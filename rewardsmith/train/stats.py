@@ -18,7 +18,7 @@ def _f(x) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def member_results(out: dict, seed: int, component_names: list[str], task: Task, config: PPOConfig) -> dict:
+def member_results(out: dict, seed: int, component_names: list[str], task: Task, config: PPOConfig) -> MemberResult:
     curve = {k: np.asarray(v) for k, v in out["curve"].items()}
     n_updates = len(curve["reward"])
     chunks = np.array_split(np.arange(n_updates), min(NUM_CHECKPOINTS, n_updates))
@@ -66,4 +66,4 @@ def member_results(out: dict, seed: int, component_names: list[str], task: Task,
         component_curves=comp_curves, eval=evaluation,
         env_steps=int(out.get("env_steps", n_updates * per_update)),
         rung=int(out["rung"]) if "rung" in out else None, rungs=int(out["rungs"]) if "rungs" in out else None,
-    ).__dict__
+    )

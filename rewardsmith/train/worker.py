@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rewardsmith.train.job import TrainJob, TrainResult
 
 
 def _configure_devices() -> None:
@@ -46,138 +50,135 @@ def _forbid_new_processes(jax) -> None:
         emit("sandbox", **_SANDBOX)
 
 
-def run_job(job: dict) -> dict:
-    import json
+def run_job(job: TrainJob) -> TrainResult:
+    """Check every candidate of ``job`` (isolated load and trace, then ``validate.admit``), train the
+    admitted ones x seeds in one program, and return what became of each."""
     import time
 
-    from rewardsmith.validate.isolate import CheckLimits, Checker
+    from rewardsmith.train.job import CandidateOutcome, TrainResult
 
-    global _CHECKER
     t_start = time.perf_counter()
-    # Every candidate is loaded and traced first in a limited process of its own; the checker's
-    # start-up (once per worker) and work overlap with this process's imports and environment build.
-    _CHECKER = _CHECKER or Checker()
-    pending = [(c["id"], c["source"]) for c in job["candidates"]]
-    limits = CheckLimits.from_json(job.get("check_limits"))
-    submitted = bool(pending and job.get("schema") and job.get("max_components"))
-    if submitted:
-        _CHECKER.submit(pending, job["schema"], job["max_components"], limits)
-
-    import jax
-    import numpy as np
-
-    if job.get("compile_cache_dir"):
-        # the trainer is compiled once per task and settings: later runs load it from disk
-        jax.config.update("jax_compilation_cache_dir", str(job["compile_cache_dir"]))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-    from rewardsmith.records import Validation
-    from rewardsmith.tasks import get_task
-    from rewardsmith.contract import MAX_COMPONENTS
-    from rewardsmith.train.ppo import PPOConfig
-    from rewardsmith.train.population import Halving, split_members, train_halving, train_population
-    from rewardsmith.train.stats import member_results
-    from rewardsmith.validate.trace import env_step_flops, relative_cost_check, rollout_check, shape_check
-
-    task = get_task(job["task"]["name"], job["task"].get("file"))
-    task = task.with_env_overrides(job["task"].get("env"))
+    early = _submit_checks(job, job.schema)  # the checker works while jax loads and the env is built
+    jax = _load_jax(job.compile_cache_dir)
+    task = job.task.load()
     task.make_env()  # environment libraries load now: some start a process at import (glfw through mujoco)
     _forbid_new_processes(jax)
-    config = PPOConfig.from_dict(job["ppo"])
-    seeds = [int(s) for s in job["seeds"]]
-    result: dict = {"candidates": {}, "env_names": sorted(os.environ) if job.get("report_env") else None}
-    if pending and not submitted:
-        _CHECKER.submit(pending, task.schema.to_json(), MAX_COMPONENTS, limits)
-    checked = _CHECKER.collect() if pending else {}
-
-    validations: dict[str, Validation] = {}
-    branches: dict[str, object] = {}
-    env_key = json.dumps([job["task"]["name"], job["task"].get("file"), job["task"].get("env")], sort_keys=True)
-    if limits.relative_cost and env_key not in _STEP_FLOPS:
-        _STEP_FLOPS[env_key] = env_step_flops(task)
-    step_flops = _STEP_FLOPS.get(env_key, 0.0) if limits.relative_cost else 0.0
-    for cand in job["candidates"]:
-        v = relative_cost_check(checked[cand["id"]], step_flops, limits.relative_cost)
-        # only a candidate that loaded and traced within its limits is executed in this process
-        if v.ok:
-            cost = v.cost
-            v, branch = shape_check(cand["source"], cand["id"], task, MAX_COMPONENTS)
-            v.cost = cost  # the checker's figures stay with the candidate
-        else:
-            branch = None
-        validations[cand["id"]] = v
-        if branch is not None:
-            branches[cand["id"]] = branch
-        emit("shape_checked", id=cand["id"], ok=v.ok, reason=v.reason)
-
-    ids = list(branches)
-    try:
-        reasons = rollout_check(task, [branches[i] for i in ids], seed=int(job.get("check_seed", 0)))
-    except Exception:  # noqa: BLE001 - fall back to checking one by one to find the culprit
-        reasons = []
-        for i in ids:
-            try:
-                reasons.append(rollout_check(task, [branches[i]])[0])
-            except Exception as e:  # noqa: BLE001
-                from rewardsmith.validate.load import describe_exception
-
-                reasons.append(f"rollout failed: {describe_exception(e, i)}")
-    for i, reason in zip(ids, reasons):
-        if reason is not None:
-            validations[i] = Validation(ok=False, stage="trace", reason=reason)
-            del branches[i]
-        emit("rollout_checked", id=i, ok=reason is None, reason=reason or "")
+    if not early:
+        _submit_checks(job, task.schema.to_json())
+    admitted = _admit(job, task)
     t_checked = time.perf_counter()
-
-    for cid, v in validations.items():
-        result["candidates"][cid] = {"validation": v.__dict__, "members": []}
-
-    ids = list(branches)
-    if ids:
-        member_branch = [b for b in range(len(ids)) for _ in seeds]
-        member_seed = [s for _ in ids for s in seeds]
-        emit("training", candidates=ids, members=len(member_branch), devices=len(jax.devices()))
-        def progress(done: int, total: int, metrics: dict) -> None:
-            eps = metrics["episodes"].sum(1)
-            fit = np.where(eps > 0, metrics["fitness_sum"].sum(1) / np.maximum(eps, 1), np.nan)
-            fitness = {}
-            for k, cid in enumerate(ids):
-                vals = fit[[m for m, b in enumerate(member_branch) if b == k]]
-                vals = vals[np.isfinite(vals)]
-                fitness[cid] = round(float(vals.mean()), 4) if vals.size else None
-            emit("progress", updates=done, of=total, fitness=fitness)
-
-        budget = job.get("budget") or {}
-        fns = [branches[i] for i in ids]
-        if budget.get("kind") == "halving":
-            halving = Halving(eta=int(budget.get("eta", 2)), rungs=int(budget.get("rungs", 3)),
-                              protected=tuple(k for k, cid in enumerate(ids) if cid in set(budget.get("protected", []))),
-                              sizes=tuple(int(x) for x in budget.get("sizes", [])))
-
-            def rung(r: int, update: int, of: int, kept: dict, stopped: dict) -> None:
-                emit("rung", rung=r, rungs=halving.rungs, update=update, of=of,
-                     kept={ids[b]: round(f, 4) for b, f in kept.items()},
-                     stopped={ids[b]: round(f, 4) for b, f in stopped.items()})
-
-            outs, timing = train_halving(task, config, fns, member_branch, member_seed, halving,
-                                         on_chunk=progress, on_rung=rung)
-        else:
-            out, timing = train_population(task, config, fns, member_branch, member_seed,
-                                           on_chunk=progress, population_size=job.get("population_size"))
-            outs = split_members(out, len(member_branch))
-        for one, b, s in zip(outs, member_branch, member_seed):
-            cid = ids[b]
-            result["candidates"][cid]["members"].append(
-                member_results(one, s, validations[cid].components, task, config))
-        result["timing"] = {**timing, "check_s": t_checked - t_start}
-        emit("trained", **result["timing"])
-        _attach_rollouts(task, outs, ids, member_branch, member_seed, validations, result)
-    result["timing"] = {**result.get("timing", {}), "total_s": time.perf_counter() - t_start}
+    result = TrainResult(env_names=sorted(os.environ) if job.report_env else None,
+                         candidates={cid: CandidateOutcome(validation=v) for cid, v in admitted.validations.items()})
+    if admitted.branches:
+        outs, members, timing = _train(job, task, admitted.branches)
+        for one, (cid, seed) in zip(outs, members):
+            result.candidates[cid].members.append(_member(one, seed, admitted.validations[cid].components, task, job))
+        result.timing = {**timing, "check_s": t_checked - t_start}
+        emit("trained", **result.timing)
+        _attach_rollouts(task, outs, members, result)
+    result.timing = {**result.timing, "total_s": time.perf_counter() - t_start}
     return result
 
 
-def _attach_rollouts(task, outs, ids, member_branch, member_seed, validations, result) -> None:
+def _submit_checks(job, schema: dict | None) -> bool:
+    """Every candidate is loaded and traced first in a limited process of its own (the checker, started
+    once per worker); returns whether the job's candidates were submitted."""
+    from rewardsmith.contract import MAX_COMPONENTS
+    from rewardsmith.validate.isolate import Checker
+
+    global _CHECKER
+    _CHECKER = _CHECKER or Checker()
+    if not job.candidates or not schema:
+        return not job.candidates
+    _CHECKER.submit([(c.id, c.source) for c in job.candidates], schema, job.max_components or MAX_COMPONENTS,
+                    job.check_limits)
+    return True
+
+
+def _load_jax(compile_cache_dir: str | None):
+    import jax
+
+    if compile_cache_dir:
+        # the trainer is compiled once per task and settings: later runs load it from disk
+        jax.config.update("jax_compilation_cache_dir", str(compile_cache_dir))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return jax
+
+
+def _admit(job, task):
+    """The checker's verdicts, then the admission stages in this process (``validate.admit``)."""
+    from rewardsmith.contract import MAX_COMPONENTS
+    from rewardsmith.validate.admit import admit
+    from rewardsmith.validate.trace import env_step_flops
+
+    checked = _CHECKER.collect() if job.candidates else {}
+    relative = job.check_limits.relative_cost
+    if relative and job.task.key not in _STEP_FLOPS:
+        _STEP_FLOPS[job.task.key] = env_step_flops(task)
+    return admit([(c.id, c.source) for c in job.candidates], task, checked, max_components=MAX_COMPONENTS,
+                 step_flops=_STEP_FLOPS.get(job.task.key, 0.0) if relative else 0.0, relative_cost=relative,
+                 rollout_seed=job.check_seed,
+                 on_stage=lambda stage, cid, ok, reason: emit(stage, id=cid, ok=ok, reason=reason))
+
+
+def _train(job, task, branches: dict) -> tuple[list[dict], list[tuple[str, int]], dict]:
+    """All admitted candidates x seeds as one population (uniform budget or successive halving): one
+    output per member, each member's (candidate id, seed), and the trainer's timing."""
+    import jax
+
+    from rewardsmith.train.population import Halving, split_members, train_halving, train_population
+
+    ids = list(branches)
+    member_branch = [b for b in range(len(ids)) for _ in job.seeds]
+    member_seed = [int(s) for _ in ids for s in job.seeds]
+    emit("training", candidates=ids, members=len(member_branch), devices=len(jax.devices()))
+    progress = _progress_events(ids, member_branch)
+    fns = [branches[i] for i in ids]
+    if job.budget is not None:
+        halving = Halving(eta=job.budget.eta, rungs=job.budget.rungs, sizes=job.budget.sizes,
+                          protected=tuple(k for k, cid in enumerate(ids) if cid in set(job.budget.protected)))
+
+        def rung(r: int, update: int, of: int, kept: dict, stopped: dict) -> None:
+            emit("rung", rung=r, rungs=halving.rungs, update=update, of=of,
+                 kept={ids[b]: round(f, 4) for b, f in kept.items()},
+                 stopped={ids[b]: round(f, 4) for b, f in stopped.items()})
+
+        outs, timing = train_halving(task, job.ppo, fns, member_branch, member_seed, halving,
+                                     on_chunk=progress, on_rung=rung)
+    else:
+        out, timing = train_population(task, job.ppo, fns, member_branch, member_seed,
+                                       on_chunk=progress, population_size=job.population_size)
+        outs = split_members(out, len(member_branch))
+    return outs, [(ids[b], s) for b, s in zip(member_branch, member_seed)], timing
+
+
+def _progress_events(ids: list[str], member_branch: list[int]):
+    """A callback for the trainer's chunks: each candidate's mean fitness so far, as a ``progress`` event."""
+    import numpy as np
+
+    rows = {cid: [m for m, b in enumerate(member_branch) if b == k] for k, cid in enumerate(ids)}
+
+    def progress(done: int, total: int, metrics: dict) -> None:
+        eps = metrics["episodes"].sum(1)
+        fit = np.where(eps > 0, metrics["fitness_sum"].sum(1) / np.maximum(eps, 1), np.nan)
+        fitness = {}
+        for cid, members in rows.items():
+            vals = fit[members]
+            vals = vals[np.isfinite(vals)]
+            fitness[cid] = round(float(vals.mean()), 4) if vals.size else None
+        emit("progress", updates=done, of=total, fitness=fitness)
+
+    return progress
+
+
+def _member(out: dict, seed: int, components: list[str], task, job):
+    from rewardsmith.train.stats import member_results
+
+    return member_results(out, seed, components, task, job.ppo)
+
+
+def _attach_rollouts(task, outs: list[dict], members: list[tuple[str, int]], result) -> None:
     """Each trained candidate's rollout (its first usable seed's evaluation episode) for viewing."""
     import numpy as np
 
@@ -186,17 +187,17 @@ def _attach_rollouts(task, outs, ids, member_branch, member_seed, validations, r
     env = task.make_env()
     sk = task.skeleton(env)
     dt = float(getattr(env, "dt", 0.05) or 0.05)
-    for b, cid in enumerate(ids):
-        members = [m for m, mb in enumerate(member_branch) if mb == b]
-        recs = result["candidates"][cid]["members"]
-        oks = [m for m, rec in zip(members, recs) if rec["ok"]]
+    for cid, outcome in result.candidates.items():
+        mine = [(out, seed) for out, (c, seed) in zip(outs, members) if c == cid]
+        oks = [(out, seed) for (out, seed), rec in zip(mine, outcome.members) if rec.ok]
         if not oks:
             continue
-        trace = {k: np.asarray(v) for k, v in outs[oks[0]]["eval"]["trace"].items()}
+        out, seed = oks[0]
+        trace = {k: np.asarray(v) for k, v in out["eval"]["trace"].items()}
         try:
-            result["candidates"][cid]["rollout"] = rollout_from_trace(
-                trace, field_names=list(task.schema.names), component_names=list(validations[cid].components),
-                parents=sk[1] if sk else None, dt=dt, seed=member_seed[oks[0]])
+            outcome.rollout = rollout_from_trace(
+                trace, field_names=list(task.schema.names), component_names=list(outcome.validation.components),
+                parents=sk[1] if sk else None, dt=dt, seed=seed)
         except Exception as e:  # noqa: BLE001 - a viewer problem never fails training
             emit("rollout_failed", id=cid, reason=f"{type(e).__name__}: {e}")
 
@@ -209,6 +210,7 @@ def serve() -> int:
     import traceback
 
     from rewardsmith.rundir import atomic_write_json, read_json
+    from rewardsmith.train.job import TrainJob
 
     emit("ready")
     for line in sys.stdin:
@@ -216,7 +218,7 @@ def serve() -> int:
             continue
         paths = json.loads(line)
         try:
-            atomic_write_json(paths["result"], run_job(read_json(paths["job"])))
+            atomic_write_json(paths["result"], run_job(TrainJob.from_json(read_json(paths["job"]))).to_json())
             emit("job_done", ok=True)
         except Exception as e:  # noqa: BLE001 - the orchestrator fails this job's members with the reason
             traceback.print_exc(file=sys.stderr)
@@ -248,10 +250,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _configure_devices()
     from rewardsmith.rundir import atomic_write_json, read_json
+    from rewardsmith.train.job import TrainJob
 
-    job = read_json(argv[0])
-    result = run_job(job)
-    atomic_write_json(argv[1], result)
+    result = run_job(TrainJob.from_json(read_json(argv[0])))
+    atomic_write_json(argv[1], result.to_json())
     return 0
 
 
