@@ -104,3 +104,64 @@ class GenerationRecord:
     # seconds this attempt spent proposing (an LLM's calls, repairs and checks) and training
     propose_s: float | None = None
     train_s: float | None = None
+
+
+@dataclasses.dataclass
+class Summary:
+    """A run's summary (``summary.json``): written by the loop after every generation and read by
+    the report, the live view, the command lines, the feedback session, resume and the trackers.
+    ``from_json`` reads what any earlier version wrote (a key it lacks takes the default here)."""
+
+    status: str  # running, complete, no_candidate_trained
+    task: str
+    proposer: str = ""  # the proposer's label, in words (LLM or offline program search)
+    proposer_kind: str = ""  # llm or offline
+    model: str | None = None
+    best_candidate_id: str | None = None
+    best_fitness: float | None = None
+    best_fitness_std: float | None = None
+    selection: str = "fitness"
+    human_baseline_fitness: float | None = None
+    human_baseline_label: str = "human baseline"
+    sparse_baseline_fitness: float | None = None
+    human_normalised_score: float | None = None  # the final evaluation's where there is one, else the search's
+    hns_formula: str = ""
+    search_hns: float | None = None
+    finals: dict | None = None  # race/race.json of the current finals
+    final_evaluation: dict | None = None
+    fitness_doc: str = ""
+    per_generation_best: list[dict] = dataclasses.field(default_factory=list)
+    candidates: dict[str, int] = dataclasses.field(default_factory=dict)  # how many ended in each status
+    # generations whose trained policies all behaved the same (evaluate/sanity.py): their ranking means nothing
+    identical_policies: list[int] = dataclasses.field(default_factory=list)
+    seeds: list[int] = dataclasses.field(default_factory=list)
+    env_steps_per_member: int | None = None
+    budget: str = "uniform"
+    # training env steps actually spent (successive halving stops candidates early)
+    env_steps: dict[str, int] = dataclasses.field(default_factory=dict)
+    iterations: int | None = None
+    samples: int | None = None
+    human_feedback: dict | None = None
+    sessions: int = 1
+    wall_time_s: float = 0.0
+    llm: dict | None = None  # the LLM's usage; None for the offline proposer
+    stopped_by_budget: str | None = None
+    sandbox: dict | None = None  # what the worker's sandbox applied, as it reported
+
+    @property
+    def trained_any(self) -> bool:
+        return self.best_candidate_id is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Summary":
+        names = {f.name for f in dataclasses.fields(cls)}
+        known = {k: v for k, v in d.items() if k in names}
+        known.setdefault("status", "running")
+        known.setdefault("task", "")
+        for k in ("human_baseline_label", "selection", "budget"):  # written as null by some versions
+            if known.get(k) is None:
+                known.pop(k, None)
+        return cls(**known)

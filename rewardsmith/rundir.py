@@ -154,11 +154,13 @@ class RunDir:
     def has_summary(self) -> bool:
         return self.summary_path.is_file()
 
-    def read_summary(self) -> dict:
-        return read_json(self.summary_path)
+    def read_summary(self) -> "Summary":
+        from rewardsmith.records import Summary
 
-    def write_summary(self, summary: dict) -> None:
-        atomic_write_json(self.summary_path, summary)
+        return Summary.from_json(read_json(self.summary_path))
+
+    def write_summary(self, summary: "Summary") -> None:
+        atomic_write_json(self.summary_path, summary.to_json())
 
     def read_config(self) -> dict:
         return read_json(self.config_path)
@@ -168,7 +170,7 @@ class RunDir:
 
     def summary_task(self) -> str | None:
         """The task named in summary.json, or None where there is none."""
-        return self.read_summary().get("task") if self.has_summary() else None
+        return (self.read_summary().task or None) if self.has_summary() else None
 
     # -- generations ----------------------------------------------------------------------------------
     def gen_dir(self, gen: int) -> Path:

@@ -14,6 +14,7 @@ import sys
 from typing import Callable
 
 from rewardsmith.errors import UserError
+from rewardsmith.records import Summary
 
 EXIT_USAGE = 2
 EXIT_NOTHING_TRAINED = 3
@@ -52,11 +53,14 @@ def run_command(prog: str, body: Callable[[], int | None], interrupted: str) -> 
         return EXIT_INTERRUPTED
 
 
-def summary_exit_code(prog: str, summary: dict, run_dir) -> int:
-    """0 when the search trained a candidate; otherwise one line on stderr and EXIT_NOTHING_TRAINED."""
-    if summary.get("best_candidate_id") is not None:
+def summary_exit_code(prog: str, summary: dict | Summary, run_dir) -> int:
+    """0 when the search trained a candidate; otherwise one line on stderr and EXIT_NOTHING_TRAINED.
+    ``summary``: the record, or the JSON ``run``/``resume`` return."""
+    if isinstance(summary, dict):
+        summary = Summary.from_json(summary)
+    if summary.trained_any:
         return 0
-    counts = ", ".join(f"{n} {status}" for status, n in sorted((summary.get("candidates") or {}).items()))
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.candidates.items()))
     print(f"{prog}: error: no candidate trained ({counts or 'no candidates'}); each candidate's reason is in "
           f"{run_dir}", file=sys.stderr)
     return EXIT_NOTHING_TRAINED

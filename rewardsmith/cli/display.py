@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from rewardsmith.feedback.terminal import sparkline
-from rewardsmith.records import fmt as _f
+from rewardsmith.records import Summary, fmt as _f
 
 _STYLE = {"proposed": "white", "checking": "cyan", "training": "yellow", "trained": "green",
           "rejected": "red", "failed": "red", "no_code": "red",
@@ -41,27 +41,26 @@ class Display:
             self._live = Live(self._render(), console=self._console, refresh_per_second=4, transient=False)
             self._live.start()
 
-    def finish(self, summary: dict) -> None:
+    def finish(self, summary: Summary) -> None:
         self._refresh()
         if self._live is not None:
             self._live.stop()
             self._live = None
-        best = f"best candidate: {summary['best_candidate_id']}  fitness {_f(summary['best_fitness'])}" \
-               f" ± {_f(summary['best_fitness_std'])}" if summary.get("best_candidate_id") is not None else \
-               _nothing_trained(summary.get("candidates") or {})
-        same = summary.get("identical_policies") or []
+        best = f"best candidate: {summary.best_candidate_id}  fitness {_f(summary.best_fitness)}" \
+               f" ± {_f(summary.best_fitness_std)}" if summary.trained_any else _nothing_trained(summary.candidates)
+        same = summary.identical_policies
         if same:
-            gens = {g["generation"] for g in summary.get("per_generation_best") or []}
+            gens = {g["generation"] for g in summary.per_generation_best}
             every = bool(gens) and gens <= set(same)
             best = (f"warning: every trained policy behaved the same in generation(s) {', '.join(map(str, same))} "
                     "(bit-identical evaluation curves)" + ("; there is no search result, the ranking is arbitrary: "
                                                            if every else "; ") + best)
         lines = [
-            f"done in {summary['wall_time_s']:.0f} s — proposer: {summary['proposer']}",
+            f"done in {summary.wall_time_s:.0f} s — proposer: {summary.proposer}",
             best,
-            f"{summary.get('human_baseline_label') or 'human baseline'}: {_f(summary['human_baseline_fitness'])}   "
-            f"sparse baseline: {_f(summary['sparse_baseline_fitness'])}   "
-            f"HNS: {_f(summary['human_normalised_score'])}",
+            f"{summary.human_baseline_label or 'human baseline'}: {_f(summary.human_baseline_fitness)}   "
+            f"sparse baseline: {_f(summary.sparse_baseline_fitness)}   "
+            f"HNS: {_f(summary.human_normalised_score)}",
         ]
         print("\n".join(lines), file=self.stream, flush=True)
 

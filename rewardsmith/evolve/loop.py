@@ -25,7 +25,7 @@ from rewardsmith.evaluate.ranking import SELECTION_MODES, rank_candidates
 from rewardsmith.feedback.records import load_feedback
 from rewardsmith.propose import make_proposer
 from rewardsmith.propose.base import Proposal, ProposalContext
-from rewardsmith.records import Candidate, GenerationRecord, Validation, candidate_id
+from rewardsmith.records import Candidate, GenerationRecord, Summary, Validation, candidate_id
 from rewardsmith.reflect import reflection_levels
 from rewardsmith.rundir import (
     RunDir,
@@ -305,12 +305,11 @@ def resume(run_dir: str | Path, iterations: int | None = None, overrides: Mappin
     task = with_task_file(task, rd)
     summary = rd.read_summary()
     state = SearchState(cfg=cfg, task=task, ppo=ppo, seeds=seeds, worker=worker,
-                        wall_before_s=float(summary.get("wall_time_s") or 0.0),
-                        sessions=int(summary.get("sessions") or 1) + 1)
+                        wall_before_s=float(summary.wall_time_s or 0.0), sessions=int(summary.sessions or 1) + 1)
     _load_state(state, rd)
     if iterations is None:
         left = int(cfg.get("iterations", 3)) - state.next_gen
-        iterations = left if summary.get("status") == "running" and left > 0 else 1
+        iterations = left if summary.status == "running" and left > 0 else 1
     if iterations < 1:
         raise UserError(f"iterations must be a positive integer, got {iterations!r}")
     cfg["iterations"] = state.next_gen + iterations
@@ -404,7 +403,7 @@ def _search(state: SearchState, rd: RunDir, proposer, display, iterations: int) 
     policy = sandbox_policy(state.worker, rd.worker_dir, state.task.source_file)
     try:
         with make_executor(state.cfg, rd.worker_dir, policy, display) as process:
-            return Search(state, rd, proposer, display, process).run(iterations)
+            return Search(state, rd, proposer, display, process).run(iterations).to_json()
     finally:
         close = getattr(proposer, "close", None)  # what the proposer started (llm=local's server) ends here
         if close is not None:
@@ -429,7 +428,7 @@ class Search:
         self.tracker = make_tracker(cfg, rd.root)
         self.timing: tuple[float | None, float | None] = (None, None)  # this attempt's (propose_s, train_s)
 
-    def run(self, iterations: int) -> dict:
+    def run(self, iterations: int) -> Summary:
         state = self.state
         self.write_summary("running")
         self.display.start(task=state.task.name, proposer=self.proposer.label, run_dir=str(self.rd.root))
@@ -641,7 +640,7 @@ class Search:
         self.display.message(f"fitness target {task.fitness_target} reached: stopping early")
         return True
 
-    def finish(self) -> dict:
+    def finish(self) -> Summary:
         state = self.state
         feedback = load_feedback(self.rd.root)
         if state.cfg.get("final_eval", True):
@@ -670,13 +669,13 @@ class Search:
         if race is not None:
             state.race = race
 
-    def write_summary(self, status: str, final=None) -> dict:
+    def write_summary(self, status: str, final=None) -> Summary:
         """summary.json, and best_reward.py for the best candidate so far."""
         feedback = load_feedback(self.rd.root)
         ranked = self.state.ranking(feedback)
         best = ranked[0] if ranked else None
         s = _summary(self.state, self.proposer, best, self.t_start, status, final, feedback)
-        s["sandbox"] = self.process.sandbox
+        s.sandbox = self.process.sandbox
         self.rd.write_summary(s)
         if best is not None:
             write_best_reward(self.rd.best_reward_path, best, self.state.task, s)
@@ -719,7 +718,7 @@ def write_report_safely(root: Path, display) -> None:
 
 
 def _summary(state: SearchState, proposer, best: Candidate | None, t_start: float, status: str,
-             final=None, feedback: list | None = None) -> dict:
+             final=None, feedback: list | None = None) -> Summary:
     from rewardsmith.feedback.records import elo_ratings
 
     task, cfg, history = state.task, state.cfg, state.history
@@ -737,46 +736,46 @@ def _summary(state: SearchState, proposer, best: Candidate | None, t_start: floa
     for c in history:
         counts[c.status] = counts.get(c.status, 0) + 1
     feedback = feedback or []
-    return {
-        "status": status,
-        "task": task.name,
-        "proposer": proposer.label,
-        "proposer_kind": proposer.origin.split(":")[0],
-        "model": proposer.model,
-        "best_candidate_id": best.id if best else None,
-        "best_fitness": best.fitness if best else None,
-        "best_fitness_std": best.fitness_std if best else None,
-        "selection": state.selection_mode(feedback),
-        "human_baseline_fitness": f_h,
-        "human_baseline_label": task.human_label,
-        "sparse_baseline_fitness": f_s,
-        "human_normalised_score": final["hns"] if final else search_hns,
-        "hns_formula": HNS_FORMULA,
-        "search_hns": search_hns,
-        "finals": state.race if is_current(state.race, history) else None,
-        "final_evaluation": final,
-        "fitness_doc": task.fitness_doc,
-        "per_generation_best": [per_gen[k] for k in sorted(per_gen)],
-        "candidates": counts,
+    return Summary(
+        status=status,
+        task=task.name,
+        proposer=proposer.label,
+        proposer_kind=proposer.origin.split(":")[0],
+        model=proposer.model,
+        best_candidate_id=best.id if best else None,
+        best_fitness=best.fitness if best else None,
+        best_fitness_std=best.fitness_std if best else None,
+        selection=state.selection_mode(feedback),
+        human_baseline_fitness=f_h,
+        human_baseline_label=task.human_label,
+        sparse_baseline_fitness=f_s,
+        human_normalised_score=final["hns"] if final else search_hns,
+        hns_formula=HNS_FORMULA,
+        search_hns=search_hns,
+        finals=state.race if is_current(state.race, history) else None,
+        final_evaluation=final,
+        fitness_doc=task.fitness_doc,
+        per_generation_best=[per_gen[k] for k in sorted(per_gen)],
+        candidates=counts,
         # generations whose trained policies all behaved the same (evaluate/sanity.py): their ranking means nothing
-        "identical_policies": sorted({g.index for g in state.generations if g.identical_policies}),
-        "seeds": state.seeds,
-        "env_steps_per_member": state.ppo.env_steps,
-        "budget": cfg.get("budget") or "uniform",
+        identical_policies=sorted({g.index for g in state.generations if g.identical_policies}),
+        seeds=state.seeds,
+        env_steps_per_member=state.ppo.env_steps,
+        budget=cfg.get("budget") or "uniform",
         # training env steps actually spent (successive halving stops candidates early)
-        "env_steps": {"candidates": sum(c.env_steps or 0 for c in history),
-                      "baselines": sum(b.env_steps or 0 for b in state.baselines.values()),
-                      "stopped_early": sum(1 for c in history if c.stopped_early)},
-        "iterations": cfg.get("iterations"),
-        "samples": cfg.get("samples"),
-        "human_feedback": {"generations": [r.generation for r in feedback],
-                           "preference_ratings": {k: round(v, 1) for k, v in elo_ratings(feedback).items()}}
+        env_steps={"candidates": sum(c.env_steps or 0 for c in history),
+                   "baselines": sum(b.env_steps or 0 for b in state.baselines.values()),
+                   "stopped_early": sum(1 for c in history if c.stopped_early)},
+        iterations=cfg.get("iterations"),
+        samples=cfg.get("samples"),
+        human_feedback={"generations": [r.generation for r in feedback],
+                        "preference_ratings": {k: round(v, 1) for k, v in elo_ratings(feedback).items()}}
         if feedback else None,
-        "sessions": state.sessions,
-        "wall_time_s": round(state.wall_before_s + time.time() - t_start, 2),
-        "llm": proposer.usage(),
-        "stopped_by_budget": proposer.exhausted or None,
-    }
+        sessions=state.sessions,
+        wall_time_s=round(state.wall_before_s + time.time() - t_start, 2),
+        llm=proposer.usage(),
+        stopped_by_budget=proposer.exhausted or None,
+    )
 
 
 class _NullDisplay:

@@ -20,7 +20,7 @@ def export(run_dir: str | Path, out: str | Path, fmt: str = "jax", candidate: st
     if not rd.has_summary():
         raise UserError(f"{root} is not a rewardsmith run directory (no {rd.SUMMARY})")
     summary = rd.read_summary()
-    cid = candidate or summary.get("best_candidate_id")
+    cid = candidate or summary.best_candidate_id
     if not cid:
         raise UserError(f"{root} has no best candidate yet; name one with candidate=<id>")
     record = rd.find_candidate(cid)
@@ -29,10 +29,10 @@ def export(run_dir: str | Path, out: str | Path, fmt: str = "jax", candidate: st
     cand = Candidate.from_json(record)
     if cand.validation is None or not cand.validation.ok:
         raise UserError(f"candidate {cid} did not pass validation; nothing to export")
-    task = task_named(summary["task"], near=root)
+    task = task_named(summary.task, near=root)
     try:
-        text = render_export(cand, task, {"run_dir": str(root.resolve()), "proposer": summary.get("proposer"),
-                                          "model": summary.get("model")}, fmt)
+        text = render_export(cand, task, {"run_dir": str(root.resolve()), "proposer": summary.proposer,
+                                          "model": summary.model}, fmt)
     except NumpyExportError as e:
         raise UserError(f"cannot export {cid} as numpy: {e}") from None
     except ValueError as e:

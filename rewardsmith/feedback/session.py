@@ -96,14 +96,14 @@ def open_session(run_dir: str | Path, top: int = 4, generation: int | None = Non
     for c in cands[:top]:
         rollout = rd.load_rollout(c)
         shown.append(SessionCandidate(c, rollout, trajectory_lines(c, termination, fields=False)))
-    return Session(run_dir=root, task=str(summary.get("task")), fitness_doc=str(summary.get("fitness_doc") or ""),
+    return Session(run_dir=root, task=summary.task, fitness_doc=summary.fitness_doc or "",
                    generation=gen, candidates=shown, termination=termination)
 
 
-def _termination(summary: dict) -> str:
+def _termination(summary) -> str:
     try:
         from rewardsmith.tasks import get_task
 
-        return get_task(summary["task"]).termination
+        return get_task(summary.task).termination
     except Exception:  # noqa: BLE001 - only used for wording
         return "none"

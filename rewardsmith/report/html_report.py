@@ -71,22 +71,22 @@ def build_report(root: str | Path) -> str:
     cands, baselines = _load_candidates(rd)
     by_id = {c.id: c for c in cands}
     gens = rd.generation_records()
-    best = by_id.get(summary.get("best_candidate_id") or "")
+    best = by_id.get(summary.best_candidate_id or "")
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>rewardsmith · "
-             f"{_e(summary.get('task'))}</title><style>{CSS}</style></head><body>"]
-    parts.append(f"<h1>rewardsmith · {_e(summary.get('task'))}</h1>")
-    parts.append(f"<p class='sub'>{_e(summary.get('proposer'))} · status {_e(summary.get('status'))} · "
-                 f"wall time {_f(summary.get('wall_time_s'))} s · {_e(root.name)}</p>")
+             f"{_e(summary.task)}</title><style>{CSS}</style></head><body>"]
+    parts.append(f"<h1>rewardsmith · {_e(summary.task)}</h1>")
+    parts.append(f"<p class='sub'>{_e(summary.proposer)} · status {_e(summary.status)} · "
+                 f"wall time {_f(summary.wall_time_s)} s · {_e(root.name)}</p>")
 
     # -- key numbers ------------------------------------------------------------------------------
-    final = summary.get("final_evaluation") or {}
-    human = summary.get("human_baseline_label") or "human baseline"
-    rows = [("best candidate", _e(summary.get("best_candidate_id"))),
-            ("fitness (search)", f"{_f(summary.get('best_fitness'))} ± {_f(summary.get('best_fitness_std'))}"),
-            (f"{human} (search)", _f(summary.get("human_baseline_fitness"))),
-            ("sparse baseline (search)", _f(summary.get("sparse_baseline_fitness"))),
-            ("fitness metric", _e(summary.get("fitness_doc")))]
-    race = summary.get("finals") or {}
+    final = summary.final_evaluation or {}
+    human = summary.human_baseline_label or "human baseline"
+    rows = [("best candidate", _e(summary.best_candidate_id)),
+            ("fitness (search)", f"{_f(summary.best_fitness)} ± {_f(summary.best_fitness_std)}"),
+            (f"{human} (search)", _f(summary.human_baseline_fitness)),
+            ("sparse baseline (search)", _f(summary.sparse_baseline_fitness)),
+            ("fitness metric", _e(summary.fitness_doc))]
+    race = summary.finals or {}
     if race:
         rows.append(("finals", f"top {len(race['finalists'])} trained on {len(race['seeds'])} more seeds each; "
                      + ", ".join(f"{_e(r['id'])} {_f(r['pooled_fitness'])} over {r['seeds']} seeds"
@@ -97,16 +97,16 @@ def build_report(root: str | Path) -> str:
             e = final.get(k) or {}
             rows.append((f"final evaluation: {k}", f"{_f(e.get('fitness_mean'))} ± {_f(e.get('fitness_std'))} "
                          f"over {len(final.get('eval_seeds', []))} seeds"))
-    rows.append(("human-normalised score", f"{_f(summary.get('human_normalised_score'))} "
-                 f"<span class='sub'>({_e(summary.get('hns_formula', ''))})</span>"))
-    rows.append(("env steps per member", _e(summary.get("env_steps_per_member"))))
-    spent = summary.get("env_steps") or {}
+    rows.append(("human-normalised score", f"{_f(summary.human_normalised_score)} "
+                 f"<span class='sub'>({_e(summary.hns_formula)})</span>"))
+    rows.append(("env steps per member", _e(summary.env_steps_per_member)))
+    spent = summary.env_steps or {}
     if spent:
         rows.append(("env steps trained", f"{spent.get('candidates', 0):,} by candidates, "
-                     f"{spent.get('baselines', 0):,} by baselines · budget {_e(summary.get('budget', 'uniform'))}"
+                     f"{spent.get('baselines', 0):,} by baselines · budget {_e(summary.budget)}"
                      + (f", {spent['stopped_early']} candidate(s) stopped early" if spent.get("stopped_early") else "")))
-    rows.append(("selection", _e(summary.get("selection", "fitness"))))
-    sb = summary.get("sandbox")
+    rows.append(("selection", _e(summary.selection)))
+    sb = summary.sandbox
     if sb:
         lim = sb.get("limits") or {}
         rows.append(("worker sandbox", f"network: {_e(sb.get('network'))} · files: {_e(sb.get('filesystem'))} · "
@@ -118,18 +118,18 @@ def build_report(root: str | Path) -> str:
                      f"{_e(str(lim.get('memory_mb')) + ' MB' if lim.get('memory_mb') else 'none')}"
                      + (f" · <span class='flag'>missing: {_e(', '.join(sb['missing']))}</span>"
                         if sb.get("missing") else "")))
-    hf = summary.get("human_feedback")
+    hf = summary.human_feedback
     if hf:
         ratings = ", ".join(f"{_e(k)} {v:g}" for k, v in sorted(hf["preference_ratings"].items(),
                                                                key=lambda kv: -kv[1]))
         rows.append(("human feedback", f"on generation(s) {_e(hf['generations'])}; Elo: {ratings or 'none'}"))
-    llm = summary.get("llm")
+    llm = summary.llm
     if llm:
         rows.append(("LLM", f"{_e(llm.get('model'))}: {llm.get('calls')} calls ({llm.get('cached_calls')} cached), "
                      f"{llm.get('prompt_tokens')} prompt + {llm.get('completion_tokens')} completion tokens, "
                      f"cost {_e(llm.get('cost_usd'))} USD"))
-    if summary.get("stopped_by_budget"):
-        rows.append(("stopped", _e(summary["stopped_by_budget"])))
+    if summary.stopped_by_budget:
+        rows.append(("stopped", _e(summary.stopped_by_budget)))
     parts.append("<table class='kv'>" + "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows) + "</table>")
 
     # -- charts -----------------------------------------------------------------------------------
@@ -137,18 +137,18 @@ def build_report(root: str | Path) -> str:
     pts = [c for c in cands if c.fitness is not None]
     series = [{"label": "candidates", "x": [c.generation for c in pts], "y": [c.fitness for c in pts],
                "points_only": True, "color": "#9ecae1"}]
-    pg = summary.get("per_generation_best") or []
+    pg = summary.per_generation_best or []
     run_best, acc = [], None
     for g in pg:
         if g.get("best_fitness") is not None:
             acc = g["best_fitness"] if acc is None else max(acc, g["best_fitness"])
         run_best.append(acc)
     series.append({"label": "best so far", "x": [g["generation"] for g in pg], "y": run_best, "color": "#08519c"})
-    for key, label, color in (("human_baseline_fitness", summary.get("human_baseline_label") or "human baseline", "#2ca02c"),
+    for key, label, color in (("human_baseline_fitness", summary.human_baseline_label or "human baseline", "#2ca02c"),
                               ("sparse_baseline_fitness", "sparse baseline", "#7f7f7f")):
-        if summary.get(key) is not None and pg:
+        if getattr(summary, key) is not None and pg:
             series.append({"label": label, "x": [pg[0]["generation"], pg[-1]["generation"]],
-                           "y": [summary[key]] * 2, "dashed": True, "color": color})
+                           "y": [getattr(summary, key)] * 2, "dashed": True, "color": color})
     parts.append(chart(series, "task fitness of every trained candidate", "generation", "fitness", integer_x=True))
     parts.append("</div>")
 
@@ -179,7 +179,7 @@ def build_report(root: str | Path) -> str:
         parts.append("<h2>Rollouts (final evaluation, deterministic policy)</h2><div class='charts'>")
         for g in gifs:
             data = base64.b64encode(g.read_bytes()).decode("ascii")
-            label = {"final-best": "best candidate", "final-human": summary.get("human_baseline_label") or "human baseline",
+            label = {"final-best": "best candidate", "final-human": summary.human_baseline_label or "human baseline",
                      "final-sparse": "sparse baseline"}.get(g.stem, g.stem)
             parts.append(f"<figure><img alt='rollout of {_e(label)}' src='data:image/gif;base64,{data}'>"
                          f"<figcaption>{_e(label)} · <a href='{_e(g.with_suffix('.html').relative_to(root).as_posix())}'>interactive "

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable
 
 from rewardsmith.errors import UserError
+from rewardsmith.records import Summary
 
 LOGGERS = ("none", "tensorboard", "wandb")
 _NEEDS = {"tensorboard": ("tensorboardX", "tensorboard"), "wandb": ("wandb", "wandb")}
@@ -64,9 +65,9 @@ def candidate_points(c) -> dict[int, dict[str, float]]:
     return out
 
 
-def final_rows(summary: dict) -> list[tuple[str, str, float]]:
+def final_rows(summary: Summary) -> list[tuple[str, str, float]]:
     """(policy, id, fitness) of the final evaluation's entries that have a fitness."""
-    final = summary.get("final_evaluation") or {}
+    final = summary.final_evaluation or {}
     return [(key, str((final.get(key) or {}).get("id")), float(final[key]["fitness_mean"]))
             for key in ("best", "human", "sparse") if (final.get(key) or {}).get("fitness_mean") is not None]
 
@@ -105,16 +106,16 @@ class TensorBoardTracker(_Once):
             self.writer.add_scalar("search/best_so_far", float(best.fitness), gen)
         self.writer.flush()
 
-    def finish(self, summary: dict) -> None:
-        final = summary.get("final_evaluation") or {}
+    def finish(self, summary: Summary) -> None:
+        final = summary.final_evaluation or {}
         rows = ["| policy | id | fitness (mean over fresh seeds) |", "|---|---|---|"]
         for key, cid, fitness in final_rows(summary):
             self.writer.add_scalar(f"evaluation/{key}", fitness, 0)
             rows.append(f"| {key} | {cid} | {fitness:.4g} |")
         if final.get("hns") is not None:
             self.writer.add_scalar("evaluation/hns", float(final["hns"]), 0)
-        self.writer.add_text("evaluation", "\n".join(rows) + f"\n\nbest candidate: {summary.get('best_candidate_id')}, "
-                             f"status: {summary.get('status')}", 0)
+        self.writer.add_text("evaluation", "\n".join(rows) + f"\n\nbest candidate: {summary.best_candidate_id}, "
+                             f"status: {summary.status}", 0)
         self.close()
 
     def close(self) -> None:
@@ -154,14 +155,14 @@ class WandbTracker(_Once):
             row["search/best_so_far"] = float(best.fitness)
         self.run.log(row)
 
-    def finish(self, summary: dict) -> None:
-        final = summary.get("final_evaluation") or {}
+    def finish(self, summary: Summary) -> None:
+        final = summary.final_evaluation or {}
         rows = final_rows(summary)
         for key, _, fitness in rows:
             self.run.summary[f"evaluation/{key}"] = fitness
         if final.get("hns") is not None:
             self.run.summary["evaluation/hns"] = float(final["hns"])
-        self.run.summary["best_candidate_id"] = summary.get("best_candidate_id")
+        self.run.summary["best_candidate_id"] = summary.best_candidate_id
         if rows:
             self.run.log({"evaluation/table": self.wandb.Table(columns=["policy", "id", "fitness"],
                                                                data=[list(r) for r in rows])})

@@ -354,93 +354,120 @@ def train_halving(task: Task, config: PPOConfig, branches: Sequence[Callable], m
     compiled for that size), so stopped candidates cost nothing further."""
     if config.program != "split":
         raise ValueError("budget=halving needs train.program=split")
-    devices = list(devices if devices is not None else jax.devices())
-    n = len(member_branch)
-    if n == 0:
+    if len(member_branch) == 0:
         raise ValueError("empty population")
-    member_branch = np.asarray(member_branch, np.int32)
-    member_seed = np.asarray(member_seed, np.uint32)
-    d = max(1, min(len(devices), n))
-    devices = devices[:d]
-    n_updates = config.num_updates
-    per_update = config.num_envs * config.num_steps
-    ends = halving.rung_updates(n_updates)
-    protected = set(halving.protected)
-    results: list[dict | None] = [None] * n
-    parts: list[list[dict]] = [[] for _ in range(n)]  # per member: host metrics per update
-    alive = np.arange(n)
+    h = _HalvingRun(task, config, branches, member_branch, member_seed, halving, devices, on_chunk)
     t_start = time.perf_counter()
-    compile_s = reward_compile = 0.0
-    run = None
     u = 0
-    stage_sizes = []
-    for r, end in enumerate(ends):
-        size = _stage_size(len(alive), halving.sizes[r] if r < len(halving.sizes) else None, d)
-        rows = np.concatenate([alive, np.full(size - len(alive), alive[0])]).astype(np.int64)
-        trainer = Trainer.get(task, config, size, tuple(devices))
-        before = trainer.compile_s
-        score = trainer.scorer(branches, member_branch[rows])
-        if run is None:
-            run = trainer.start(member_seed[rows])
-        else:
-            run = trainer.adopt(*run)
-        stage_sizes.append(size)
-        live = alive.copy()
+    for r, end in enumerate(h.ends):
+        out = h.train_stage(r, u, end)
+        u = end
+        last = r + 1 == len(h.ends)
+        keep_rows = np.arange(len(h.alive)) if last else h.survivors(r, end, out, on_rung)
+        h.record_stopped(out, keep_rows, r, end, last)
+        if not last:
+            h.shrink(keep_rows, r + 1)
+    total = time.perf_counter() - t_start
+    return h.results, {"compile_s": h.compile_s, "reward_compile_s": h.reward_compile, "train_s": total - h.compile_s,
+                       "updates": h.n_updates, "rung_updates": h.ends, "stage_members": h.stage_sizes,
+                       "devices": h.d, "members": h.n, "program": "split", "budget": "halving",
+                       "env_steps": int(sum(r["env_steps"] for r in h.results))}
 
-        def show(done: int, live=live, run=run, stage_start=u) -> None:
-            if on_chunk is None:
-                return
+
+class _HalvingRun:
+    """The state of one successive-halving run: the members still training (``alive``), each member's
+    host metrics so far, the finished members' outputs, and the trainer's state between stages."""
+
+    def __init__(self, task, config, branches, member_branch, member_seed, halving, devices, on_chunk):
+        self.task, self.config, self.branches, self.halving, self.on_chunk = task, config, branches, halving, on_chunk
+        devices = list(devices if devices is not None else jax.devices())
+        self.n = len(member_branch)
+        self.member_branch = np.asarray(member_branch, np.int32)
+        self.member_seed = np.asarray(member_seed, np.uint32)
+        self.d = max(1, min(len(devices), self.n))
+        self.devices = devices[:self.d]
+        self.n_updates = config.num_updates
+        self.per_update = config.num_envs * config.num_steps
+        self.ends = halving.rung_updates(self.n_updates)
+        self.protected = set(halving.protected)
+        self.results: list[dict | None] = [None] * self.n
+        self.parts: list[list[dict]] = [[] for _ in range(self.n)]  # per member: host metrics per update
+        self.alive = np.arange(self.n)
+        self.compile_s = self.reward_compile = 0.0
+        self.run = None
+        self.stage_sizes: list[int] = []
+
+    def _size(self, n_alive: int, r: int) -> int:
+        return _stage_size(n_alive, self.halving.sizes[r] if r < len(self.halving.sizes) else None, self.d)
+
+    def train_stage(self, r: int, start: int, end: int) -> dict:
+        """Updates ``start`` to ``end`` for the members alive, in a trainer compiled for this stage's size."""
+        size = self._size(len(self.alive), r)
+        rows = np.concatenate([self.alive, np.full(size - len(self.alive), self.alive[0])]).astype(np.int64)
+        trainer = Trainer.get(self.task, self.config, size, tuple(self.devices))
+        before = trainer.compile_s
+        score = trainer.scorer(self.branches, self.member_branch[rows])
+        self.run = trainer.start(self.member_seed[rows]) if self.run is None else trainer.adopt(*self.run)
+        self.stage_sizes.append(size)
+        trainer.advance(self.run, score, start, end, self._show(self.alive.copy(), self.run, start))
+        for i, m in enumerate(self.alive):
+            self.parts[m].extend({k: np.asarray(v)[i] for k, v in h.items()} for h in self.run.metrics)
+        out = trainer.finish(self.run, score)
+        self.compile_s += trainer.compile_s - before + score.compile_s
+        self.reward_compile += score.compile_s
+        return out
+
+    def _show(self, live, run, stage_start: int):
+        """The chunk callback: every member's metrics so far (stopped members' as they stopped)."""
+        if self.on_chunk is None:
+            return lambda done: None
+
+        def show(done: int) -> None:
             now = _stack(run.metrics)
             full = {}
             for k, v in now.items():
-                arr = np.zeros((n, done) + v.shape[2:], v.dtype)
-                for m in range(n):
-                    got = _stack_updates(parts[m])[k] if parts[m] else np.zeros((0,) + v.shape[2:], v.dtype)
+                arr = np.zeros((self.n, done) + v.shape[2:], v.dtype)
+                for m in range(self.n):
+                    got = _stack_updates(self.parts[m])[k] if self.parts[m] else np.zeros((0,) + v.shape[2:], v.dtype)
                     arr[m, :len(got)] = got
                 arr[live, stage_start:done] = v[:len(live)]
                 full[k] = arr
-            on_chunk(done, n_updates, full)
+            self.on_chunk(done, self.n_updates, full)
 
-        trainer.advance(run, score, u, end, show)
-        for i, m in enumerate(alive):
-            parts[m].extend({k: np.asarray(v)[i] for k, v in h.items()} for h in run.metrics)
-        u = end
-        out = trainer.finish(run, score)
-        compile_s += trainer.compile_s - before + score.compile_s
-        reward_compile += score.compile_s
+        return show
+
+    def survivors(self, r: int, end: int, out: dict, on_rung: RungCallback | None) -> np.ndarray:
+        """Rows (of ``alive``) that train on: the best 1/eta of the open candidates and the protected."""
         fit = _member_fitness(out)
-        keep_rows = np.arange(len(alive))
-        if r + 1 < len(ends):
-            branch_fit: dict[int, float] = {}
-            for b in dict.fromkeys(member_branch[alive].tolist()):
-                vals = fit[:len(alive)][member_branch[alive] == b]
-                branch_fit[b] = float(vals.mean())
-            open_ = sorted((b for b in branch_fit if b not in protected), key=lambda b: -branch_fit[b])
-            kept = set(open_[:halving.keep(len(open_))]) | (protected & set(branch_fit))
-            keep_rows = np.asarray([i for i, m in enumerate(alive) if member_branch[m] in kept], np.int64)
-            if on_rung is not None:
-                on_rung(r + 1, end, n_updates, {b: branch_fit[b] for b in branch_fit if b in kept},
-                        {b: branch_fit[b] for b in branch_fit if b not in kept})
-        for i, m in enumerate(alive):
-            if r + 1 == len(ends) or i not in set(keep_rows.tolist()):
+        alive_branch = self.member_branch[self.alive]
+        branch_fit = {b: float(fit[:len(self.alive)][alive_branch == b].mean())
+                      for b in dict.fromkeys(alive_branch.tolist())}
+        open_ = sorted((b for b in branch_fit if b not in self.protected), key=lambda b: -branch_fit[b])
+        kept = set(open_[:self.halving.keep(len(open_))]) | (self.protected & set(branch_fit))
+        if on_rung is not None:
+            on_rung(r + 1, end, self.n_updates, {b: branch_fit[b] for b in branch_fit if b in kept},
+                    {b: branch_fit[b] for b in branch_fit if b not in kept})
+        return np.asarray([i for i, m in enumerate(self.alive) if self.member_branch[m] in kept], np.int64)
+
+    def record_stopped(self, out: dict, keep_rows: np.ndarray, r: int, end: int, last: bool) -> None:
+        """The output of every member that stops here (all of them after the last rung)."""
+        keep = set(keep_rows.tolist())
+        for i, m in enumerate(self.alive):
+            if last or i not in keep:
                 one = jax.tree.map(lambda x, i=i: np.asarray(x)[i], {k: v for k, v in out.items() if k != "curve"})
-                one["curve"] = _stack_updates(parts[m])
+                one["curve"] = _stack_updates(self.parts[m])
                 one["nonfinite_rewards"] = int(one["curve"]["nonfinite"].sum())
-                one.update(env_steps=end * per_update, rung=r + 1, rungs=len(ends))
-                results[m] = one
-        if r + 1 < len(ends):
-            host = jax.device_get((run.carry, run.tr))
-            take = np.concatenate([keep_rows, np.full(_stage_size(len(keep_rows), halving.sizes[r + 1]
-                                                                   if r + 1 < len(halving.sizes) else None, d)
-                                                      - len(keep_rows), keep_rows[0])]).astype(np.int64)
-            carry, tr = jax.tree.map(lambda x: np.asarray(x)[take], host)
-            run = (carry, tr, run.active[take], run.stopped_at[take])
-            alive = alive[keep_rows]
-    total = time.perf_counter() - t_start
-    return results, {"compile_s": compile_s, "reward_compile_s": reward_compile, "train_s": total - compile_s,
-                     "updates": n_updates, "rung_updates": ends, "stage_members": stage_sizes, "devices": d,
-                     "members": n, "program": "split", "budget": "halving",
-                     "env_steps": int(sum(r["env_steps"] for r in results))}
+                one.update(env_steps=end * self.per_update, rung=r + 1, rungs=len(self.ends))
+                self.results[m] = one
+
+    def shrink(self, keep_rows: np.ndarray, next_r: int) -> None:
+        """The survivors' trainer state, padded to the next stage's size."""
+        host = jax.device_get((self.run.carry, self.run.tr))
+        take = np.concatenate([keep_rows, np.full(self._size(len(keep_rows), next_r) - len(keep_rows),
+                                                  keep_rows[0])]).astype(np.int64)
+        carry, tr = jax.tree.map(lambda x: np.asarray(x)[take], host)
+        self.run = (carry, tr, self.run.active[take], self.run.stopped_at[take])
+        self.alive = self.alive[keep_rows]
 
 
 def _stack_updates(metrics: list[dict]) -> dict:
