@@ -2,8 +2,9 @@
 level and inside functions), import circles between packages, and arrows that point up the floors of
 the data path (a lower floor importing a higher one). Run from the repository root:
 
-    python tools/imports.py            # circles, upward arrows, long functions in evolve/ and train/
-    python tools/imports.py --check    # exit 1 where there is a circle or an upward arrow
+    python tools/imports.py            # circles, upward arrows, long functions in evolve/ and train/,
+                                       # string-keyed reads of summary.json and the worker's job/result
+    python tools/imports.py --check    # exit 1 where there is a circle, an upward arrow or such a read
 """
 
 from __future__ import annotations
@@ -109,6 +110,31 @@ def long_functions(packages=("evolve", "train"), limit: int = 60) -> list[tuple[
     return sorted(out, key=lambda x: -x[1])
 
 
+# the records that cross the worker boundary and summary.json, and the only modules that spell their keys
+RECORDS = {"summary": "Summary (records.py)", "job": "TrainJob (train/job.py)", "result": "TrainResult (train/job.py)"}
+RECORD_HOMES = {"records.py", "train/job.py"}
+
+
+def string_reads(root: Path = ROOT) -> list[str]:
+    """Places outside the records' own modules that read a summary, a job or a result by a string key
+    (``summary["x"]``, ``job.get("x")``): each should be a field of its record."""
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel in RECORD_HOMES:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            target = key = None
+            if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
+                target, key = node.value.id, node.slice
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+                  and isinstance(node.func.value, ast.Name) and node.args):
+                target, key = node.func.value.id, node.args[0]
+            if target in RECORDS and isinstance(key, ast.Constant) and isinstance(key.value, str):
+                out.append(f"rewardsmith/{rel}:{node.lineno} {target}[{key.value!r}]")
+    return out
+
+
 def main() -> int:
     e = edges()
     graph: dict[str, set[str]] = defaultdict(set)
@@ -125,7 +151,11 @@ def main() -> int:
     print(f"functions over 60 lines in evolve/ and train/: {len(longs)}")
     for where, n in longs:
         print(f"  {n:4d} {where}")
-    return 1 if "--check" in sys.argv and (circ or up) else 0
+    reads = string_reads()
+    print(f"string-keyed reads of a summary, job or result outside their records: {len(reads)}")
+    for where in reads:
+        print(f"  {where}")
+    return 1 if "--check" in sys.argv and (circ or up or reads) else 0
 
 
 if __name__ == "__main__":

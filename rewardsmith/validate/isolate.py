@@ -74,6 +74,26 @@ class CheckLimits:
         return cls(**dict(data or {}))
 
 
+@dataclasses.dataclass(frozen=True)
+class CheckJob:
+    """One batch for the checker's child: candidates ({id, source}) loaded and traced on ``schema``."""
+
+    schema: dict
+    max_components: int
+    limits: CheckLimits
+    candidates: list
+    parallel: int = 1
+
+    def to_json(self) -> dict:
+        return {"schema": self.schema, "max_components": self.max_components, "limits": self.limits.to_json(),
+                "parallel": self.parallel, "candidates": list(self.candidates)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "CheckJob":
+        return cls(schema=d["schema"], max_components=int(d["max_components"]), limits=CheckLimits.from_json(d["limits"]),
+                   parallel=int(d.get("parallel", 1)), candidates=list(d["candidates"]))
+
+
 class Checker:
     """The checker process: started once, it checks batch after batch (one JSON line each way per
     candidate) until closed. ``submit`` sends a batch and returns at once, so the checker's start-up
@@ -103,13 +123,13 @@ class Checker:
         candidates = list(candidates)
         if self.proc is None or self.proc.poll() is not None:
             self._start()
-        job = {"schema": dict(schema_json), "max_components": int(max_components), "limits": limits.to_json(),
-               "parallel": self.parallel, "candidates": [{"id": cid, "source": src} for cid, src in candidates]}
+        job = CheckJob(schema=dict(schema_json), max_components=int(max_components), limits=limits,
+                       parallel=self.parallel, candidates=[{"id": cid, "source": src} for cid, src in candidates])
         rounds = -(-max(1, len(candidates)) // self.parallel)
         self._pending = ([cid for cid, _ in candidates], time.monotonic() + startup_s + rounds * (limits.wall + 1.0))
         try:
             assert self.proc is not None and self.proc.stdin is not None
-            self.proc.stdin.write((json.dumps(job) + "\n").encode("utf-8"))
+            self.proc.stdin.write((json.dumps(job.to_json()) + "\n").encode("utf-8"))
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             pass  # collect() reports the dead checker
@@ -240,18 +260,18 @@ def _describe_death(status: int, limits: CheckLimits, wall: bool) -> str:
     return f"loading or tracing ended without a result (exit code {os.WEXITSTATUS(status)})"
 
 
-def _serve(job: dict) -> None:
+def _serve(job: CheckJob) -> None:
     import jax  # noqa: F401 - imported once here, inherited by every child
     import jax.numpy  # noqa: F401
 
     from rewardsmith.tasks.schema import StateSchema
     import rewardsmith.validate.trace  # noqa: F401 - the children's code, imported before forking
 
-    schema = StateSchema.from_json(job["schema"])
-    limits = CheckLimits.from_json(job["limits"])
-    max_components = int(job["max_components"])
-    parallel = max(1, int(job.get("parallel", 1)))
-    queue = list(job["candidates"])
+    schema = StateSchema.from_json(job.schema)
+    limits = job.limits
+    max_components = job.max_components
+    parallel = max(1, job.parallel)
+    queue = list(job.candidates)
     running: dict[int, tuple[dict, int, float, bytearray]] = {}  # pid -> (cand, read fd, deadline, data)
 
     def report(cand: dict, payload: dict) -> None:
@@ -308,7 +328,7 @@ def _serve(job: dict) -> None:
 def main() -> int:
     for line in sys.stdin.buffer:  # one batch per line, until the caller closes the pipe
         if line.strip():
-            _serve(json.loads(line.decode("utf-8")))
+            _serve(CheckJob.from_json(json.loads(line.decode("utf-8"))))
             sys.stdout.write(json.dumps({"done": True}) + "\n")
             sys.stdout.flush()
     return 0
