@@ -148,7 +148,7 @@ def local(out: Path) -> dict:
 def _ppo(task) -> dict:
     import dataclasses
 
-    from rewardsmith.evolve.loop import ppo_config
+    from rewardsmith.evolve.settings import ppo_config
 
     return dataclasses.asdict(ppo_config(task, {"train": {"total_timesteps": 10000}}))
 

@@ -136,7 +136,7 @@ def test_ray_address_from_the_environment_is_used_when_no_address_is_set(monkeyp
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda address=None, **kw: inits.append(address))
     monkeypatch.setattr(cluster, "LocalCluster", lambda *a, **k: pytest.fail("a private cluster was started"))
-    ex = cluster.make_executor({"executor": {"name": "ray"}}, tmp_path, None, Display())
+    ex = cluster.make_executor(cluster.executor_settings({"executor": {"name": "ray"}}), tmp_path, None, Display())
     ex.connect()
     assert inits == ["10.1.2.3:6379"] and any("RAY_ADDRESS=10.1.2.3:6379" in m for m in messages)
     monkeypatch.delenv("RAY_ADDRESS")
@@ -144,10 +144,10 @@ def test_ray_address_from_the_environment_is_used_when_no_address_is_set(monkeyp
 
 
 def test_halving_is_refused_on_ray():
-    from rewardsmith.evolve.loop import _check_cfg
+    from rewardsmith.evolve.settings import RunSettings
 
     with pytest.raises(UserError, match="halving runs on executor=local"):
-        _check_cfg({"task": {"name": "cartpole"}, "budget": "halving", "executor": {"name": "ray"}})
+        RunSettings.from_cfg({"task": {"name": "cartpole"}, "budget": "halving", "executor": {"name": "ray"}})
 
 
 # -- real clusters ------------------------------------------------------------------------------------

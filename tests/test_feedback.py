@@ -363,7 +363,7 @@ def test_resume_refuses_what_is_not_a_run(tmp_path):
 def test_feedback_after_each_generation_inside_a_run(tmp_path):
     """feedback=file: after generation 0 the loop reads the file, and generation 1's proposer gets it;
     the default (feedback: none) asks nothing."""
-    from rewardsmith.evolve.loop import _feedback_mode
+    from rewardsmith.evolve.settings import feedback_mode as _feedback_mode
 
     assert _feedback_mode({"feedback": "none"}) == "" and _feedback_mode({}) == ""
     fb = tmp_path / "fb.json"

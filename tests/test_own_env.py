@@ -9,7 +9,7 @@ import yaml
 
 from rewardsmith.errors import UserError
 from rewardsmith.evolve import run
-from rewardsmith.evolve.loop import resolve_task
+from rewardsmith.evolve.settings import resolve_task
 from rewardsmith.rundir import RunDir, read_json
 from rewardsmith.tasks.registry import load_task_file, task_from_mapping
 

@@ -119,13 +119,14 @@ def test_resumed_run_races_again_and_keeps_what_it_raced(raced_run):
 
 
 def test_a_persons_choice_stands_over_the_finals():
-    from rewardsmith.evolve.loop import SearchState
+    from rewardsmith.evolve.settings import RunSettings
+    from rewardsmith.evolve.state import SearchState
 
     a, b = _cand("a", [10, 10]), _cand("b", [9, 9])
     race = {"after_generation": 0, "finalists": [{"id": "b"}, {"id": "a"}]}
 
     def state(selection):
-        return SearchState(cfg={"selection": selection}, task=None, ppo=None, seeds=[0], worker=None,
+        return SearchState(settings=RunSettings.from_cfg({"task": {"name": "cartpole"}, "selection": selection}),
                            history=[a, b], race=race)
 
     assert [c.id for c in state("fitness").ranking([])] == ["b", "a"]

@@ -135,7 +135,7 @@ def test_readme_command_composes_and_its_settings_check(cmd, imported, monkeypat
     from omegaconf import OmegaConf, open_dict
 
     from rewardsmith.cli.main import normalize_overrides
-    from rewardsmith.evolve.loop import _check_cfg, _plain
+    from rewardsmith.evolve.settings import RunSettings
     from rewardsmith.propose.llm_client import LLMSettings
 
     monkeypatch.chdir(imported)
@@ -155,8 +155,7 @@ def test_readme_command_composes_and_its_settings_check(cmd, imported, monkeypat
                 assert "_target_" in launcher, cmd
                 with open_dict(cfg):
                     del cfg["hydra"]
-            plain = _plain(cfg)
-            _check_cfg(plain)
+            plain = RunSettings.from_cfg(cfg).cfg
             if plain.get("llm", {}).get("provider") not in (None, "offline"):
                 LLMSettings.from_cfg(plain["llm"])  # the settings; the server itself is not there to call
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+from rewardsmith.errors import UserError
 from rewardsmith.records import Candidate
 from rewardsmith.rundir import RunDir, atomic_write_json
 from rewardsmith.tasks import Task
@@ -25,14 +26,33 @@ def hns(f_cand, f_human, f_sparse):
     return (f_cand - f_sparse) / abs(f_human - f_sparse)
 
 
-def final_evaluation(rd: RunDir, task: Task, ppo: PPOConfig, cfg: Mapping[str, Any], best: Candidate,
+@dataclasses.dataclass(frozen=True)
+class FinalSettings:
+    """The final evaluation (``final_eval``): ``eval_seeds`` fresh seeds each, at ``total_timesteps``
+    (None: the search's budget); rollouts recorded with ``record_rollouts``."""
+
+    on: bool = True
+    eval_seeds: int = 5
+    total_timesteps: int | None = None
+    record_rollouts: bool = True
+
+    @classmethod
+    def from_cfg(cls, cfg: Mapping[str, Any]) -> "FinalSettings":
+        n = cfg.get("eval_seeds", 5)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise UserError(f"eval_seeds must be a positive integer, got {n!r}")
+        steps = cfg.get("final_total_timesteps")
+        return cls(on=bool(cfg.get("final_eval", True)), eval_seeds=n, total_timesteps=int(steps) if steps else None,
+                   record_rollouts=bool(cfg.get("record_rollouts", True)))
+
+
+def final_evaluation(rd: RunDir, task: Task, ppo: PPOConfig, settings: FinalSettings, best: Candidate,
                      baselines: dict[str, Candidate], base_seed: int, worker: WorkerSettings, display,
                      process: WarmWorker | None = None) -> dict:
     """Retrain the best candidate and both baselines with ``eval_seeds`` fresh seeds at the final budget."""
-    n = int(cfg.get("eval_seeds", 5))  # checked with the other settings before the run
-    final_steps = cfg.get("final_total_timesteps")
-    if final_steps:
-        ppo = dataclasses.replace(ppo, total_timesteps=int(final_steps))
+    n = settings.eval_seeds
+    if settings.total_timesteps:
+        ppo = dataclasses.replace(ppo, total_timesteps=settings.total_timesteps)
     seeds = [base_seed * 1000 + 500 + i for i in range(n)]
     rd.set_aside_final()  # an earlier session's final evaluation is kept beside the new one
     entries = {"best": best.source, "human": task.human_reward, "sparse": task.sparse_reward}
@@ -41,7 +61,7 @@ def final_evaluation(rd: RunDir, task: Task, ppo: PPOConfig, cfg: Mapping[str, A
     display.message(f"final evaluation: best {best.id}{' and both baselines' if len(entries) > 1 else ''}, {n} seeds each, "
                     f"{ppo.env_steps} env steps")
     err = train_candidates(rd, 0, 0, task, ppo, seeds, cands, worker, display, process, workdir=rd.final_worker_dir,
-                           rollout_dir=rd.final_rollouts_dir if cfg.get("record_rollouts", True) else None)
+                           rollout_dir=rd.final_rollouts_dir if settings.record_rollouts else None)
     out: dict[str, Any] = {"eval_seeds": seeds, "env_steps_per_member": ppo.env_steps, "worker_error": err or None,
                            "hns_formula": HNS_FORMULA}
     for key, c in zip(entries, cands):

@@ -11,6 +11,7 @@ training seeds and the final evaluation's: the final evaluation stays an unbiase
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Mapping
 
@@ -25,15 +26,29 @@ from rewardsmith.train.ppo import PPOConfig
 RACE_SEED_OFFSET = 200  # training seeds are base*1000 + i, the final evaluation's base*1000 + 500 + i
 
 
+@dataclasses.dataclass(frozen=True)
+class RaceSettings:
+    """``finalists`` (0 or 1: no finals) train again on ``finalist_seeds`` more seeds each."""
+
+    finalists: int = 3
+    finalist_seeds: int = 5
+    record_rollouts: bool = True
+
+    @classmethod
+    def from_cfg(cls, cfg: Mapping[str, Any]) -> "RaceSettings":
+        finalists = cfg.get("finalists", 3)
+        seeds = cfg.get("finalist_seeds", 5)
+        if isinstance(finalists, bool) or not isinstance(finalists, int) or finalists < 0:
+            raise UserError(f"finalists must be a non-negative integer (0 or 1: no finals), got {finalists!r}")
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds < RACE_SEED_OFFSET:
+            raise UserError(f"finalist_seeds must be an integer from 1 to {RACE_SEED_OFFSET - 1}, got {seeds!r}")
+        return cls(finalists=finalists, finalist_seeds=seeds, record_rollouts=bool(cfg.get("record_rollouts", True)))
+
+
 def race_settings(cfg: Mapping[str, Any]) -> tuple[int, int]:
-    """(finalists, finalist_seeds); finalists 0 or 1 turns the finals off."""
-    finalists = cfg.get("finalists", 3)
-    seeds = cfg.get("finalist_seeds", 5)
-    if isinstance(finalists, bool) or not isinstance(finalists, int) or finalists < 0:
-        raise UserError(f"finalists must be a non-negative integer (0 or 1: no finals), got {finalists!r}")
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds < RACE_SEED_OFFSET:
-        raise UserError(f"finalist_seeds must be an integer from 1 to {RACE_SEED_OFFSET - 1}, got {seeds!r}")
-    return finalists, seeds
+    """(finalists, finalist_seeds) of ``cfg``, checked."""
+    s = RaceSettings.from_cfg(cfg)
+    return s.finalists, s.finalist_seeds
 
 
 def race_seeds(base_seed: int, n: int) -> list[int]:
@@ -74,12 +89,12 @@ def apply_race(ranked: list[Candidate], race: Mapping[str, Any] | None, history:
     return front + [c for c in ranked if c.id not in ids]
 
 
-def run_finals(rd: RunDir, task: Task, ppo: PPOConfig, cfg: Mapping[str, Any], ranked: list[Candidate],
+def run_finals(rd: RunDir, task: Task, ppo: PPOConfig, settings: RaceSettings, ranked: list[Candidate],
                base_seed: int, after_generation: int, worker: WorkerSettings, display, process=None) -> dict | None:
     """Train the top ``finalists`` of ``ranked`` on ``finalist_seeds`` more seeds (those already
     raced on the same seeds and budget are not trained again); write ``race.json`` and each
     finalist's ``race`` record; return the race record, or None when there were no finals."""
-    n_final, n_seeds = race_settings(cfg)
+    n_final, n_seeds = settings.finalists, settings.finalist_seeds
     finalists = ranked[:n_final]
     if n_final < 2 or len(finalists) < 2:
         return None
@@ -92,7 +107,7 @@ def run_finals(rd: RunDir, task: Task, ppo: PPOConfig, cfg: Mapping[str, Any], r
         runners = [Candidate(id=c.id, generation=c.generation, source=c.source, origin=c.origin) for c in todo]
         err = train_candidates(rd, 0, 0, task, ppo, seeds, runners, worker, display, process,
                                workdir=rd.race_worker_dir,
-                               rollout_dir=rd.race_rollouts_dir if cfg.get("record_rollouts", True) else None)
+                               rollout_dir=rd.race_rollouts_dir if settings.record_rollouts else None)
         if err:
             display.message(f"finals: the worker failed ({err}); the search's ranking stands")
             return None

@@ -8,286 +8,45 @@ atomically as soon as they are known.
 from __future__ import annotations
 
 import dataclasses
-import math
-import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from rewardsmith.errors import UserError
-from rewardsmith.evaluate.final import BASELINE_IDS, HNS_FORMULA, final_evaluation, hns
-from rewardsmith.evaluate.race import apply_race, is_current, race_settings, run_finals
+from rewardsmith.evaluate.final import final_evaluation
+from rewardsmith.evaluate.race import is_current, run_finals
 from rewardsmith.evaluate.sanity import identical_message, identical_policies
+from rewardsmith.evolve.settings import FeedbackSettings, RunSettings, check_task_action
+from rewardsmith.evolve.state import SearchState, human_context, load_state, new_state, with_task_file
+from rewardsmith.evolve.summary import build_summary
 from rewardsmith.export import write_best_reward
-from rewardsmith.evaluate.ranking import SELECTION_MODES, rank_candidates
 from rewardsmith.feedback.records import load_feedback
+from rewardsmith.isolation.sandbox import sandbox_policy
 from rewardsmith.propose import make_proposer
-from rewardsmith.propose.base import Proposal, ProposalContext
+from rewardsmith.propose.base import ProposalContext
 from rewardsmith.records import Candidate, GenerationRecord, Summary, Validation, candidate_id
 from rewardsmith.reflect import reflection_levels
-from rewardsmith.rundir import (
-    RunDir,
-    atomic_write_json,
-    atomic_write_text,
-    read_json,
-    user_cache_dir,
-)
-from rewardsmith.tasks import Task, UnknownTaskError, get_task
-from rewardsmith.tasks import own_env
-from rewardsmith.tasks.registry import task_from_mapping
-from rewardsmith.train.candidates import WorkerSettings, train_candidates
+from rewardsmith.report.trackers import make_tracker
+from rewardsmith.rundir import RunDir, atomic_write_json
+from rewardsmith.train.candidates import train_candidates
+from rewardsmith.train.cluster import make_executor
 from rewardsmith.train.job import HalvingBudget
-from rewardsmith.train.population import Halving, halving_sizes
-from rewardsmith.train.ppo import PPOConfig
-from rewardsmith.report.trackers import make_tracker, tracker_kind
-from rewardsmith.train.cluster import executor_settings, make_executor
-from rewardsmith.isolation.sandbox import MODES as SANDBOX_MODES, physical_memory_mb, probe as sandbox_probe, sandbox_policy
+from rewardsmith.train.population import halving_sizes
 from rewardsmith.train.runner import WarmWorker
-from rewardsmith.validate.isolate import CheckLimits
 from rewardsmith.validate.static import check_source
 
 
-def _plain(cfg: Any) -> dict:
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    except ImportError:  # pragma: no cover
-        pass
-    return dict(cfg)
-
-
-def resolve_task(cfg: Mapping[str, Any]) -> Task:
-    tcfg = cfg.get("task") or {}
-    if tcfg.get("env") == "???":
-        raise UserError("task=own needs the environment: task.env=gymnax:<id>, brax:<name> or <module>:<factory>")
-    try:
-        if tcfg.get("env"):
-            return task_from_mapping(own_env.task_mapping(tcfg), where="task.env")
-        return get_task(tcfg.get("name", ""), tcfg.get("file")).with_env_overrides(env_overrides(cfg))
-    except UnknownTaskError as e:
-        raise UserError(str(e)) from None
-    except (FileNotFoundError, ValueError, TypeError, ImportError, AttributeError) as e:
-        raise UserError(f"cannot load task: {e}") from None
-
-
-def with_task_file(task: Task, rd: RunDir) -> Task:
-    """An own-environment task from the command line is written into the run directory as a task
-    file: the worker loads it from there, and it records what the run searched on."""
-    if task.spec is None or task.source_file:
-        return task
-    path = rd.task_file_path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, yaml.safe_dump(dict(task.spec), sort_keys=False))
-    return dataclasses.replace(task, source_file=str(path))
-
-
-def seed_proposals(cfg: Mapping[str, Any]) -> list[Proposal]:
-    """``seed_rewards=[a.py,b.py]``: rewards you already have (your own, or converted by
-    rewardsmith-import) join the first generation as candidates beside the proposer's K; they pass
-    the same gate and train alike, and the search builds on them if they do well."""
-    seeds = cfg.get("seed_rewards") or []
-    if isinstance(seeds, str) or not isinstance(seeds, (list, tuple)):
-        raise UserError(f"seed_rewards must be a list of reward files, e.g. seed_rewards=[a.py,b.py]; got {seeds!r}")
-    out = []
-    for raw in seeds:
-        path = Path(str(raw))
-        if not path.is_file():
-            raise UserError(f"seed_rewards: no such file: {path}")
-        out.append(Proposal(source=path.read_text(encoding="utf-8"), note=f"seed reward {path.name}",
-                            meta={"seed_file": str(path.absolute())}))
-    return out
-
-
-def baselines_on(cfg: Mapping[str, Any], task: Task) -> bool:
-    """Train the human and sparse baselines: asked for, and the task has both (an own environment
-    may have none)."""
-    return bool(cfg.get("baselines", True)) and bool(task.human_reward) and bool(task.sparse_reward)
-
-
-def env_overrides(cfg: Mapping[str, Any]) -> dict:
-    tcfg = cfg.get("task") or {}
-    return {"physics": tcfg["physics"]} if tcfg.get("physics") else {}
-
-
-def ppo_config(task: Task, cfg: Mapping[str, Any]) -> PPOConfig:
-    overrides = {k: v for k, v in (cfg.get("train") or {}).items() if v is not None and k != "preset"}
-    preset = (cfg.get("train") or {}).get("preset")
-    if preset and preset not in task.presets:
-        raise UserError(f"task {task.name} has no training preset {preset!r}; "
-                        f"presets: {', '.join(sorted(task.presets)) or 'none'}")
-    base = {**task.ppo, **(task.presets.get(preset, {}) if preset else {})}
-    try:
-        return PPOConfig.from_dict({**base, **overrides})
-    except (TypeError, ValueError) as e:
-        raise UserError(f"bad training setting: {e}") from None
-
-
-def _positive_int(cfg: Mapping[str, Any], key: str, default: int) -> int:
-    value = cfg.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"{key} must be a positive integer, got {value!r}")
-    return value
-
-
-@dataclasses.dataclass
-class SearchState:
-    """Everything the loop knows; rebuilt from the run directory alone when a run is resumed."""
-
-    cfg: dict
-    task: Task
-    ppo: PPOConfig
-    seeds: list[int]
-    worker: WorkerSettings
-    history: list[Candidate] = dataclasses.field(default_factory=list)
-    generations: list[GenerationRecord] = dataclasses.field(default_factory=list)
-    baselines: dict[str, Candidate] = dataclasses.field(default_factory=dict)
-    reflection: str = ""
-    reflection_shorter: list[str] = dataclasses.field(default_factory=list)  # the same with less detail
-    race: dict | None = None  # the latest finals (race.json); they order the top while no candidate is newer
-    next_gen: int = 0
-    wall_before_s: float = 0.0  # wall time of earlier sessions of this run
-    sessions: int = 1
-
-    def selection_mode(self, feedback: list) -> str:
-        """The latest feedback's choice, else the configured one (default: fitness)."""
-        return feedback[-1].selection if feedback else str(self.cfg.get("selection") or "fitness")
-
-    def ranking(self, feedback: list) -> list[Candidate]:
-        from rewardsmith.feedback.records import elo_ratings
-
-        mode = self.selection_mode(feedback)
-        ranked = rank_candidates(self.history, elo_ratings(feedback), mode)
-        # with preference selection the person's choice stands; the finals only sharpen a fitness ranking
-        return apply_race(ranked, self.race, self.history) if mode == "fitness" else ranked
-
-
-def _positive_number(cfg: Mapping[str, Any], key: str, default: float) -> float:
-    value = cfg.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise UserError(f"{key} must be a positive number, got {value!r}")
-    return float(value)
-
-
-def _worker_settings(cfg: Mapping[str, Any]) -> WorkerSettings:
-    try:
-        limits = CheckLimits(cpu_s=_positive_number(cfg, "check_cpu_s", CheckLimits.cpu_s),
-                             memory_mb=cfg.get("check_memory_mb", CheckLimits.memory_mb),
-                             max_flops=cfg.get("check_max_flops", CheckLimits.max_flops),
-                             max_mb=cfg.get("check_max_mb", CheckLimits.max_mb),
-                             relative_cost=cfg.get("check_relative_cost", CheckLimits.relative_cost))
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    cache = cfg.get("compile_cache", True)
-    if cache not in (True, False, None):
-        raise UserError(f"compile_cache must be true or false, got {cache!r}")
-    cache_dir = str(cfg.get("compile_cache_dir") or user_cache_dir("jax")) if cache else None
-    mode = cfg.get("sandbox") or "auto"
-    if mode not in SANDBOX_MODES:
-        raise UserError(f"sandbox must be auto, strict or off, got {mode!r}")
-    memory = cfg.get("sandbox_memory_mb")
-    memory = physical_memory_mb() if memory is None else memory
-    file_mb = cfg.get("sandbox_file_mb", 4096)
-    folder_mb = cfg.get("sandbox_folder_mb", 2048)
-    for key, value in (("sandbox_memory_mb", memory), ("sandbox_file_mb", file_mb), ("sandbox_folder_mb", folder_mb)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise UserError(f"{key} must be a non-negative integer (0: no cap), got {value!r}")
-    return WorkerSettings(timeout_s=_positive_number(cfg, "worker_timeout_s", 1800), limits=limits,
-                          compile_cache_dir=cache_dir, sandbox=mode, sandbox_memory_mb=memory,
-                          sandbox_file_mb=file_mb, sandbox_folder_mb=folder_mb)
-
-
-def check_task_action(task: Task) -> None:
-    """Before any work: the policy's action must reach the environment (tasks/action_check.py)."""
-    from rewardsmith.tasks.action_check import require_action
-
-    try:
-        require_action(task)
-    except ValueError as e:
-        raise UserError(str(e)) from None
-
-
-def _check_cfg(cfg: Mapping[str, Any]) -> tuple[Task, PPOConfig, list[int], WorkerSettings]:
-    task = resolve_task(cfg)
-    _positive_int(cfg, "iterations", 3)
-    _positive_int(cfg, "samples", 6)
-    n_seeds = _positive_int(cfg, "seeds", 2)
-    _positive_int(cfg, "eval_seeds", 5)
-    race_settings(cfg)
-    worker = dataclasses.replace(_worker_settings(cfg), population_size=(
-        _positive_int(cfg, "samples", 6) + (2 if baselines_on(cfg, task) else 0)) * n_seeds)
-    retries = cfg.get("max_generation_retries", 2)
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise UserError(f"max_generation_retries must be a non-negative integer, got {retries!r}")
-    ppo = ppo_config(task, cfg)
-    seed_proposals(cfg)  # the files exist and can be read
-    tracker_kind(cfg)
-    on_ray = executor_settings(cfg) is not None
-    if budget_settings(cfg, ppo) is not None and on_ray:
-        raise UserError("budget=halving runs on executor=local only (its rungs rank a whole generation at once)")
-    if worker.sandbox == "strict":
-        missing = sandbox_probe().get("missing", ["network", "filesystem"])
-        if missing:
-            raise UserError(f"sandbox=strict: this machine gives the training worker no {' and no '.join(missing)} "
-                            "isolation (user namespaces, Landlock); use sandbox=auto to run without it")
-    if _feedback_mode(cfg) not in ("", "terminal", "web", "file"):
-        raise UserError(f"feedback must be none, terminal, web or file, got {cfg.get('feedback')!r}")
-    if _feedback_mode(cfg) == "terminal" and not sys.stdin.isatty():
-        raise UserError("feedback=terminal needs an interactive terminal (stdin is not a TTY); use "
-                        "feedback=web, or feedback=file feedback_file=FEEDBACK.yaml")
-    selection = cfg.get("selection") or "fitness"
-    if selection not in SELECTION_MODES:
-        raise UserError(f"selection must be fitness, preference or both, got {selection!r}")
-    base_seed = cfg.get("seed", 0)
-    if isinstance(base_seed, bool) or not isinstance(base_seed, int):
-        raise UserError(f"seed must be an integer, got {base_seed!r}")
-    return task, ppo, [base_seed * 1000 + s for s in range(n_seeds)], worker
-
-
-def budget_settings(cfg: Mapping[str, Any], ppo: PPOConfig) -> Halving | None:
-    """``budget=uniform`` (every candidate trains the whole budget) or ``budget=halving``
-    (successive halving, settings under ``halving``); None for uniform."""
-    kind = cfg.get("budget") or "uniform"
-    if kind not in ("uniform", "halving"):
-        raise UserError(f"budget must be uniform or halving, got {kind!r}")
-    if kind == "uniform":
-        return None
-    if ppo.program != "split":
-        raise UserError("budget=halving needs train.program=split")
-    h = cfg.get("halving") or {}
-    if not isinstance(h, Mapping) or set(h) - {"eta", "rungs"}:
-        raise UserError(f"halving takes eta and rungs, got {h!r}")
-    try:
-        return Halving(eta=h.get("eta", 2), rungs=h.get("rungs", 3))
-    except ValueError as e:
-        raise UserError(str(e)) from None
-
-
 def run(cfg: Any, run_dir: str | Path, display: Any = None) -> dict:
-    """Run a whole search; returns the summary (also written to run_dir/summary.json)."""
-    cfg = _plain(cfg)
-    task, ppo, seeds, worker = _check_cfg(cfg)
+    """Run a whole search; returns the summary's JSON (also written to run_dir/summary.json)."""
+    settings = RunSettings.from_cfg(cfg)
     if RunDir(run_dir, create=False).has_summary():
         raise UserError(f"{run_dir} already holds a run; continue it with rewardsmith-resume run_dir={run_dir}")
-    check_task_action(task)
-    proposer = make_proposer(cfg.get("llm") or {"provider": "offline"}, run_dir=Path(run_dir))
+    check_task_action(settings.task)
+    proposer = make_proposer(settings.llm, run_dir=Path(run_dir))
     rd = RunDir(run_dir)
-    rd.write_config(cfg)
-    task = with_task_file(task, rd)
-    state = SearchState(cfg=cfg, task=task, ppo=ppo, seeds=seeds, worker=worker)
-    if baselines_on(cfg, task):
-        state.baselines = {kind: _baseline(kind, task) for kind in BASELINE_IDS}
-    return _search(state, rd, proposer, display or _NullDisplay(), int(cfg.get("iterations", 3)))
-
-
-def _baseline(kind: str, task: Task) -> Candidate:
-    """The task's human or sparse baseline as an untrained candidate."""
-    source = task.human_reward if kind == "human" else task.sparse_reward
-    return Candidate(id=BASELINE_IDS[kind], generation=0, source=source, origin=f"baseline:{kind}",
-                     note=f"{kind} baseline")
+    rd.write_config(settings.cfg)
+    state = new_state(settings.with_task(with_task_file(settings.task, rd)))
+    return _search(state, rd, proposer, display or _NullDisplay(), settings.iterations)
 
 
 def resume(run_dir: str | Path, iterations: int | None = None, overrides: Mapping[str, Any] | None = None,
@@ -298,99 +57,35 @@ def resume(run_dir: str | Path, iterations: int | None = None, overrides: Mappin
     rd = RunDir(run_dir, create=False)
     if not rd.config_path.is_file() or not rd.has_summary():
         raise UserError(f"{run_dir} is not a rewardsmith run directory (no {rd.CONFIG}/{rd.SUMMARY})")
-    cfg = rd.read_config()
-    for k, v in (overrides or {}).items():
-        cfg[k] = v
-    task, ppo, seeds, worker = _check_cfg(cfg)
-    task = with_task_file(task, rd)
+    settings = RunSettings.from_cfg({**rd.read_config(), **(overrides or {})})
+    settings = settings.with_task(with_task_file(settings.task, rd))
     summary = rd.read_summary()
-    state = SearchState(cfg=cfg, task=task, ppo=ppo, seeds=seeds, worker=worker,
-                        wall_before_s=float(summary.wall_time_s or 0.0), sessions=int(summary.sessions or 1) + 1)
-    _load_state(state, rd)
+    state = SearchState(settings=settings, wall_before_s=float(summary.wall_time_s or 0.0),
+                        sessions=int(summary.sessions or 1) + 1)
+    load_state(state, rd)
     if iterations is None:
-        left = int(cfg.get("iterations", 3)) - state.next_gen
+        left = settings.iterations - state.next_gen
         iterations = left if summary.status == "running" and left > 0 else 1
     if iterations < 1:
         raise UserError(f"iterations must be a positive integer, got {iterations!r}")
-    cfg["iterations"] = state.next_gen + iterations
-    rd.write_config(cfg)
-    proposer = make_proposer(cfg.get("llm") or {"provider": "offline"}, run_dir=rd.root)
+    state.settings = settings.with_iterations(state.next_gen + iterations)
+    rd.write_config(state.settings.cfg)
+    proposer = make_proposer(settings.llm, run_dir=rd.root)
     proposer.restore()
     return _search(state, rd, proposer, display or _NullDisplay(), iterations)
 
 
-def _load_state(state: SearchState, rd: RunDir) -> None:
-    """Rebuild history, generation records, baselines and the last reflection from the run directory.
-    A generation that was interrupted (candidates but no generation record) is moved to
-    ``interrupted/``, not deleted."""
-    records = [GenerationRecord(**r) for r in rd.generation_records()]
-    done = sorted({r.index for r in records})
-    # generations must be contiguous from 0; anything after a gap or without a record is incomplete
-    complete = 0
-    while complete in done:
-        complete += 1
-    for idx, d in rd.generation_dirs():
-        if idx >= complete:
-            rd.set_aside_generation(d)
-    state.generations = [r for r in records if r.index < complete]
-    ids = [cid for r in state.generations for cid in r.candidate_ids]
-    by_id = {c.id: c for c in map(Candidate.from_json, rd.candidate_records())}
-    seen: set[str] = set()
-    state.history = []
-    for cid in ids:
-        if cid in by_id and cid not in seen:
-            seen.add(cid)
-            state.history.append(by_id[cid])
-    for kind, bid in BASELINE_IDS.items():
-        record = rd.baseline_record(bid)
-        if record is not None:
-            state.baselines[kind] = Candidate.from_json(record)
-        elif baselines_on(state.cfg, state.task):
-            state.baselines[kind] = _baseline(kind, state.task)
-    state.reflection = state.generations[-1].reflection if state.generations else ""
-    state.race = read_json(rd.race_path) if rd.race_path.is_file() else None
-    state.next_gen = complete
-
-
-def _human_context(state: SearchState, feedback: list) -> tuple[str, list[dict]]:
-    """The latest human feedback in words, and term constraints from every feedback's text."""
-    if not feedback:
-        return "", []
-    from rewardsmith.feedback.constraints import text_constraints
-    from rewardsmith.feedback.records import feedback_text
-
-    fitness = {c.id: c.fitness for c in state.history}
-    text = feedback_text(feedback[-1], fitness)
-    constraints: dict[str, dict] = {}
-    for rec in feedback:  # later feedback on the same field wins
-        words = "\n".join(list(rec.comments.values()) + [rec.overall])
-        for c in text_constraints(words, state.task.schema)[0]:
-            constraints[c.field] = c.to_json()
-    return text, list(constraints.values())
-
-
-def _feedback_mode(cfg: Mapping[str, Any]) -> str:
-    mode = cfg.get("feedback")
-    return "" if mode in (None, False, "", "none") else str(mode)
-
-
-def _ask_feedback(rd: RunDir, cfg: Mapping[str, Any], display) -> None:
+def _ask_feedback(rd: RunDir, feedback: FeedbackSettings, display) -> None:
     """``feedback=terminal|web|file``: ask a person about the generation just finished, with the live
     view paused. A session that cannot start (nothing trained, no terminal) is reported, never fatal."""
     from rewardsmith.feedback.records import FeedbackError
     from rewardsmith.feedback.frontends import collect
     from rewardsmith.feedback.session import open_session
 
-    mode = _feedback_mode(cfg)
     display.pause()
     try:
-        session = open_session(rd.root, top=int(cfg.get("feedback_top", 4)))
-        args = {"host": "127.0.0.1", "port": int(cfg.get("feedback_port", 8765))}
-        if cfg.get("feedback_file"):
-            args["file"] = str(cfg["feedback_file"])
-        if cfg.get("feedback_timeout_s"):
-            args["timeout_s"] = cfg["feedback_timeout_s"]
-        collect(session, mode, args, out=display.message)
+        session = open_session(rd.root, top=feedback.top)
+        collect(session, feedback.mode, feedback.session_args(), out=display.message)
     except (FeedbackError, UserError) as e:
         display.message(f"no human feedback for this generation: {e}")
     finally:
@@ -400,9 +95,9 @@ def _ask_feedback(rd: RunDir, cfg: Mapping[str, Any], display) -> None:
 def _search(state: SearchState, rd: RunDir, proposer, display, iterations: int) -> dict:
     """The generations and the final evaluation, all trained by one warm worker process (or, with
     ``executor=ray``, as shards on a Ray cluster)."""
-    policy = sandbox_policy(state.worker, rd.worker_dir, state.task.source_file)
+    policy = sandbox_policy(state.settings.worker, rd.worker_dir, state.task.source_file)
     try:
-        with make_executor(state.cfg, rd.worker_dir, policy, display) as process:
+        with make_executor(state.settings.executor, rd.worker_dir, policy, display) as process:
             return Search(state, rd, proposer, display, process).run(iterations).to_json()
     finally:
         close = getattr(proposer, "close", None)  # what the proposer started (llm=local's server) ends here
@@ -417,15 +112,15 @@ class Search:
 
     def __init__(self, state: SearchState, rd: RunDir, proposer, display, process: WarmWorker):
         self.state, self.rd, self.proposer, self.display, self.process = state, rd, proposer, display, process
-        cfg = state.cfg
-        self.samples = int(cfg.get("samples", 6))
-        self.base_seed = int(cfg.get("seed", 0))
-        self.max_retries = int(cfg.get("max_generation_retries", 2))
+        self.settings = settings = state.settings
+        self.samples = settings.samples
+        self.base_seed = settings.base_seed
+        self.max_retries = settings.max_retries
         self.t_start = time.time()
         self.pending_baselines = [b for b in state.baselines.values() if b.status not in ("trained", "failed")]
         self.sandbox_warned = False
         self.baselines_trained: list[Candidate] = []  # the baselines the latest generation trained
-        self.tracker = make_tracker(cfg, rd.root)
+        self.tracker = make_tracker(settings.cfg, rd.root)
         self.timing: tuple[float | None, float | None] = (None, None)  # this attempt's (propose_s, train_s)
 
     def run(self, iterations: int) -> Summary:
@@ -438,8 +133,8 @@ class Search:
             state.next_gen = gen + 1
             if self.budget_spent():
                 break
-            if _feedback_mode(state.cfg) and gen < last_gen:
-                _ask_feedback(self.rd, state.cfg, self.display)
+            if self.settings.feedback.mode and gen < last_gen:
+                _ask_feedback(self.rd, self.settings.feedback, self.display)
             if self.target_reached():
                 break
         return self.finish()
@@ -447,7 +142,7 @@ class Search:
     # -- one generation ---------------------------------------------------------------------------
     def generation(self, gen: int) -> None:
         feedback = load_feedback(self.rd.root)
-        human_text, constraints = _human_context(self.state, feedback)
+        human_text, constraints = human_context(self.state, feedback)
         for attempt in range(self.max_retries + 1):
             t_gen = time.time()
             self.display.generation(gen, attempt)
@@ -492,7 +187,7 @@ class Search:
             self.display.message(f"LLM budget reached ({self.proposer.exhausted}): no more proposals")
             return None
         if gen == 0 and attempt == 0:
-            proposals = seed_proposals(state.cfg) + proposals
+            proposals = list(self.settings.seed_rewards) + proposals
         return proposals
 
     def new_candidates(self, gen: int, proposals: list) -> list[Candidate]:
@@ -552,8 +247,9 @@ class Search:
         self.baselines_trained = list(self.pending_baselines)
         worker_error = ""
         if to_train:
-            worker_error = train_candidates(self.rd, gen, attempt, state.task, state.ppo, state.seeds, to_train,
-                                            state.worker, self.display, self.process, budget=self.budget_job())
+            s = self.settings
+            worker_error = train_candidates(self.rd, gen, attempt, state.task, s.ppo, s.seeds, to_train,
+                                            s.worker, self.display, self.process, budget=self.budget_job())
         for c in cands + self.pending_baselines:
             self.rd.write_candidate(c)
         self.warn_sandbox()
@@ -565,11 +261,11 @@ class Search:
     def budget_job(self) -> HalvingBudget | None:
         """How the worker spends this generation's budget: None (uniform) or successive halving with
         the baselines protected and the run's stage sizes (one compiled trainer per stage)."""
-        halving = budget_settings(self.state.cfg, self.state.ppo)
+        halving = self.settings.halving
         if halving is None:
             return None
         n_base = len(self.state.baselines)
-        sizes = halving_sizes(self.samples, n_base, len(self.state.seeds), halving, self.state.ppo.num_updates)
+        sizes = halving_sizes(self.samples, n_base, len(self.settings.seeds), halving, self.settings.ppo.num_updates)
         return HalvingBudget(eta=halving.eta, rungs=halving.rungs, sizes=tuple(sizes),
                              protected=tuple(b.id for b in self.state.baselines.values()))
 
@@ -595,7 +291,7 @@ class Search:
         best = ranked[0] if ranked else None
         gen_best = max(trained, key=lambda c: c.fitness) if trained else None
         levels = reflection_levels(cands, best, termination=state.task.termination,
-                                   max_chars=int(state.cfg.get("reflection_max_chars", 8000)))
+                                   max_chars=self.settings.reflection_max_chars)
         state.reflection, state.reflection_shorter = levels[0], levels[1:]
         trained_now = cands + self.baselines_trained
         same = identical_policies(trained_now)
@@ -633,7 +329,7 @@ class Search:
     def target_reached(self) -> bool:
         task = self.state.task
         ranked = self.state.ranking(load_feedback(self.rd.root))
-        if not (self.state.cfg.get("stop_at_target", False) and ranked and task.fitness_target is not None):
+        if not (self.settings.stop_at_target and ranked and task.fitness_target is not None):
             return False
         if max(c.fitness for c in ranked) < task.fitness_target:  # type: ignore[operator]
             return False
@@ -643,14 +339,15 @@ class Search:
     def finish(self) -> Summary:
         state = self.state
         feedback = load_feedback(self.rd.root)
-        if state.cfg.get("final_eval", True):
+        if self.settings.final.on:
             self.finals(feedback)
         ranked = state.ranking(feedback)
         best = ranked[0] if ranked else None
         final = None
-        if state.cfg.get("final_eval", True) and best is not None:
-            final = final_evaluation(self.rd, state.task, state.ppo, state.cfg, best, state.baselines, self.base_seed,
-                                     state.worker, self.display, self.process)
+        if self.settings.final.on and best is not None:
+            s = self.settings
+            final = final_evaluation(self.rd, state.task, s.ppo, s.final, best, state.baselines, self.base_seed,
+                                     s.worker, self.display, self.process)
         s = self.write_summary("complete" if best is not None else "no_candidate_trained", final)
         write_report_safely(self.rd.root, self.display)
         self.track(lambda t: t.finish(s))
@@ -664,8 +361,8 @@ class Search:
         if state.selection_mode(feedback) != "fitness" or is_current(state.race, state.history):
             return
         ranked = state.ranking(feedback)
-        race = run_finals(self.rd, state.task, state.ppo, state.cfg, ranked, self.base_seed, state.next_gen - 1,
-                          state.worker, self.display, self.process)
+        race = run_finals(self.rd, state.task, self.settings.ppo, self.settings.race, ranked, self.base_seed,
+                          state.next_gen - 1, self.settings.worker, self.display, self.process)
         if race is not None:
             state.race = race
 
@@ -674,7 +371,7 @@ class Search:
         feedback = load_feedback(self.rd.root)
         ranked = self.state.ranking(feedback)
         best = ranked[0] if ranked else None
-        s = _summary(self.state, self.proposer, best, self.t_start, status, final, feedback)
+        s = build_summary(self.state, self.proposer, best, self.t_start, status, final, feedback)
         s.sandbox = self.process.sandbox
         self.rd.write_summary(s)
         if best is not None:
@@ -715,67 +412,6 @@ def write_report_safely(root: Path, display) -> None:
         write_report(root)
     except Exception as e:  # noqa: BLE001 - a report problem never loses the run
         display.message(f"report.html could not be written: {type(e).__name__}: {e}")
-
-
-def _summary(state: SearchState, proposer, best: Candidate | None, t_start: float, status: str,
-             final=None, feedback: list | None = None) -> Summary:
-    from rewardsmith.feedback.records import elo_ratings
-
-    task, cfg, history = state.task, state.cfg, state.history
-    human = state.baselines.get("human")
-    sparse = state.baselines.get("sparse")
-    f_h = human.fitness if human else None
-    f_s = sparse.fitness if sparse else None
-    search_hns = hns(best.fitness if best else None, f_h, f_s)
-    per_gen: dict[int, dict] = {}
-    for g in state.generations:
-        if g.best_fitness is not None or g.index not in per_gen:
-            per_gen[g.index] = {"generation": g.index, "attempts": g.attempt + 1, "best_id": g.best_id,
-                                "best_fitness": g.best_fitness, "propose_s": g.propose_s, "train_s": g.train_s}
-    counts: dict[str, int] = {}
-    for c in history:
-        counts[c.status] = counts.get(c.status, 0) + 1
-    feedback = feedback or []
-    return Summary(
-        status=status,
-        task=task.name,
-        proposer=proposer.label,
-        proposer_kind=proposer.origin.split(":")[0],
-        model=proposer.model,
-        best_candidate_id=best.id if best else None,
-        best_fitness=best.fitness if best else None,
-        best_fitness_std=best.fitness_std if best else None,
-        selection=state.selection_mode(feedback),
-        human_baseline_fitness=f_h,
-        human_baseline_label=task.human_label,
-        sparse_baseline_fitness=f_s,
-        human_normalised_score=final["hns"] if final else search_hns,
-        hns_formula=HNS_FORMULA,
-        search_hns=search_hns,
-        finals=state.race if is_current(state.race, history) else None,
-        final_evaluation=final,
-        fitness_doc=task.fitness_doc,
-        per_generation_best=[per_gen[k] for k in sorted(per_gen)],
-        candidates=counts,
-        # generations whose trained policies all behaved the same (evaluate/sanity.py): their ranking means nothing
-        identical_policies=sorted({g.index for g in state.generations if g.identical_policies}),
-        seeds=state.seeds,
-        env_steps_per_member=state.ppo.env_steps,
-        budget=cfg.get("budget") or "uniform",
-        # training env steps actually spent (successive halving stops candidates early)
-        env_steps={"candidates": sum(c.env_steps or 0 for c in history),
-                   "baselines": sum(b.env_steps or 0 for b in state.baselines.values()),
-                   "stopped_early": sum(1 for c in history if c.stopped_early)},
-        iterations=cfg.get("iterations"),
-        samples=cfg.get("samples"),
-        human_feedback={"generations": [r.generation for r in feedback],
-                        "preference_ratings": {k: round(v, 1) for k, v in elo_ratings(feedback).items()}}
-        if feedback else None,
-        sessions=state.sessions,
-        wall_time_s=round(state.wall_before_s + time.time() - t_start, 2),
-        llm=proposer.usage(),
-        stopped_by_budget=proposer.exhausted or None,
-    )
 
 
 class _NullDisplay:

@@ -108,9 +108,8 @@ def executor_settings(cfg: Mapping[str, Any]) -> RaySettings | None:
     return settings
 
 
-def make_executor(cfg: Mapping[str, Any], log_dir: Path, policy: Policy, display=None):
-    """The run's executor: a ``WarmWorker`` (local) or a ``RayExecutor``."""
-    ray_settings = executor_settings(cfg)
+def make_executor(ray_settings: RaySettings | None, log_dir: Path, policy: Policy, display=None):
+    """The run's executor: a ``WarmWorker`` (local: ``ray_settings`` None) or a ``RayExecutor``."""
     if ray_settings is None:
         return WarmWorker(log_dir, policy)
     if ray_settings.address_from_env and display is not None:
