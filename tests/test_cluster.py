@@ -171,9 +171,13 @@ def test_a_generation_survives_losing_a_node(tmp_path):
     tried = {a["node_id"] for c in cands for a in c["placement"]["attempts"]}
     assert tried == workers  # both worker nodes ran shards
     assert final_nodes == workers - {out["retried"]["killed"]}  # the lost shard finished on the survivor
-    lost = [c for c in cands if len(c["placement"]["attempts"]) == 2]
-    assert lost and all(c["placement"]["attempts"][0]["node_id"] == out["retried"]["killed"] for c in lost)
-    assert {len(c["placement"]["attempts"]) for c in cands} == {1, 2}
+    # the lost shard's candidates: first tried on the killed node, finished on the survivor (Ray may
+    # place a retry on the killed node once more before it has marked it dead: 2 or 3 attempts)
+    lost = [c for c in cands if len(c["placement"]["attempts"]) >= 2]
+    assert lost and all(c["placement"]["attempts"][0]["node_id"] == out["retried"]["killed"]
+                        and c["placement"]["attempts"][-1]["node_id"] != out["retried"]["killed"] for c in lost), \
+        [c["placement"]["attempts"] for c in cands]
+    assert 1 in {len(c["placement"]["attempts"]) for c in cands}
     shards = json.loads((tmp_path / "retried/generations/gen_00/worker/attempt_0/shards.json").read_text())
     assert len(shards) == 2 and all(s["error"] is None for s in shards)
     for i in range(2):  # each shard's job, result and log came back to the driver's run directory

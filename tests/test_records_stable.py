@@ -29,9 +29,10 @@ def stable_cfg() -> dict:
 
 
 def _strip(x):
-    if isinstance(x, dict):
+    if isinstance(x, dict):  # a task file's absolute path depends on where the repository is
         return {k: _strip(v) for k, v in x.items()
-                if k not in MACHINE | LARGE and not k.endswith("_s") and k != "wall_time_s"}
+                if k not in MACHINE | LARGE and not k.endswith("_s") and k != "wall_time_s"
+                and not (k == "file" and isinstance(v, str) and v.startswith("/"))}
     if isinstance(x, list):
         return [_strip(v) for v in x]
     return x

@@ -156,7 +156,9 @@ def test_worker_writes_only_in_its_own_directory_and_keeps_working(tmp_path, ava
 
 
 def test_strict_mode_refuses_where_isolation_is_missing(tmp_path, monkeypatch):
-    monkeypatch.setattr(loop, "sandbox_probe", lambda: {"missing": ["network"]})
+    from rewardsmith.evolve import settings
+
+    monkeypatch.setattr(settings, "sandbox_probe", lambda: {"missing": ["network"]})
     from rewardsmith.errors import UserError
 
     with pytest.raises(UserError, match="sandbox=strict: this machine gives the training worker no network"):

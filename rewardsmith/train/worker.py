@@ -60,6 +60,7 @@ def run_job(job: TrainJob) -> TrainResult:
     t_start = time.perf_counter()
     early = _submit_checks(job, job.schema)  # the checker works while jax loads and the env is built
     jax = _load_jax(job.compile_cache_dir)
+    import rewardsmith.train.population  # noqa: F401 - the trainer's modules load before any candidate's code
     task = job.task.load()
     task.make_env()  # environment libraries load now: some start a process at import (glfw through mujoco)
     _forbid_new_processes(jax)
