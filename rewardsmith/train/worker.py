@@ -27,7 +27,7 @@ def _configure_devices() -> None:
 _CHECKER = None  # the candidate checker process, kept for this worker's life
 _NO_SPAWN = False  # set once this process may start no more processes (the sandbox's seccomp filter)
 _SANDBOX: dict = {}  # what the sandbox applied to this worker
-_STEP_FLOPS: dict[str, float] = {}  # the cost of one environment step, per task (check_relative_cost)
+_STEP_FLOPS: dict[tuple, float] = {}  # the cost of one environment step, per TaskRef.key (check_relative_cost)
 
 
 def emit(event: str, **data) -> None:
