@@ -244,9 +244,13 @@ def _worker_settings(cfg: Mapping[str, Any]) -> WorkerSettings:
     for key, value in (("sandbox_memory_mb", memory), ("sandbox_file_mb", file_mb), ("sandbox_folder_mb", folder_mb)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise UserError(f"{key} must be a non-negative integer (0: no cap), got {value!r}")
+    rollout_s = cfg.get("check_rollout_s", WorkerSettings.rollout_timeout_s)
+    if isinstance(rollout_s, bool) or not isinstance(rollout_s, (int, float)) or not math.isfinite(rollout_s) \
+            or rollout_s < 0:
+        raise UserError(f"check_rollout_s must be a non-negative number of seconds (0: no bound), got {rollout_s!r}")
     return WorkerSettings(timeout_s=_positive_number(cfg, "worker_timeout_s", 1800), limits=limits,
                           compile_cache_dir=cache_dir, sandbox=mode, sandbox_memory_mb=memory,
-                          sandbox_file_mb=file_mb, sandbox_folder_mb=folder_mb)
+                          sandbox_file_mb=file_mb, sandbox_folder_mb=folder_mb, rollout_timeout_s=float(rollout_s))
 
 
 def check_task_action(task: Task) -> None:

@@ -15,7 +15,7 @@ from rewardsmith.contract import MAX_COMPONENTS
 from rewardsmith.train.job import HalvingBudget, JobCandidate, TaskRef, TrainJob, TrainResult
 from rewardsmith.train.ppo import PPOConfig
 from rewardsmith.isolation.sandbox import sandbox_policy
-from rewardsmith.train.runner import WarmWorker, WorkerError, run_worker
+from rewardsmith.train.runner import WarmWorker, WorkerError, run_checking_rollouts, run_worker
 from rewardsmith.validate.isolate import CheckLimits
 
 
@@ -31,6 +31,7 @@ class WorkerSettings:
     sandbox_memory_mb: int = 0  # the worker's address-space cap (0: none)
     sandbox_file_mb: int = 4096  # the largest file the worker may write
     sandbox_folder_mb: int = 2048  # what the worker's own folder may hold in all (watched from outside)
+    rollout_timeout_s: float = 60.0  # what running one compiled rollout-check program may take; 0: no bound
 
 
 
@@ -49,12 +50,16 @@ def train_candidates(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOCon
                    check_seed=gen, population_size=worker.population_size, budget=budget)
     live = LiveView(cands, display)
     workdir = workdir or rd.worker_attempt_dir(gen, attempt)
-    try:
+
+    def run_once(job: TrainJob) -> TrainResult:
         if process is not None:
-            result = process.run(job, workdir, timeout_s=worker.timeout_s, on_event=live.on_event)
-        else:
-            result = run_worker(job, workdir, timeout_s=worker.timeout_s, on_event=live.on_event,
-                                policy=sandbox_policy(worker, workdir, task.source_file))
+            return process.run(job, workdir, timeout_s=worker.timeout_s, on_event=live.on_event,
+                               rollout_timeout_s=worker.rollout_timeout_s)
+        return run_worker(job, workdir, timeout_s=worker.timeout_s, on_event=live.on_event,
+                          policy=sandbox_policy(worker, workdir, task.source_file),
+                          rollout_timeout_s=worker.rollout_timeout_s)
+    try:
+        result = run_checking_rollouts(run_once, job)
     except WorkerError as e:
         _fail(cands, str(e), live.verdicts)
         display.message(str(e))

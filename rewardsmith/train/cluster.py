@@ -35,7 +35,7 @@ from rewardsmith.rundir import WorkerFiles, atomic_write_json
 from rewardsmith.isolation.child import scrubbed_env
 from rewardsmith.isolation.sandbox import Policy, writable_dirs
 from rewardsmith.train.job import TrainJob, TrainResult
-from rewardsmith.train.runner import WarmWorker, WorkerError, observer, run_worker
+from rewardsmith.train.runner import WarmWorker, WorkerError, observer, run_checking_rollouts, run_worker
 
 EXECUTORS = ("local", "ray")
 
@@ -223,9 +223,11 @@ def _set_parent_death_signal() -> None:
         pass
 
 
-def run_shard(job: TrainJob, shard: int, policy: Policy, timeout_s: float, events=None) -> ShardOutcome:
+def run_shard(job: TrainJob, shard: int, policy: Policy, timeout_s: float, events=None,
+              rollout_timeout_s: float = 0.0) -> ShardOutcome:
     """Body of a shard's Ray task: the keyless worker on a node-local folder; returns its result (or
-    the worker's one-line failure), its log and where it ran."""
+    the worker's one-line failure), its log and where it ran. A candidate whose rollout check stalls
+    is refused there and the shard's others train (``runner.run_checking_rollouts``)."""
     import ray
 
     ctx = ray.get_runtime_context()
@@ -251,8 +253,9 @@ def run_shard(job: TrainJob, shard: int, policy: Policy, timeout_s: float, event
                                       if not f.startswith("--xla_force_host_platform_device_count"))
     out = ShardOutcome(node_id=node_id, node_ip=node_ip)
     try:
-        out.result = run_worker(job, folder, timeout_s=timeout_s, on_event=send, policy=policy,
-                                extra_env=extra, preexec_fn=_set_parent_death_signal)
+        out.result = run_checking_rollouts(
+            lambda one: run_worker(one, folder, timeout_s=timeout_s, on_event=send, policy=policy, extra_env=extra,
+                                   preexec_fn=_set_parent_death_signal, rollout_timeout_s=rollout_timeout_s), job)
     except WorkerError as e:
         out.error = str(e)
     try:
@@ -398,7 +401,7 @@ class RayExecutor:
         return ray.nodes()
 
     def run(self, job: TrainJob, workdir: Path, *, timeout_s: float,
-            on_event: Callable[[dict], None] | None = None) -> TrainResult:
+            on_event: Callable[[dict], None] | None = None, rollout_timeout_s: float = 0.0) -> TrainResult:
         import ray
         from ray.util.queue import Queue
         self.connect()
@@ -415,7 +418,7 @@ class RayExecutor:
         for i, sj in enumerate(jobs):
             opts = {"num_cpus": plan.num_cpus, "num_gpus": plan.num_gpus, "max_retries": self.settings.max_retries,
                     "retry_exceptions": False}
-            refs[self._remote.options(**opts).remote(sj, i, self.policy, timeout_s, events)] = i
+            refs[self._remote.options(**opts).remote(sj, i, self.policy, timeout_s, events, rollout_timeout_s)] = i
         attempts: list[list[dict]] = [[] for _ in jobs]
         outcomes: list[ShardOutcome | None] = [None] * len(jobs)
         progress: dict[int, tuple[int, int, dict]] = {}

@@ -85,6 +85,8 @@ class TrainJob:
     population_size: int | None = None
     budget: HalvingBudget | None = None
     report_env: bool = False  # the worker lists its environment's names (the keyless check's test)
+    # one rollout-check program per candidate (after a program of several ran past its limit)
+    rollout_apart: bool = False
 
     @property
     def ids(self) -> list[str]:
@@ -107,8 +109,9 @@ class TrainJob:
             "population_size": self.population_size,
             "budget": self.budget.to_json() if self.budget else None,
         }
-        if self.report_env:
-            d["report_env"] = True
+        for key in ("report_env", "rollout_apart"):
+            if getattr(self, key):
+                d[key] = True
         return d
 
     @classmethod
@@ -121,7 +124,7 @@ class TrainJob:
                    check_limits=CheckLimits.from_json(d.get("check_limits")),
                    compile_cache_dir=d.get("compile_cache_dir"), check_seed=int(d.get("check_seed", 0)),
                    population_size=d.get("population_size"), budget=HalvingBudget.from_json(d.get("budget")),
-                   report_env=bool(d.get("report_env")))
+                   report_env=bool(d.get("report_env")), rollout_apart=bool(d.get("rollout_apart")))
 
 
 @dataclasses.dataclass

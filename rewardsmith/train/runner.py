@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import queue
@@ -16,17 +17,86 @@ from typing import Callable
 from rewardsmith.isolation.child import FolderGuard, kill_group, last_line, pump_json_lines, scrubbed_env, start_module
 from rewardsmith.isolation.sandbox import ENV as SANDBOX_ENV, Policy, writable_dirs
 from rewardsmith.rundir import WorkerFiles, atomic_write_json, read_json
-from rewardsmith.train.job import TrainJob, TrainResult
+from rewardsmith.records import Validation
+from rewardsmith.train.job import CandidateOutcome, TrainJob, TrainResult
 
 class WorkerError(RuntimeError):
     """The worker crashed, hung or wrote no result; the message is one line for the user."""
 
 
+class RolloutStalled(WorkerError):
+    """One rollout-check program (the candidates ``ids``) ran past its limit; the worker was stopped."""
+
+    def __init__(self, ids: list[str], limit_s: float, log_path):
+        self.ids, self.limit_s = list(ids), float(limit_s)
+        super().__init__(f"the rollout check of {', '.join(self.ids)} did not finish in {self.limit_s:g} s "
+                         f"(check_rollout_s); the worker was stopped (worker log: {log_path})")
+
+
+class RolloutWatch:
+    """Times each rollout-check program the worker announces (``rollout_checking``) until each of its
+    candidates is reported (``rollout_checked``) or training starts. ``limit_s`` 0: not timed."""
+
+    def __init__(self, limit_s: float = 0.0):
+        self.limit_s = float(limit_s or 0.0)
+        self.ids: list[str] = []
+        self.deadline: float | None = None
+        self._open: set[str] = set()
+
+    def feed(self, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "rollout_checking" and self.limit_s > 0:
+            self.ids = [str(i) for i in event.get("ids") or []]
+            self._open = set(self.ids)
+            self.deadline = time.monotonic() + self.limit_s
+        elif kind == "rollout_checked":
+            self._open.discard(str(event.get("id")))
+            if not self._open:
+                self.deadline = None
+        elif kind in ("training", "job_done"):
+            self.deadline = None
+
+    def left(self) -> float:
+        """Seconds until the program in flight is past its limit (inf when none is)."""
+        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
+
+
+def run_checking_rollouts(run_once: Callable[[TrainJob], TrainResult], job: TrainJob) -> TrainResult:
+    """``run_once(job)``; where a rollout-check program ran past its limit (``RolloutStalled``), again:
+    a program of several candidates is checked again one candidate at a time (``rollout_apart``), and a
+    candidate whose own program stalls is refused with the reason while the others go on to train."""
+    stalled: dict[str, str] = {}
+    current = job
+    while True:
+        if not current.candidates and stalled:
+            result = TrainResult()
+            break
+        try:
+            result = run_once(current)
+            break
+        except RolloutStalled as e:
+            if len(e.ids) > 1 and not current.rollout_apart:
+                current = dataclasses.replace(current, rollout_apart=True)
+                continue
+            for cid in e.ids:
+                stalled[cid] = (f"the rollout check did not finish in {e.limit_s:g} s (check_rollout_s): "
+                                "its reward stalls the rollout program, checked alone")
+            current = dataclasses.replace(current, rollout_apart=True,
+                                          candidates=tuple(c for c in current.candidates if c.id not in stalled))
+    if stalled:
+        done = result.candidates
+        result.candidates = {cid: done[cid] if cid in done else CandidateOutcome(validation=Validation(
+            ok=False, stage="trace", reason=stalled[cid])) for cid in job.ids if cid in done or cid in stalled}
+    return result
+
+
 def run_worker(job: TrainJob, workdir: Path, *, timeout_s: float,
                on_event: Callable[[dict], None] | None = None, policy: Policy | None = None,
-               extra_env: dict[str, str] | None = None, preexec_fn: Callable[[], None] | None = None) -> TrainResult:
-    """Run one job in a fresh worker process; return its result or raise WorkerError. ``extra_env``
-    (only names the scrub lets through) and ``preexec_fn`` go to the worker process."""
+               extra_env: dict[str, str] | None = None, preexec_fn: Callable[[], None] | None = None,
+               rollout_timeout_s: float = 0.0) -> TrainResult:
+    """Run one job in a fresh worker process; return its result or raise WorkerError (RolloutStalled
+    where one rollout-check program ran past ``rollout_timeout_s``). ``extra_env`` (only names the
+    scrub lets through) and ``preexec_fn`` go to the worker process."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     files = WorkerFiles(workdir)
@@ -38,16 +108,27 @@ def run_worker(job: TrainJob, workdir: Path, *, timeout_s: float,
         proc = _start_worker([str(job_path), str(result_path)], log, workdir, stdin=subprocess.DEVNULL,
                              policy=policy or Policy(mode="auto", write=writable_dirs(workdir, job.compile_cache_dir)),
                              extra_env=extra_env, preexec_fn=preexec_fn)
-        reader = threading.Thread(target=_pump, args=(proc, observer(on_event), log), daemon=True)
+        watch = RolloutWatch(rollout_timeout_s)
+        shown = observer(on_event)
+
+        def deliver(event: dict) -> None:
+            watch.feed(event)
+            shown(event)
+        reader = threading.Thread(target=_pump, args=(proc, deliver, log), daemon=True)
         reader.start()
         t0 = time.monotonic()
-        try:
-            rc = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            kill_group(proc)
-            reader.join(5)
-            raise WorkerError(f"training worker exceeded its {timeout_s:g} s timeout and was stopped "
-                              f"(worker log: {log_path})") from None
+        while True:
+            try:
+                rc = proc.wait(timeout=max(0.01, min(1.0, timeout_s - (time.monotonic() - t0), watch.left())))
+                break
+            except subprocess.TimeoutExpired:
+                if watch.left() <= 0 or time.monotonic() - t0 >= timeout_s:
+                    kill_group(proc)
+                    reader.join(5)
+                    if watch.left() <= 0:
+                        raise RolloutStalled(watch.ids, watch.limit_s, log_path) from None
+                    raise WorkerError(f"training worker exceeded its {timeout_s:g} s timeout and was stopped "
+                                      f"(worker log: {log_path})") from None
         reader.join(5)
     if rc != 0 and _guard_reason(proc):
         raise WorkerError(f"{_guard_reason(proc)} (log: {log_path})")
@@ -112,9 +193,11 @@ class WarmWorker:
         threading.Thread(target=_pump_queue, args=(self.proc, self._events, self._log_path), daemon=True).start()
 
     def run(self, job: TrainJob, workdir: Path, *, timeout_s: float,
-            on_event: Callable[[dict], None] | None = None) -> TrainResult:
-        """Run one job; return its result or raise WorkerError."""
+            on_event: Callable[[dict], None] | None = None, rollout_timeout_s: float = 0.0) -> TrainResult:
+        """Run one job; return its result or raise WorkerError (RolloutStalled where one rollout-check
+        program ran past ``rollout_timeout_s``)."""
         on_event = observer(on_event)
+        watch = RolloutWatch(rollout_timeout_s)
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         # the record in ``workdir``; the worker reads and writes only beneath its own directory
@@ -136,9 +219,13 @@ class WarmWorker:
         while True:
             left = timeout_s - (time.monotonic() - t0)
             try:
-                event = self._events.get(timeout=max(0.01, left))
+                event = self._events.get(timeout=max(0.01, min(left, watch.left())))
             except queue.Empty:
+                if watch.left() > 0 and time.monotonic() - t0 < timeout_s:
+                    continue
                 self.stop()
+                if watch.left() <= 0:
+                    raise RolloutStalled(watch.ids, watch.limit_s, self._log_path) from None
                 raise WorkerError(f"training worker exceeded its {timeout_s:g} s timeout and was stopped "
                                   f"(worker log: {self._log_path})") from None
             if event is None:  # the process ended
@@ -159,6 +246,7 @@ class WarmWorker:
                 return result
             if event.get("event") == "sandbox":
                 self.sandbox = {k: v for k, v in event.items() if k != "event"}
+            watch.feed(event)
             on_event(event)
 
     def stop(self) -> None:

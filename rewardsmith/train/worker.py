@@ -119,8 +119,9 @@ def _admit(job, task):
         _STEP_FLOPS[job.task.key] = env_step_flops(task)
     return admit([(c.id, c.source) for c in job.candidates], task, checked, max_components=MAX_COMPONENTS,
                  step_flops=_STEP_FLOPS.get(job.task.key, 0.0) if relative else 0.0, relative_cost=relative,
-                 rollout_seed=job.check_seed,
-                 on_stage=lambda stage, cid, ok, reason: emit(stage, id=cid, ok=ok, reason=reason))
+                 rollout_seed=job.check_seed, rollout_apart=job.rollout_apart,
+                 on_stage=lambda stage, cid, ok, reason: emit(stage, id=cid, ok=ok, reason=reason),
+                 on_rollout=lambda ids: emit("rollout_checking", ids=ids))
 
 
 def _train(job, task, branches: dict) -> tuple[list[dict], list[tuple[str, int]], dict]:

@@ -109,8 +109,9 @@ def relative_cost_check(v: Validation, step_flops: float, factor: float) -> Vali
 
 
 def rollout_check(task: Task, branches: list[Callable], *, num_envs: int = 32, num_steps: int = 64,
-                  seed: int = 0) -> list[str | None]:
-    """Evaluate all branches on one random-policy rollout; return a reason per branch (None = finite)."""
+                  seed: int = 0, before_run: Callable[[], None] | None = None) -> list[str | None]:
+    """Evaluate all branches on one random-policy rollout; return a reason per branch (None = finite).
+    The program is compiled first; ``before_run`` is called between compiling and running it."""
     if not branches:
         return []
     env = task.make_env()
@@ -146,7 +147,11 @@ def rollout_check(task: Task, branches: list[Callable], *, num_envs: int = 32, n
         _, (finite, states) = jax.lax.scan(step, (es, key), None, num_steps)
         return finite, states
 
-    finite, states = jax.device_get(rollout(jax.random.PRNGKey(seed)))
+    key = jax.random.PRNGKey(seed)
+    program = rollout.lower(key).compile()
+    if before_run is not None:
+        before_run()
+    finite, states = jax.device_get(program(key))
     reasons: list[str | None] = []
     for b in range(len(branches)):
         ok = np.asarray(finite[:, b])  # [T, N]
