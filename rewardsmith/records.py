@@ -12,6 +12,13 @@ def fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4g}"
 
 
+# A candidate's status, in the order it can pass through them: proposed (passed nothing yet), checking
+# (in the worker's checks), training, then one that it ends in: trained, rejected (by the gate, a
+# check, or as a duplicate), failed (its worker or every seed failed), no_code (an LLM sample without
+# code), provider_failed (an LLM sample the provider gave no answer for: timed out, refused, budget).
+STATUSES = ("proposed", "checking", "training", "trained", "rejected", "failed", "no_code", "provider_failed")
+
+
 def candidate_id(generation: int, source: str) -> str:
     """Stable id: generation plus a content hash of the source (never a list position)."""
     return f"g{generation:02d}-{hashlib.sha256(source.encode()).hexdigest()[:8]}"
@@ -56,9 +63,7 @@ class Candidate:
     parents: list[str] = dataclasses.field(default_factory=list)
     note: str = ""  # what the proposer says it did
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)  # proposer's own data (e.g. genome)
-    # proposed | rejected | training | trained | failed | no_code (an LLM sample without code) |
-    # provider_failed (an LLM sample the provider gave no answer for: timed out, refused, budget reached)
-    status: str = "proposed"
+    status: str = "proposed"  # one of STATUSES
     validation: Validation | None = None
     members: list[MemberResult] = dataclasses.field(default_factory=list)
     fitness: float | None = None  # mean over ok members

@@ -16,6 +16,7 @@ from rewardsmith.errors import UserError
 from rewardsmith.evaluate.final import final_evaluation
 from rewardsmith.evaluate.race import is_current, run_finals
 from rewardsmith.evaluate.sanity import identical_message, identical_policies
+from rewardsmith.evolve.observers import GenerationDone, observers
 from rewardsmith.evolve.settings import FeedbackSettings, RunSettings, check_task_action
 from rewardsmith.evolve.state import SearchState, human_context, load_state, new_state, with_task_file
 from rewardsmith.evolve.summary import build_summary
@@ -120,7 +121,7 @@ class Search:
         self.pending_baselines = [b for b in state.baselines.values() if b.status not in ("trained", "failed")]
         self.sandbox_warned = False
         self.baselines_trained: list[Candidate] = []  # the baselines the latest generation trained
-        self.tracker = make_tracker(settings.cfg, rd.root)
+        self.observers = observers(rd.root, display, make_tracker(settings.cfg, rd.root))
         self.timing: tuple[float | None, float | None] = (None, None)  # this attempt's (propose_s, train_s)
 
     def run(self, iterations: int) -> Summary:
@@ -283,7 +284,14 @@ class Search:
 
     def record(self, gen: int, attempt: int, cands: list[Candidate], worker_error: str, human_text: str,
                feedback: list, wall_s: float) -> GenerationRecord:
-        """History, reflection for the next generation, the generation record, summary, best reward, report."""
+        """The generation added to the state and the run directory, then published to the observers."""
+        rec, gen_best, best = self.add(gen, attempt, cands, worker_error, human_text, feedback, wall_s)
+        self.publish("generation_done", GenerationDone(gen, cands + list(self.state.baselines.values()), gen_best, best))
+        return rec
+
+    def add(self, gen: int, attempt: int, cands: list[Candidate], worker_error: str, human_text: str,
+            feedback: list, wall_s: float) -> tuple[GenerationRecord, Candidate | None, Candidate | None]:
+        """History, reflection for the next generation, the generation record, summary and best reward."""
         state = self.state
         state.history.extend(cands)
         trained = [c for c in cands if c.fitness is not None]
@@ -307,20 +315,11 @@ class Search:
         state.generations.append(rec)
         atomic_write_json(self.rd.generation_record_path(gen, attempt), dataclasses.asdict(rec))
         self.write_summary("running")
-        write_report_safely(self.rd.root, self.display)
-        self.display.generation_done(gen, gen_best, best)
-        self.track(lambda t: (t.candidates(cands + list(state.baselines.values())), t.generation(gen, gen_best, best)))
-        return rec
+        return rec, gen_best, best
 
-    def track(self, step) -> None:
-        """Hand records to the tracker (logger=...); a tracker problem is reported, never fatal."""
-        if self.tracker is None:
-            return
-        try:
-            step(self.tracker)
-        except Exception as e:  # noqa: BLE001
-            self.display.message(f"logger: {type(e).__name__}: {e}; no more tracking this run")
-            self.tracker = None
+    def publish(self, event: str, *args) -> None:
+        for observer in self.observers:
+            getattr(observer, event)(*args)
 
     # -- between generations and at the end -----------------------------------------------------------
     def budget_spent(self) -> bool:
@@ -349,9 +348,7 @@ class Search:
             final = final_evaluation(self.rd, state.task, s.ppo, s.final, best, state.baselines, self.base_seed,
                                      s.worker, self.display, self.process)
         s = self.write_summary("complete" if best is not None else "no_candidate_trained", final)
-        write_report_safely(self.rd.root, self.display)
-        self.track(lambda t: t.finish(s))
-        self.display.finish(s)
+        self.publish("finished", s)
         return s
 
     def finals(self, feedback: list) -> None:
@@ -403,15 +400,6 @@ def _attempt_lines(meta: dict) -> list[str]:
     """An LLM sample's attempts, one line each: what was wrong with its answer, or why none came."""
     return [f"attempt {a['attempt'] + 1}: " + ("no answer: " if a.get("provider_failed") else "") + a["error"]
             for a in meta.get("attempts", [])]
-
-
-def write_report_safely(root: Path, display) -> None:
-    try:
-        from rewardsmith.report import write_report
-
-        write_report(root)
-    except Exception as e:  # noqa: BLE001 - a report problem never loses the run
-        display.message(f"report.html could not be written: {type(e).__name__}: {e}")
 
 
 class _NullDisplay:

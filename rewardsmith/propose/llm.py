@@ -66,7 +66,7 @@ class LLMProposer(Proposer):
             self.server = LocalServer(s.model_path, python=s.server_python, threads=s.threads, context=s.context,
                                       gpu_layers=s.gpu_layers, alias=s.model, log_path=log,
                                       start_timeout_s=s.server_start_timeout_s)
-            s.api_base = self.client.s.api_base = self.server.start()
+            s.api_base = self.client.settings.api_base = self.server.start()
             self.label = f"LLM {s.model_id} via a llama.cpp server ({Path(s.model_path).name}, {s.threads} thread(s)" \
                          + (", GPU" if self.server.gpu_layers else "") + ")"
         self.client.preflight()

@@ -206,7 +206,7 @@ def route_litellm_logs(log_file: Path | None) -> None:
 
 class LLMClient:
     def __init__(self, settings: LLMSettings, env: dict[str, str] | None = None, log_file: Path | None = None):
-        self.s = settings
+        self.settings = settings
         self.log_file = log_file
         env = dict(os.environ if env is None else env)
         self.api_key = env.get(settings.api_key_env) if settings.api_key_env else None
@@ -220,31 +220,31 @@ class LLMClient:
     # -- before any work ----------------------------------------------------------------------
     def preflight(self) -> None:
         """Missing key or unreachable server: one clear line, before anything starts."""
-        if self.s.cache == "replay":
+        if self.settings.cache == "replay":
             return  # replaying needs neither key nor server
-        needs_key = PROVIDERS[self.s.provider][1]
-        if self.s.api_key_env and not self.api_key and needs_key:
-            raise UserError(f"llm={self.s.provider} needs an API key: set the environment variable "
-                            f"{self.s.api_key_env} (or use llm=offline)")
-        if self.s.api_key_env and not self.api_key and not needs_key and self.s.provider == "openai_compatible":
-            raise UserError(f"llm.api_key_env={self.s.api_key_env} is set but that environment variable is empty")
-        if self.s.api_base:
-            u = urlparse(self.s.api_base)
+        needs_key = PROVIDERS[self.settings.provider][1]
+        if self.settings.api_key_env and not self.api_key and needs_key:
+            raise UserError(f"llm={self.settings.provider} needs an API key: set the environment variable "
+                            f"{self.settings.api_key_env} (or use llm=offline)")
+        if self.settings.api_key_env and not self.api_key and not needs_key and self.settings.provider == "openai_compatible":
+            raise UserError(f"llm.api_key_env={self.settings.api_key_env} is set but that environment variable is empty")
+        if self.settings.api_base:
+            u = urlparse(self.settings.api_base)
             host, port = u.hostname, u.port or (443 if u.scheme == "https" else 80)
             try:
-                with socket.create_connection((host, port), timeout=min(5.0, self.s.timeout_s)):
+                with socket.create_connection((host, port), timeout=min(5.0, self.settings.timeout_s)):
                     pass
             except OSError as e:
-                raise UserError(f"cannot reach the LLM server at {self.s.api_base}: {e.strerror or e}") from None
+                raise UserError(f"cannot reach the LLM server at {self.settings.api_base}: {e.strerror or e}") from None
 
     def supports_n(self) -> bool:
-        if self.s.n_mode != "auto":
-            return self.s.n_mode == "n"
+        if self.settings.n_mode != "auto":
+            return self.settings.n_mode == "n"
         if self._supports_n is None:
             litellm = _litellm(self.log_file)
             try:
-                params = litellm.get_supported_openai_params(model=self.s.model,
-                                                             custom_llm_provider=PROVIDERS[self.s.provider][0])
+                params = litellm.get_supported_openai_params(model=self.settings.model,
+                                                             custom_llm_provider=PROVIDERS[self.settings.provider][0])
             except Exception:  # noqa: BLE001 - unknown model: be conservative
                 params = None
             self._supports_n = bool(params) and "n" in params
@@ -255,7 +255,7 @@ class LLMClient:
         """The prompt's tokens by litellm's counter for this model (its own tokenizer where litellm has
         it, else cl100k: an estimate, which the caller leaves a margin for)."""
         try:
-            return int(_litellm(self.log_file).token_counter(model=self.s.model_id, messages=messages))
+            return int(_litellm(self.log_file).token_counter(model=self.settings.model_id, messages=messages))
         except Exception:  # noqa: BLE001 - no tokenizer: about 3 characters a token for code and English
             return sum(len(str(m.get("content", ""))) // 3 + 4 for m in messages)
 
@@ -283,23 +283,23 @@ class LLMClient:
 
     def _check_budget(self) -> None:
         t = self.totals()
-        if self.s.max_tokens is not None and t["prompt_tokens"] + t["completion_tokens"] >= self.s.max_tokens:
-            raise BudgetExhausted(f"token budget of {self.s.max_tokens} reached")
-        if self.s.max_cost_usd is not None:
+        if self.settings.max_tokens is not None and t["prompt_tokens"] + t["completion_tokens"] >= self.settings.max_tokens:
+            raise BudgetExhausted(f"token budget of {self.settings.max_tokens} reached")
+        if self.settings.max_cost_usd is not None:
             spent = sum(c.cost_usd or 0.0 for c in self.calls if not c.cached)
-            if spent >= self.s.max_cost_usd:
-                raise BudgetExhausted(f"cost budget of ${self.s.max_cost_usd} reached")
+            if spent >= self.settings.max_cost_usd:
+                raise BudgetExhausted(f"cost budget of ${self.settings.max_cost_usd} reached")
 
     # -- calls ---------------------------------------------------------------------------------
     def complete(self, messages: list[dict], samples: list[int], *, generation: int, attempt: int,
                  retry: int = 0, seed: int = 0) -> list[str]:
         """Return one completion text per sample index (n>1 in one call where allowed). ``retry`` (the
         generation's retry) and ``seed`` (the run's) are part of the cache key with ``generation``."""
-        params: dict[str, Any] = {"temperature": self.s.temperature, "max_tokens": self.s.max_tokens_per_call}
-        if self.s.stop:
-            params["stop"] = list(self.s.stop)
+        params: dict[str, Any] = {"temperature": self.settings.temperature, "max_tokens": self.settings.max_tokens_per_call}
+        if self.settings.stop:
+            params["stop"] = list(self.settings.stop)
         draw = {"generation": generation, "retry": retry, "seed": seed}
-        keys = [cache_key(self.s.model_id, self.key_base, messages, params, s, draw) for s in samples]
+        keys = [cache_key(self.settings.model_id, self.key_base, messages, params, s, draw) for s in samples]
         out: dict[int, str] = {}
         for s, k in zip(samples, keys):
             hit = self.cache.get(k)
@@ -315,7 +315,7 @@ class LLMClient:
             return [out[s] for s in samples]
         self._check_budget()
         def with_seed(sample: int) -> dict:
-            if not self.s.seed_requests:
+            if not self.settings.seed_requests:
                 return params
             return {**params, "seed": request_seed(seed, generation, retry, sample, attempt)}
 
@@ -348,15 +348,15 @@ class LLMClient:
         """Send the request, retrying with backoff; every try is recorded, a failed one with its error.
         Raises LLMError (one line: refused, or timed out / failed after N retries) when it gives up."""
         litellm = _litellm(self.log_file)
-        kwargs: dict[str, Any] = {"model": self.s.model_id, "messages": messages, "timeout": self.s.timeout_s,
+        kwargs: dict[str, Any] = {"model": self.settings.model_id, "messages": messages, "timeout": self.settings.timeout_s,
                                   "num_retries": 0, **params}
         if n > 1:
             kwargs["n"] = n
-        if self.s.api_base:
-            kwargs["api_base"] = self.s.api_base
+        if self.settings.api_base:
+            kwargs["api_base"] = self.settings.api_base
         if self.api_key:
             kwargs["api_key"] = self.api_key
-        elif self.s.provider in ("openai_compatible", "vllm", "local"):
+        elif self.settings.provider in ("openai_compatible", "vllm", "local"):
             kwargs["api_key"] = "none"  # local servers often need a placeholder
         retries = 0
         while True:
@@ -368,9 +368,9 @@ class LLMClient:
                 line = f"{type(e).__name__}: {_one_line(e)}"
                 self._record(CallRecord(generation, slot, attempt, n, False, None, None, None,
                                         round(time.monotonic() - t0, 3), retry=retries, error=line))
-                if not _retryable(e) or retries >= self.s.max_retries:
+                if not _retryable(e) or retries >= self.settings.max_retries:
                     raise LLMError(self._give_up(e, retries, line)) from None
-                delay = self.s.retry_backoff_s * (2 ** retries) * (1 + random.random() * 0.25)
+                delay = self.settings.retry_backoff_s * (2 ** retries) * (1 + random.random() * 0.25)
                 retries += 1
                 time.sleep(min(delay, 60.0))
         texts = [(c.message.content or "") for c in resp.choices]
@@ -378,7 +378,7 @@ class LLMClient:
         cost = None
         try:
             cost = float(litellm.completion_cost(completion_response=resp))
-            if cost == 0.0 and self.s.provider in _LOCAL_PROVIDERS:
+            if cost == 0.0 and self.settings.provider in _LOCAL_PROVIDERS:
                 cost = None  # no price for a local model: unknown, not free
         except Exception:  # noqa: BLE001 - unmapped model
             cost = None
@@ -392,10 +392,10 @@ class LLMClient:
         """The one line a sample's record keeps: refused, timed out or failed after N retries."""
         tries = f"{retries} retr{'y' if retries == 1 else 'ies'}"
         if not _retryable(e):
-            return f"LLM call to {self.s.model_id} refused: {line}"
+            return f"LLM call to {self.settings.model_id} refused: {line}"
         if type(e).__name__ in _TIMEOUT_NAMES:
-            return f"LLM call to {self.s.model_id} timed out after {tries} ({self.s.timeout_s:g} s per try): {line}"
-        return f"LLM call to {self.s.model_id} failed after {tries}: {line}"
+            return f"LLM call to {self.settings.model_id} timed out after {tries} ({self.settings.timeout_s:g} s per try): {line}"
+        return f"LLM call to {self.settings.model_id} failed after {tries}: {line}"
 
 
 def request_seed(run_seed: int, generation: int, retry: int, sample: int, attempt: int) -> int:

@@ -13,7 +13,7 @@ from rewardsmith.train.ppo import PPOConfig
 NUM_CHECKPOINTS = 10
 
 
-def _f(x) -> float | None:
+def _finite(x) -> float | None:
     x = float(x)
     return x if math.isfinite(x) else None
 
@@ -27,11 +27,11 @@ def member_results(out: dict, seed: int, component_names: list[str], task: Task,
     comp_curves: dict[str, list[float]] = {n: [] for n in component_names}
     for ch in chunks:
         eps = curve["episodes"][ch].sum()
-        fitness_curve.append(_f(curve["fitness_sum"][ch].sum() / eps) if eps > 0 else None)
-        length_curve.append(_f(curve["length_sum"][ch].sum() / eps) if eps > 0 else None)
-        reward_curve.append(_f(curve["reward"][ch].mean()))
+        fitness_curve.append(_finite(curve["fitness_sum"][ch].sum() / eps) if eps > 0 else None)
+        length_curve.append(_finite(curve["length_sum"][ch].sum() / eps) if eps > 0 else None)
+        reward_curve.append(_finite(curve["reward"][ch].mean()))
         for j, n in enumerate(component_names):
-            comp_curves[n].append(_f(curve["components"][ch, j].mean()))
+            comp_curves[n].append(_finite(curve["components"][ch, j].mean()))
         steps.append(int((ch[-1] + 1) * per_update))
     ev = out["eval"]
     fitness = np.asarray(ev["fitness"], np.float64)
@@ -47,18 +47,18 @@ def member_results(out: dict, seed: int, component_names: list[str], task: Task,
         reason = "evaluation fitness is NaN/inf (masked)"
     ok = not reason
     evaluation = {
-        "fitness_mean": _f(fitness.mean()),
-        "fitness_std": _f(fitness.std()),
-        "length_mean": _f(np.mean(ev["length"])),
-        "terminated_frac": _f(np.mean(ev["terminated"])),
-        "length_terminated_mean": (_f(np.mean(np.asarray(ev["length"])[np.asarray(ev["terminated"], bool)]))
+        "fitness_mean": _finite(fitness.mean()),
+        "fitness_std": _finite(fitness.std()),
+        "length_mean": _finite(np.mean(ev["length"])),
+        "terminated_frac": _finite(np.mean(ev["terminated"])),
+        "length_terminated_mean": (_finite(np.mean(np.asarray(ev["length"])[np.asarray(ev["terminated"], bool)]))
                                    if np.any(ev["terminated"]) else None),
         "episodes": int(fitness.size),
-        "reward_per_step": _f(ev["reward"]),
-        "components_per_step": {n: _f(ev["components"][j]) for j, n in enumerate(component_names)},
-        "fields": {name: {"min": _f(ev["field_min"][j]), "mean": _f(ev["field_mean"][j]), "max": _f(ev["field_max"][j])}
+        "reward_per_step": _finite(ev["reward"]),
+        "components_per_step": {n: _finite(ev["components"][j]) for j, n in enumerate(component_names)},
+        "fields": {name: {"min": _finite(ev["field_min"][j]), "mean": _finite(ev["field_mean"][j]), "max": _finite(ev["field_max"][j])}
                    for j, name in enumerate(task.schema.names)},
-        "action_abs_mean": _f(ev["action_abs_mean"]),
+        "action_abs_mean": _finite(ev["action_abs_mean"]),
     }
     return MemberResult(
         seed=int(seed), ok=ok, fitness=evaluation["fitness_mean"] if ok else None, reason=reason,
