@@ -32,7 +32,7 @@ def main() -> None:
     import numpy as np
     from brax.training.agents.ppo import train as brax_ppo
 
-    from rewardsmith.export.load import LoadedReward
+    from rewardsmith.export.loaded import LoadedReward
     from rewardsmith.propose.base import ProposalContext
     from rewardsmith.propose.offline import OfflineProposer
     from rewardsmith.tasks import get_task

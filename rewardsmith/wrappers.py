@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from rewardsmith.export.load import LoadedReward
+from rewardsmith.export.loaded import LoadedReward
 from rewardsmith.tasks import get_task
 
 

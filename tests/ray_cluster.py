@@ -134,13 +134,15 @@ def local(out: Path) -> dict:
     task = get_task("cartpole")
     job = {"task": {"name": "cartpole", "file": None, "env": {}}, "ppo": _ppo(task), "schema": task.schema.to_json(), "max_components": 8, "seeds": [0, 1],
            "candidates": [{"id": "human", "source": task.human_reward}, {"id": "sparse", "source": task.sparse_reward}],
-           "report_env": True, "compile_cache_dir": None}
+           "compile_cache_dir": None}
     job = TrainJob.from_json(job)
     ex = RayExecutor(RaySettings(address=None, local_cpus=2), out / "worker", Policy(mode="auto"))
     with ex:
         result = ex.run(job, out / "job", timeout_s=600)
         cluster_pid = ex.cluster.proc.pid
-    return {"env_names": result.env_names, "shards": result.shards,
+        ray_pid = result.shards[0]["attempts"][-1]["pid"]  # the Ray worker process that ran the shard
+        ray_env = sorted({kv.split(b"=", 1)[0].decode() for kv in Path(f"/proc/{ray_pid}/environ").read_bytes().split(b"\0") if kv})
+    return {"worker_env": ex.sandbox["environment"], "ray_worker_env": ray_env, "shards": result.shards,
             "fitness": {cid: [m.fitness for m in r.members] for cid, r in result.candidates.items()},
             "cluster_alive_after": _alive(cluster_pid)}
 

@@ -88,18 +88,16 @@ def test_a_job_splits_by_candidate_and_merges_back():
     def res(ids, t):
         return TrainResult.from_json({"candidates": {i: {"validation": {"ok": True, "stage": "passed"}, "members": []}
                                                      for i in ids},
-                                      "timing": {"train_s": t, "program": "split"}, "env_names": ["PATH"]})
+                                      "timing": {"train_s": t, "program": "split"}})
 
     outcomes = [ShardOutcome(result=res(["c0", "c1", "c2"], 3.0), node_id="A", node_ip="127.0.0.1", attempts=[{}]),
                 ShardOutcome(error="shard 1 lost after 3 attempt(s): NodeDiedError", node_id="B", attempts=[{}, {}, {}]),
-                ShardOutcome(result=res(["c5", "c6"], 5.0), node_id="A", node_ip="127.0.0.1", attempts=[{}],
-                             shard_env_names=["HOME"])]
+                ShardOutcome(result=res(["c5", "c6"], 5.0), node_id="A", node_ip="127.0.0.1", attempts=[{}])]
     merged = merge_results(shards, outcomes, wall_s=9.0)
     assert sorted(merged.candidates) == ["c0", "c1", "c2", "c5", "c6"]
     assert merged.failed == {"c3": outcomes[1].error, "c4": outcomes[1].error}
     assert merged.placement["c4"]["node_id"] == "B" and len(merged.placement["c4"]["attempts"]) == 3
     assert merged.timing == {"train_s": 5.0, "program": "split", "total_s": 9.0}
-    assert merged.env_names == ["HOME", "PATH"]
     assert TrainResult.from_json(merged.to_json()) == merged
 
 
@@ -210,8 +208,10 @@ def test_a_local_cluster_is_started_keyless_and_stopped(tmp_path):
                      home=tmp_path / "home")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = json.loads((tmp_path / "out.json").read_text())
-    assert "OPENAI_API_KEY" not in out["env_names"] and "PATH" in out["env_names"]
-    assert any(n.startswith("RAY_") for n in out["env_names"])  # the names did come from a Ray worker process
+    # the training worker's own report, and the Ray worker process that ran the shard, read from outside
+    assert "OPENAI_API_KEY" not in out["worker_env"] and "PATH" in out["worker_env"]
+    assert "OPENAI_API_KEY" not in out["ray_worker_env"] and "PATH" in out["ray_worker_env"]
+    assert any(n.startswith("RAY_") for n in out["ray_worker_env"])  # the names did come from a Ray worker process
     assert len(out["shards"]) == 1 and out["shards"][0]["node_ip"] == "127.0.0.1"
     assert all(f is not None and f > 0 for fs in out["fitness"].values() for f in fs)
     assert out["cluster_alive_after"] is False

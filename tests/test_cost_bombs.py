@@ -59,14 +59,14 @@ def test_each_cost_bomb_fails_alone_and_the_good_reward_trains(tmp_path):
 def test_everyday_rewards_are_far_from_the_cost_bounds(body):
     from rewardsmith.tasks import get_task
     from rewardsmith.contract import MAX_COMPONENTS
-    from rewardsmith.validate.trace import cost_check, shape_check_schema
+    from rewardsmith.validate.trace import cost_check, trace_check
 
     import jax
 
     from rewardsmith.validate.load import abstract_inputs, load_reward_fn
 
     schema = get_task("cartpole").schema
-    v, _ = shape_check_schema(_source(body), "c", schema, MAX_COMPONENTS, cost_bounds=(1e7, 16 * 2 ** 20))
+    v, _ = trace_check(_source(body), "c", schema, MAX_COMPONENTS, cost_bounds=(1e7, 16 * 2 ** 20))
     assert v.ok
     state, action = abstract_inputs(schema)
     traced = jax.jit(load_reward_fn(_source(body))).trace(state, action, state)

@@ -13,7 +13,7 @@ from rewardsmith.tasks import get_task
 from rewardsmith.validate.load import load_reward_fn
 from rewardsmith.contract import MAX_COMPONENTS
 from rewardsmith.validate.static import check_source
-from rewardsmith.validate.trace import shape_check_schema
+from rewardsmith.validate.trace import trace_check
 
 REAL = Path(__file__).parent / "fixtures" / "eureka_real"
 PORTS = Path(__file__).parent / "fixtures" / "eureka_ports"
@@ -77,7 +77,7 @@ def test_conversion_rate_and_what_fails_by_construct():
             failed[f.name] = str(e)
             continue
         assert check_source(conv.source, task.schema.names) == [], f.name
-        validation, _ = shape_check_schema(conv.source, "c", task.schema, MAX_COMPONENTS)
+        validation, _ = trace_check(conv.source, "c", task.schema, MAX_COMPONENTS)
         assert validation.ok, (f.name, validation.reason)  # loads and traces as the search admits it
         ok.append(f.name)
     assert set(failed) == set(NOT_CONVERTED), failed
@@ -91,7 +91,7 @@ def test_every_converted_reward_runs_finite_on_real_transitions(name):
     task = get_task(name)
     files = [f for f in FILES if _task(f) == name and f.name not in NOT_CONVERTED]
     for f in files:
-        _, branch = shape_check_schema(convert(f.read_text(), task.schema, task.name).source, "c", task.schema,
+        _, branch = trace_check(convert(f.read_text(), task.schema, task.name).source, "c", task.schema,
                                        MAX_COMPONENTS)
         finite = []
         for s, a, ns in _transitions(name)[:4]:

@@ -415,14 +415,14 @@ def test_clip_keywords_and_bare_field_names():
 def test_the_worked_example_uses_the_tasks_own_fields_and_runs(task):
     from rewardsmith.propose.llm import schema_example
     from rewardsmith.contract import MAX_COMPONENTS
-    from rewardsmith.validate.trace import shape_check_schema
+    from rewardsmith.validate.trace import trace_check
 
     schema = get_task(task).schema
     text = schema_example(schema)
     code = extract_code(text)
     assert code and "not a reward for this task" in text
     assert not check_source(code, schema.names)
-    assert shape_check_schema(code, "example", schema, MAX_COMPONENTS)[0].ok
+    assert trace_check(code, "example", schema, MAX_COMPONENTS)[0].ok
 
 
 def test_every_hint_renders():

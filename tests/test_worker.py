@@ -31,9 +31,10 @@ def test_worker_process_never_sees_api_keys(tmp_path, monkeypatch):
         monkeypatch.setenv(k, v)
     task = get_task("cartpole")
     events = []
-    result = run_worker(_job(task, [{"id": "h", "source": task.human_reward}], report_env=True),
+    result = run_worker(_job(task, [{"id": "h", "source": task.human_reward}]),
                         tmp_path, timeout_s=300, on_event=events.append)
-    names = set(result.env_names)
+    names = set(next(e for e in events if e["event"] == "sandbox")["environment"])  # the worker's own report
+    assert "PATH" in names
     assert not names & set(SECRETS), names & set(SECRETS)
     assert not [n for n in names if "KEY" in n or "TOKEN" in n or "SECRET" in n]
     assert result.candidates["h"].validation.ok

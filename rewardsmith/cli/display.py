@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from rewardsmith.feedback.terminal import sparkline
-from rewardsmith.records import Summary, fmt as _f
+from rewardsmith.records import Summary, fmt
 
 _STYLE = {"proposed": "white", "checking": "cyan", "training": "yellow", "trained": "green",
           "rejected": "red", "failed": "red", "no_code": "red",
@@ -46,8 +46,8 @@ class Display:
         if self._live is not None:
             self._live.stop()
             self._live = None
-        best = f"best candidate: {summary.best_candidate_id}  fitness {_f(summary.best_fitness)}" \
-               f" ± {_f(summary.best_fitness_std)}" if summary.trained_any else _nothing_trained(summary.candidates)
+        best = f"best candidate: {summary.best_candidate_id}  fitness {fmt(summary.best_fitness)}" \
+               f" ± {fmt(summary.best_fitness_std)}" if summary.trained_any else _nothing_trained(summary.candidates)
         same = summary.identical_policies
         if same:
             gens = {g["generation"] for g in summary.per_generation_best}
@@ -58,9 +58,9 @@ class Display:
         lines = [
             f"done in {summary.wall_time_s:.0f} s — proposer: {summary.proposer}",
             best,
-            f"{summary.human_baseline_label or 'human baseline'}: {_f(summary.human_baseline_fitness)}   "
-            f"sparse baseline: {_f(summary.sparse_baseline_fitness)}   "
-            f"HNS: {_f(summary.human_normalised_score)}",
+            f"{summary.human_baseline_label or 'human baseline'}: {fmt(summary.human_baseline_fitness)}   "
+            f"sparse baseline: {fmt(summary.sparse_baseline_fitness)}   "
+            f"HNS: {fmt(summary.human_normalised_score)}",
         ]
         print("\n".join(lines), file=self.stream, flush=True)
 
@@ -105,14 +105,14 @@ class Display:
             self.training.setdefault(cid, []).append(f)
         if self._live is None:
             known = [(f, cid) for cid, f in fitness.items() if f is not None]
-            lead = f"; leading {max(known)[1]} at {_f(max(known)[0])}" if known else ""
+            lead = f"; leading {max(known)[1]} at {fmt(max(known)[0])}" if known else ""
             self._log(f"  training {100 * done // max(total, 1)}% (update {done} of {total}){lead}")
         self._refresh()
 
     def generation_done(self, gen: int, gen_best, best) -> None:
         self.best = best
-        self._log(f"generation {gen} best: {gen_best.id + ' ' + _f(gen_best.fitness) if gen_best else 'none'}; "
-                  f"best so far: {best.id + ' ' + _f(best.fitness) if best else 'none'}")
+        self._log(f"generation {gen} best: {gen_best.id + ' ' + fmt(gen_best.fitness) if gen_best else 'none'}; "
+                  f"best so far: {best.id + ' ' + fmt(best.fitness) if best else 'none'}")
         self._refresh()
 
     def message(self, text: str) -> None:
@@ -146,19 +146,19 @@ class Display:
         for c in self.rows.values():
             style = _STYLE.get(c.status, "white")
             reason = c.validation.reason if (c.validation and not c.validation.ok) else c.note
-            fit = _f(c.fitness) + (f" ± {_f(c.fitness_std)}" if c.fitness_std is not None else "")
+            fit = fmt(c.fitness) + (f" ± {fmt(c.fitness_std)}" if c.fitness_std is not None else "")
             status = c.status
             curve = self.training.get(c.id)
             if c.status == "training" and curve:
                 done, total = self.progress_done
                 status = f"training {100 * done // max(total, 1)}%"
-                fit = "≈ " + _f(curve[-1]) if curve[-1] is not None else ""
+                fit = "≈ " + fmt(curve[-1]) if curve[-1] is not None else ""
                 reason = sparkline(curve, 30)
             where = [_where(c.placement)] if on_cluster else []
             t.add_row(c.id, c.origin, f"[{style}]{status}[/]", fit if (c.fitness is not None or curve) else "",
                       *where, reason or "")
         if self.best is not None:
-            t.caption = f"best so far: {self.best.id} fitness {_f(self.best.fitness)}"
+            t.caption = f"best so far: {self.best.id} fitness {fmt(self.best.fitness)}"
         return t
 
 
@@ -188,4 +188,4 @@ def _describe(c) -> str:
         reasons = sorted({m.reason for m in c.members if m.reason}) or [c.note]
         return f"failed: {'; '.join(reasons)}"
     early = f" (stopped early at rung {c.rung} of {c.rungs})" if getattr(c, "stopped_early", False) else ""
-    return f"fitness {_f(c.fitness)} ± {_f(c.fitness_std)}{early}"
+    return f"fitness {fmt(c.fitness)} ± {fmt(c.fitness_std)}{early}"

@@ -10,7 +10,8 @@ from rewardsmith.errors import UserError
 from rewardsmith.records import Candidate
 from rewardsmith.rundir import RunDir, atomic_write_json
 from rewardsmith.tasks import Task
-from rewardsmith.train.candidates import WorkerSettings, train_candidates
+from rewardsmith.report.rollout_view import rollout_files
+from rewardsmith.train.candidates import Training, WorkerSettings, train_candidates
 from rewardsmith.train.ppo import PPOConfig
 from rewardsmith.train.runner import WarmWorker
 
@@ -60,8 +61,10 @@ def final_evaluation(rd: RunDir, task: Task, ppo: PPOConfig, settings: FinalSett
     cands = [Candidate(id=f"final-{k}", generation=-1, source=src, origin=k) for k, src in entries.items()]
     display.message(f"final evaluation: best {best.id}{' and both baselines' if len(entries) > 1 else ''}, {n} seeds each, "
                     f"{ppo.env_steps} env steps")
-    err = train_candidates(rd, 0, 0, task, ppo, seeds, cands, worker, display, process, workdir=rd.final_worker_dir,
-                           rollout_dir=rd.final_rollouts_dir if settings.record_rollouts else None)
+    err = train_candidates(rd, Training(task, ppo, tuple(seeds), worker, process), cands, display,
+                           workdir=rd.final_worker_dir,
+                           rollouts=rollout_files(rd.final_rollouts_dir, task.name, display)
+                           if settings.record_rollouts else None)
     out: dict[str, Any] = {"eval_seeds": seeds, "env_steps_per_member": ppo.env_steps, "worker_error": err or None,
                            "hns_formula": HNS_FORMULA}
     for key, c in zip(entries, cands):

@@ -20,7 +20,8 @@ from rewardsmith.evaluate.ranking import learning_area
 from rewardsmith.records import Candidate, fmt
 from rewardsmith.rundir import RunDir, atomic_write_json
 from rewardsmith.tasks import Task
-from rewardsmith.train.candidates import WorkerSettings, train_candidates
+from rewardsmith.report.rollout_view import rollout_files
+from rewardsmith.train.candidates import Training, WorkerSettings, train_candidates
 from rewardsmith.train.ppo import PPOConfig
 
 RACE_SEED_OFFSET = 200  # training seeds are base*1000 + i, the final evaluation's base*1000 + 500 + i
@@ -105,9 +106,10 @@ def run_finals(rd: RunDir, task: Task, ppo: PPOConfig, settings: RaceSettings, r
         display.message(f"finals: {', '.join(c.id for c in todo)} train on {n_seeds} more seeds each "
                         f"({ppo.env_steps} env steps)")
         runners = [Candidate(id=c.id, generation=c.generation, source=c.source, origin=c.origin) for c in todo]
-        err = train_candidates(rd, 0, 0, task, ppo, seeds, runners, worker, display, process,
+        err = train_candidates(rd, Training(task, ppo, tuple(seeds), worker, process), runners, display,
                                workdir=rd.race_worker_dir,
-                               rollout_dir=rd.race_rollouts_dir if settings.record_rollouts else None)
+                               rollouts=rollout_files(rd.race_rollouts_dir, task.name, display)
+                               if settings.record_rollouts else None)
         if err:
             display.message(f"finals: the worker failed ({err}); the search's ranking stands")
             return None

@@ -29,7 +29,7 @@ from rewardsmith.records import Candidate, GenerationRecord, Summary, Validation
 from rewardsmith.reflect import reflection_levels
 from rewardsmith.report.trackers import make_tracker
 from rewardsmith.rundir import RunDir, atomic_write_json
-from rewardsmith.train.candidates import train_candidates
+from rewardsmith.train.candidates import Training, train_candidates
 from rewardsmith.train.cluster import make_executor
 from rewardsmith.train.job import HalvingBudget
 from rewardsmith.train.population import halving_sizes
@@ -249,8 +249,9 @@ class Search:
         worker_error = ""
         if to_train:
             s = self.settings
-            worker_error = train_candidates(self.rd, gen, attempt, state.task, s.ppo, s.seeds, to_train,
-                                            s.worker, self.display, self.process, budget=self.budget_job())
+            training = Training(state.task, s.ppo, tuple(s.seeds), s.worker, self.process, self.budget_job())
+            worker_error = train_candidates(self.rd, training, to_train, self.display,
+                                            workdir=self.rd.worker_attempt_dir(gen, attempt), check_seed=gen)
         for c in cands + self.pending_baselines:
             self.rd.write_candidate(c)
         self.warn_sandbox()

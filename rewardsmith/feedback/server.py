@@ -40,7 +40,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from rewardsmith.evaluate.ranking import SELECTION_MODES
 from rewardsmith.feedback.records import AlreadySubmitted, FeedbackError, FeedbackRecord
 from rewardsmith.feedback.session import Session
-from rewardsmith.records import fmt as _f
+from rewardsmith.records import fmt
 from rewardsmith.report.rollout_view import VIEWER_CSS, VIEWER_JS, trace_charts, viewer_block
 from rewardsmith.report.svg import chart
 
@@ -103,8 +103,8 @@ def render_page(session: Session, token: str = "") -> str:
     for i, c in enumerate(data["candidates"]):
         cid = c["id"]
         r = c["rollout"]
-        body = [f"<h2>{i + 1}. {_e(cid)}</h2><div class='fit'>task fitness {_f(c['fitness'])} ± "
-                f"{_f(c['fitness_std'])}</div>",
+        body = [f"<h2>{i + 1}. {_e(cid)}</h2><div class='fit'>task fitness {fmt(c['fitness'])} ± "
+                f"{fmt(c['fitness_std'])}</div>",
                 "<div class='summary'>" + "<br>".join(_e(s) for s in c["summary"]) + "</div>"]
         if r:
             body.append(viewer_block(r, f"viewer-{i}", views=("side",)))

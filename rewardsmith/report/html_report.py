@@ -24,7 +24,7 @@ pre{background:#f8f8f8;padding:10px;overflow-x:auto;font-size:12.5px;border:1px 
 """
 
 
-def _f(x, digits=4) -> str:
+def _num(x, digits=4) -> str:
     if x is None:
         return "n/a"
     if isinstance(x, str):
@@ -76,28 +76,28 @@ def build_report(root: str | Path) -> str:
              f"{_e(summary.task)}</title><style>{CSS}</style></head><body>"]
     parts.append(f"<h1>rewardsmith · {_e(summary.task)}</h1>")
     parts.append(f"<p class='sub'>{_e(summary.proposer)} · status {_e(summary.status)} · "
-                 f"wall time {_f(summary.wall_time_s)} s · {_e(root.name)}</p>")
+                 f"wall time {_num(summary.wall_time_s)} s · {_e(root.name)}</p>")
 
     # -- key numbers ------------------------------------------------------------------------------
     final = summary.final_evaluation or {}
     human = summary.human_baseline_label or "human baseline"
     rows = [("best candidate", _e(summary.best_candidate_id)),
-            ("fitness (search)", f"{_f(summary.best_fitness)} ± {_f(summary.best_fitness_std)}"),
-            (f"{human} (search)", _f(summary.human_baseline_fitness)),
-            ("sparse baseline (search)", _f(summary.sparse_baseline_fitness)),
+            ("fitness (search)", f"{_num(summary.best_fitness)} ± {_num(summary.best_fitness_std)}"),
+            (f"{human} (search)", _num(summary.human_baseline_fitness)),
+            ("sparse baseline (search)", _num(summary.sparse_baseline_fitness)),
             ("fitness metric", _e(summary.fitness_doc))]
     race = summary.finals or {}
     if race:
         rows.append(("finals", f"top {len(race['finalists'])} trained on {len(race['seeds'])} more seeds each; "
-                     + ", ".join(f"{_e(r['id'])} {_f(r['pooled_fitness'])} over {r['seeds']} seeds"
+                     + ", ".join(f"{_e(r['id'])} {_num(r['pooled_fitness'])} over {r['seeds']} seeds"
                                  for r in race["finalists"])
                      + f" → {_e(race['winner'])}"))
     if final:
         for k in ("best", "human", "sparse"):
             e = final.get(k) or {}
-            rows.append((f"final evaluation: {k}", f"{_f(e.get('fitness_mean'))} ± {_f(e.get('fitness_std'))} "
+            rows.append((f"final evaluation: {k}", f"{_num(e.get('fitness_mean'))} ± {_num(e.get('fitness_std'))} "
                          f"over {len(final.get('eval_seeds', []))} seeds"))
-    rows.append(("human-normalised score", f"{_f(summary.human_normalised_score)} "
+    rows.append(("human-normalised score", f"{_num(summary.human_normalised_score)} "
                  f"<span class='sub'>({_e(summary.hns_formula)})</span>"))
     rows.append(("env steps per member", _e(summary.env_steps_per_member)))
     spent = summary.env_steps or {}
@@ -202,7 +202,7 @@ def build_report(root: str | Path) -> str:
     parts.append("<h2>Generations</h2>")
     for g in gens:
         title = f"generation {g['index']}" + (f" (retry {g['attempt']})" if g["attempt"] else "")
-        parts.append(f"<h3>{title} · {_f(g.get('wall_s'))} s</h3>")
+        parts.append(f"<h3>{title} · {_num(g.get('wall_s'))} s</h3>")
         if g.get("worker_error"):
             parts.append(f"<p class='flag'>{_e(g['worker_error'])}</p>")
         parts.append("<table><tr><th>candidate</th><th>origin</th><th>status</th><th>fitness</th>"
@@ -223,7 +223,7 @@ def build_report(root: str | Path) -> str:
                 if d.dominant:
                     flags += f" {_e(d.dominant)} dominates"
             cls = "best" if best is not None and cid == best.id else ""
-            fit = f"{_f(c.fitness)} ± {_f(c.fitness_std)}" if c.fitness is not None else ""
+            fit = f"{_num(c.fitness)} ± {_num(c.fitness_std)}" if c.fitness is not None else ""
             steps = f"{c.env_steps:,}" if c.env_steps else ""
             if c.stopped_early:
                 steps += f" <span class='sub'>(stopped at rung {c.rung} of {c.rungs})</span>"
@@ -242,7 +242,7 @@ def build_report(root: str | Path) -> str:
     if baselines:
         parts.append("<h2>Baselines</h2>")
         for c in baselines.values():
-            parts.append(f"<h3>{_e(c.id)}: fitness {_f(c.fitness)} ± {_f(c.fitness_std)}</h3>{_highlight(c.source)}")
+            parts.append(f"<h3>{_e(c.id)}: fitness {_num(c.fitness)} ± {_num(c.fitness_std)}</h3>{_highlight(c.source)}")
 
     parts.append("<h2>Configuration</h2>")
     if rd.config_path.is_file():

@@ -135,3 +135,19 @@ def write_gif(rollout: dict, path: str | Path, size: tuple[int, int] = (360, 220
                    optimize=True)
     os.replace(tmp, path)
     return path
+
+
+def rollout_files(directory: Path, title: str, display):
+    """A rollout sink (``train.candidates.RolloutSink``) that writes ``<id>.json``, an offline viewer
+    (``<id>.html``) and, for tasks that draw themselves, an animated GIF into ``directory``."""
+    from rewardsmith.rundir import atomic_write_json
+
+    def save(cand, rollout: dict) -> None:
+        atomic_write_json(directory / f"{cand.id}.json", rollout)
+        write_viewer(rollout, directory / f"{cand.id}.html", f"{title} · {cand.id}")
+        if rollout.get("frames"):
+            try:
+                write_gif(rollout, directory / f"{cand.id}.gif")
+            except Exception as e:  # noqa: BLE001 - the viewer is written; the GIF is a convenience
+                display.message(f"rollout GIF for {cand.id} not written: {type(e).__name__}: {e}")
+    return save

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -35,37 +36,61 @@ class WorkerSettings:
 
 
 
-def train_candidates(rd: RunDir, gen: int, attempt: int, task: Task, ppo: PPOConfig, seeds: list[int],
-           cands: list[Candidate], worker: WorkerSettings, display, process: WarmWorker | None = None,
-           workdir: Path | None = None,
-           rollout_dir: Path | None = None, budget: HalvingBudget | None = None) -> str:
-    """Train ``cands`` in one worker; rollouts go beside each candidate's record, or, with
-    ``rollout_dir``, into that folder with an offline viewer and a GIF each. ``budget``
-    (successive halving) stops weak candidates early. Returns the worker's failure, or ""."""
+@dataclasses.dataclass(frozen=True)
+class Training:
+    """How a job trains, apart from its candidates: the task and its PPO settings, the seeds, the
+    worker's settings, the warm worker or executor to run on (None: a fresh worker per job) and the
+    budget (None: every candidate trains the whole budget; else successive halving)."""
+
+    task: Task
+    ppo: PPOConfig
+    seeds: tuple[int, ...]
+    worker: WorkerSettings
+    process: WarmWorker | None = None
+    budget: HalvingBudget | None = None
+
+    def job(self, cands: list[Candidate], check_seed: int) -> TrainJob:
+        w = self.worker
+        return TrainJob(task=TaskRef.of(self.task), schema=self.task.schema.to_json(), max_components=MAX_COMPONENTS,
+                        check_limits=w.limits, compile_cache_dir=w.compile_cache_dir, ppo=self.ppo,
+                        seeds=tuple(self.seeds), candidates=tuple(JobCandidate(id=c.id, source=c.source) for c in cands),
+                        check_seed=check_seed, population_size=w.population_size, budget=self.budget)
+
+    def run(self, job: TrainJob, workdir: Path, on_event) -> TrainResult:
+        """The job on the warm worker or executor, or in a fresh worker; a rollout check that stalls
+        fails its candidate alone (``run_checking_rollouts``)."""
+        w = self.worker
+
+        def run_once(one: TrainJob) -> TrainResult:
+            if self.process is not None:
+                return self.process.run(one, workdir, timeout_s=w.timeout_s, on_event=on_event,
+                                        rollout_timeout_s=w.rollout_timeout_s)
+            return run_worker(one, workdir, timeout_s=w.timeout_s, on_event=on_event,
+                              policy=sandbox_policy(w, workdir, self.task.source_file),
+                              rollout_timeout_s=w.rollout_timeout_s)
+        return run_checking_rollouts(run_once, job)
+
+
+# where a trained candidate's rollout goes: (candidate, rollout)
+RolloutSink = Callable[[Candidate, dict], None]
+
+
+def train_candidates(rd: RunDir, training: Training, cands: list[Candidate], display, *, workdir: Path,
+                     check_seed: int = 0, rollouts: RolloutSink | None = None) -> str:
+    """Train ``cands`` in one worker (its files in ``workdir``; ``check_seed`` seeds the rollout
+    check); each trained candidate's rollout goes to ``rollouts`` (default: beside its record).
+    Returns the worker's failure, or ""."""
     for c in cands:
         c.status = "checking"
-    job = TrainJob(task=TaskRef.of(task), schema=task.schema.to_json(), max_components=MAX_COMPONENTS,
-                   check_limits=worker.limits, compile_cache_dir=worker.compile_cache_dir, ppo=ppo,
-                   seeds=tuple(seeds), candidates=tuple(JobCandidate(id=c.id, source=c.source) for c in cands),
-                   check_seed=gen, population_size=worker.population_size, budget=budget)
     live = LiveView(cands, display)
-    workdir = workdir or rd.worker_attempt_dir(gen, attempt)
-
-    def run_once(job: TrainJob) -> TrainResult:
-        if process is not None:
-            return process.run(job, workdir, timeout_s=worker.timeout_s, on_event=live.on_event,
-                               rollout_timeout_s=worker.rollout_timeout_s)
-        return run_worker(job, workdir, timeout_s=worker.timeout_s, on_event=live.on_event,
-                          policy=sandbox_policy(worker, workdir, task.source_file),
-                          rollout_timeout_s=worker.rollout_timeout_s)
     try:
-        result = run_checking_rollouts(run_once, job)
+        result = training.run(training.job(cands, check_seed), workdir, live.on_event)
     except WorkerError as e:
         _fail(cands, str(e), live.verdicts)
         display.message(str(e))
         display.candidates(cands)
         return str(e)
-    apply_result(result, cands, rd, task, display, rollout_dir)
+    apply_result(result, cands, rollouts or (lambda c, rollout: atomic_write_json(rd.rollout_path(c), rollout)))
     display.candidates(cands)
     return ""
 
@@ -115,9 +140,9 @@ class LiveView:
                                    placement=self.placement.get(c.id, c.placement))
 
 
-def apply_result(result: TrainResult, cands: list[Candidate], rd: RunDir, task: Task, display,
-                 rollout_dir: Path | None = None) -> None:
-    """The job's result into each candidate's record: validation, members, status, fitness; rollouts saved."""
+def apply_result(result: TrainResult, cands: list[Candidate], rollouts: RolloutSink) -> None:
+    """The job's result into each candidate's record: validation, members, status, fitness; each
+    rollout handed to ``rollouts``."""
     by_id = {c.id: c for c in cands}
     for cid, reason in result.failed.items():  # executor=ray: a shard that failed
         _fail([by_id[cid]], reason)
@@ -126,10 +151,7 @@ def apply_result(result: TrainResult, cands: list[Candidate], rd: RunDir, task: 
     for cid, res in result.candidates.items():
         c = by_id[cid]
         if res.rollout:
-            if rollout_dir is not None:
-                _save_rollout(rollout_dir, cid, res.rollout, task, display)
-            else:
-                atomic_write_json(rd.rollout_path(c), res.rollout)
+            rollouts(c, res.rollout)
         c.validation = res.validation
         c.members = list(res.members)
         if c.members:
@@ -157,16 +179,3 @@ def _fail(cands: list[Candidate], reason: str, verdicts: dict[str, Validation] |
             ok=False, stage="trace", reason="not checked: worker failed")
         c.members = []
         c.note = (c.note + " | " if c.note else "") + f"worker failure: {reason}"
-
-
-def _save_rollout(directory: Path, cid: str, rollout: dict, task: Task, display) -> None:
-    """<id>.json, an offline viewer (<id>.html) and, for tasks that draw themselves, an animated GIF."""
-    from rewardsmith.report.rollout_view import write_gif, write_viewer
-
-    atomic_write_json(directory / f"{cid}.json", rollout)
-    write_viewer(rollout, directory / f"{cid}.html", f"{task.name} · {cid}")
-    if rollout.get("frames"):
-        try:
-            write_gif(rollout, directory / f"{cid}.gif")
-        except Exception as e:  # noqa: BLE001 - the viewer is written; the GIF is a convenience
-            display.message(f"rollout GIF for {cid} not written: {type(e).__name__}: {e}")

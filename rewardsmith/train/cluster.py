@@ -180,14 +180,12 @@ class ShardOutcome:
     log: str = ""
     wall_s: float | None = None
     attempts: list[dict] = dataclasses.field(default_factory=list)
-    shard_env_names: list[str] | None = None  # the Ray worker's own environment (the keyless check's test)
 
 
 def merge_results(shard_jobs: list[TrainJob], outcomes: list[ShardOutcome], wall_s: float) -> TrainResult:
     """One result from the shards' outcomes: every candidate of a failed shard is listed under
     ``failed`` with the reason."""
     merged = TrainResult()
-    env_names: set[str] | None = None
     for i, (job, out) in enumerate(zip(shard_jobs, outcomes)):
         place = {"executor": "ray", "shard": i, "shards": len(shard_jobs), "node_id": out.node_id,
                  "node_ip": out.node_ip, "attempts": out.attempts}
@@ -205,10 +203,7 @@ def merge_results(shard_jobs: list[TrainJob], outcomes: list[ShardOutcome], wall
                 merged.timing[k] = max(float(v), merged.timing.get(k, 0.0))
             else:
                 merged.timing.setdefault(k, v)
-        if res.env_names is not None:
-            env_names = (env_names or set()) | set(res.env_names) | set(out.shard_env_names or [])
     merged.timing["total_s"] = wall_s
-    merged.env_names = sorted(env_names) if env_names is not None else None
     return merged
 
 
@@ -262,8 +257,6 @@ def run_shard(job: TrainJob, shard: int, policy: Policy, timeout_s: float, event
         out.log = WorkerFiles(folder).log.read_text(encoding="utf-8", errors="replace")[-200_000:]
     except OSError:
         out.log = ""
-    if job.report_env:
-        out.shard_env_names = sorted(os.environ)
     out.wall_s = time.monotonic() - t0
     shutil.rmtree(folder, ignore_errors=True)
     return out

@@ -84,7 +84,6 @@ class TrainJob:
     # of the run shares one compiled trainer
     population_size: int | None = None
     budget: HalvingBudget | None = None
-    report_env: bool = False  # the worker lists its environment's names (the keyless check's test)
     # one rollout-check program per candidate (after a program of several ran past its limit)
     rollout_apart: bool = False
 
@@ -109,9 +108,8 @@ class TrainJob:
             "population_size": self.population_size,
             "budget": self.budget.to_json() if self.budget else None,
         }
-        for key in ("report_env", "rollout_apart"):
-            if getattr(self, key):
-                d[key] = True
+        if self.rollout_apart:
+            d["rollout_apart"] = True
         return d
 
     @classmethod
@@ -124,7 +122,7 @@ class TrainJob:
                    check_limits=CheckLimits.from_json(d.get("check_limits")),
                    compile_cache_dir=d.get("compile_cache_dir"), check_seed=int(d.get("check_seed", 0)),
                    population_size=d.get("population_size"), budget=HalvingBudget.from_json(d.get("budget")),
-                   report_env=bool(d.get("report_env")), rollout_apart=bool(d.get("rollout_apart")))
+                   rollout_apart=bool(d.get("rollout_apart")))
 
 
 @dataclasses.dataclass
@@ -155,14 +153,13 @@ class TrainResult:
 
     candidates: dict[str, CandidateOutcome] = dataclasses.field(default_factory=dict)
     timing: dict = dataclasses.field(default_factory=dict)
-    env_names: list[str] | None = None
     failed: dict[str, str] = dataclasses.field(default_factory=dict)
     placement: dict[str, dict] = dataclasses.field(default_factory=dict)
     shards: list[dict] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict:
         d: dict[str, Any] = {"candidates": {cid: o.to_json() for cid, o in self.candidates.items()},
-                             "env_names": self.env_names, "timing": dict(self.timing)}
+                             "timing": dict(self.timing)}
         for key in ("failed", "placement", "shards"):
             if getattr(self, key):
                 d[key] = getattr(self, key)
@@ -171,6 +168,6 @@ class TrainResult:
     @classmethod
     def from_json(cls, d: dict) -> "TrainResult":
         return cls(candidates={cid: CandidateOutcome.from_json(o) for cid, o in (d.get("candidates") or {}).items()},
-                   timing=dict(d.get("timing") or {}), env_names=d.get("env_names"),
+                   timing=dict(d.get("timing") or {}),
                    failed=dict(d.get("failed") or {}), placement=dict(d.get("placement") or {}),
                    shards=list(d.get("shards") or []))

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rewardsmith.contract import MAX_COMPONENTS
+from rewardsmith.tasks.autoreset import reset_where_done
 from rewardsmith.tasks.base import Task
 
 # A reward branch: (state, action, next_state) -> (total f32[], components f32[MAX_COMPONENTS]).
@@ -311,9 +311,7 @@ class PPO:
             if cfg.bootstrap_truncation:
                 v_last = self.critic(c.params, self.normalize(obs2, c.obs_stats))
                 v_trunc = jnp.where(trunc & ~term, v_last, 0.0)
-            # auto-reset after the next state was viewed
-            obs_r, es_r = jax.vmap(env.reset)(jax.random.split(k_reset, n))
-            es_next = jax.tree.map(lambda a, b: jax.vmap(jnp.where)(done, a, b), es_r, es2)
+            obs_r, es_next = reset_where_done(env, k_reset, done, es2)  # after the next state was viewed
             obs_next = jnp.where(done[:, None], obs_r, obs2)
             ep_fit, ep_len = self.fit_combine(c.ep_fit, fit), c.ep_len + 1
             tr = Transitions(state=s, env_action=env_a, next_state=ns, obs=obs_n, raw_obs=c.obs, action=raw,

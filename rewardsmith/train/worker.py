@@ -68,8 +68,7 @@ def run_job(job: TrainJob) -> TrainResult:
         _submit_checks(job, task.schema.to_json())
     admitted = _admit(job, task)
     t_checked = time.perf_counter()
-    result = TrainResult(env_names=sorted(os.environ) if job.report_env else None,
-                         candidates={cid: CandidateOutcome(validation=v) for cid, v in admitted.validations.items()})
+    result = TrainResult(candidates={cid: CandidateOutcome(validation=v) for cid, v in admitted.validations.items()})
     if admitted.branches:
         outs, members, timing = _train(job, task, admitted.branches)
         for one, (cid, seed) in zip(outs, members):
@@ -237,6 +236,7 @@ def _enter_sandbox() -> None:
     from rewardsmith.isolation.sandbox import Policy, enter
 
     _SANDBOX.update(enter(Policy.from_env()))
+    _SANDBOX["environment"] = sorted(os.environ)  # the names (never the values) this process holds
     emit("sandbox", **_SANDBOX)
 
 

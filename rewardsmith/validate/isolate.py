@@ -223,11 +223,11 @@ def _child(cand: dict, schema, max_components: int, limits: CheckLimits, wfd: in
     from rewardsmith.isolation.sandbox import forbid_new_processes
 
     forbid_new_processes()  # candidate code starts no process (where the kernel allows the filter)
-    from rewardsmith.validate.trace import shape_check_schema
+    from rewardsmith.validate.trace import trace_check
 
     try:
         # traced once; compiled on that one transition, within this child's limits: what it costs to train
-        v, _ = shape_check_schema(cand["source"], cand["id"], schema, max_components,
+        v, _ = trace_check(cand["source"], cand["id"], schema, max_components,
                                   cost_bounds=(limits.max_flops, limits.max_mb * _MB))
         if not v.ok and "MemoryError" in v.reason:
             v = dataclasses.replace(v, reason=f"{v.reason} (the memory limit is {limits.memory_mb} MB)")

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rewardsmith.records import Validation
+from rewardsmith.tasks.autoreset import reset_where_done
 from rewardsmith.tasks.base import Task
 from rewardsmith.tasks.schema import StateSchema
 from rewardsmith.validate.load import (RewardLoadError, abstract_inputs, describe_exception, load_reward_fn,
@@ -21,10 +22,10 @@ def shape_check(source: str, name: str, task: Task, max_components: int) -> tupl
 
     This executes the candidate in the calling process: call it only on code that passed
     ``rewardsmith.validate.isolate.check_isolated`` (or in a process that is itself limited)."""
-    return shape_check_schema(source, name, task.schema, max_components)
+    return trace_check(source, name, task.schema, max_components)
 
 
-def shape_check_schema(source: str, name: str, schema: StateSchema, max_components: int,
+def trace_check(source: str, name: str, schema: StateSchema, max_components: int,
                        cost_bounds: tuple[float, float] | None = None) -> tuple[Validation, Callable | None]:
     """Trace once on the schema's abstract transition; with ``cost_bounds`` (flops, bytes) that same
     trace is compiled and its cost checked too (``cost_check``)."""
@@ -139,9 +140,7 @@ def rollout_check(task: Task, branches: list[Callable], *, num_envs: int = 32, n
             s, ns = jax.vmap(view)(es), jax.vmap(view)(es2)
             outs = [jax.vmap(b)(s, a, ns) for b in branches]
             finite = jnp.stack([jnp.isfinite(t) & jnp.all(jnp.isfinite(c), -1) for t, c in outs])  # [B, N]
-            _, es_r = jax.vmap(env.reset)(jax.random.split(kr, num_envs))
-            done = term | trunc
-            es_next = jax.tree.map(lambda x, y: jax.vmap(jnp.where)(done, x, y), es_r, es2)
+            _, es_next = reset_where_done(env, kr, term | trunc, es2)
             return (es_next, key), (finite, ns)
 
         _, (finite, states) = jax.lax.scan(step, (es, key), None, num_steps)
