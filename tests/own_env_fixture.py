@@ -56,3 +56,18 @@ def make_brax_pendulum():
     from brax import envs
 
     return envs.get_environment("inverted_pendulum", backend="spring")
+
+
+class EndlessPointMass(PointMass):
+    """The same body in episodes that never end early (1000 steps): states a short random rollout
+    never reaches (step > 100) come up in every training run."""
+
+    max_episode_steps = 1000
+
+    def step(self, key, state, action):
+        obs, s, reward, _ = super().step(key, state, action)
+        return obs, s, reward, jnp.bool_(False)
+
+
+def make_endless_point_mass():
+    return EndlessPointMass()

@@ -25,6 +25,7 @@ from rewardsmith.tasks import Task, UnknownTaskError, get_task
 from rewardsmith.tasks import own_env
 from rewardsmith.tasks.registry import task_from_mapping
 from rewardsmith.train.candidates import WorkerSettings
+from rewardsmith.train.runner import StallLimits
 from rewardsmith.train.cluster import RaySettings, executor_settings
 from rewardsmith.train.population import Halving
 from rewardsmith.train.ppo import PPOConfig
@@ -221,6 +222,13 @@ def _positive_number(cfg: Mapping[str, Any], key: str, default: float) -> float:
     return float(value)
 
 
+def _seconds_or_off(cfg: Mapping[str, Any], key: str, default: float) -> float:
+    value = cfg.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise UserError(f"{key} must be a non-negative number of seconds (0: not watched), got {value!r}")
+    return float(value)
+
+
 def _worker_settings(cfg: Mapping[str, Any]) -> WorkerSettings:
     try:
         limits = CheckLimits(cpu_s=_positive_number(cfg, "check_cpu_s", CheckLimits.cpu_s),
@@ -244,13 +252,11 @@ def _worker_settings(cfg: Mapping[str, Any]) -> WorkerSettings:
     for key, value in (("sandbox_memory_mb", memory), ("sandbox_file_mb", file_mb), ("sandbox_folder_mb", folder_mb)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise UserError(f"{key} must be a non-negative integer (0: no cap), got {value!r}")
-    rollout_s = cfg.get("check_rollout_s", WorkerSettings.rollout_timeout_s)
-    if isinstance(rollout_s, bool) or not isinstance(rollout_s, (int, float)) or not math.isfinite(rollout_s) \
-            or rollout_s < 0:
-        raise UserError(f"check_rollout_s must be a non-negative number of seconds (0: no bound), got {rollout_s!r}")
+    stalls = StallLimits(rollout_s=_seconds_or_off(cfg, "check_rollout_s", WorkerSettings.stalls.rollout_s),
+                         training_s=_seconds_or_off(cfg, "train_stall_s", WorkerSettings.stalls.training_s))
     return WorkerSettings(timeout_s=_positive_number(cfg, "worker_timeout_s", 1800), limits=limits,
                           compile_cache_dir=cache_dir, sandbox=mode, sandbox_memory_mb=memory,
-                          sandbox_file_mb=file_mb, sandbox_folder_mb=folder_mb, rollout_timeout_s=float(rollout_s))
+                          sandbox_file_mb=file_mb, sandbox_folder_mb=folder_mb, stalls=stalls)
 
 
 def check_task_action(task: Task) -> None:

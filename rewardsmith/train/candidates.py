@@ -16,7 +16,7 @@ from rewardsmith.contract import MAX_COMPONENTS
 from rewardsmith.train.job import HalvingBudget, JobCandidate, TaskRef, TrainJob, TrainResult
 from rewardsmith.train.ppo import PPOConfig
 from rewardsmith.isolation.sandbox import sandbox_policy
-from rewardsmith.train.runner import WarmWorker, WorkerError, run_checking_rollouts, run_worker
+from rewardsmith.train.runner import StallLimits, WarmWorker, WorkerError, run_isolating_stalls, run_worker
 from rewardsmith.validate.isolate import CheckLimits
 
 
@@ -32,7 +32,8 @@ class WorkerSettings:
     sandbox_memory_mb: int = 0  # the worker's address-space cap (0: none)
     sandbox_file_mb: int = 4096  # the largest file the worker may write
     sandbox_folder_mb: int = 2048  # what the worker's own folder may hold in all (watched from outside)
-    rollout_timeout_s: float = 60.0  # what running one compiled rollout-check program may take; 0: no bound
+    # when one candidate is taken as stalling its program: the rollout check, a training chunk
+    stalls: StallLimits = StallLimits(rollout_s=60.0, training_s=300.0)
 
 
 
@@ -58,17 +59,17 @@ class Training:
 
     def run(self, job: TrainJob, workdir: Path, on_event) -> TrainResult:
         """The job on the warm worker or executor, or in a fresh worker; a rollout check that stalls
-        fails its candidate alone (``run_checking_rollouts``)."""
+        fails its candidate alone (``run_isolating_stalls``)."""
         w = self.worker
 
         def run_once(one: TrainJob) -> TrainResult:
             if self.process is not None:
                 return self.process.run(one, workdir, timeout_s=w.timeout_s, on_event=on_event,
-                                        rollout_timeout_s=w.rollout_timeout_s)
+                                        stalls=w.stalls)
             return run_worker(one, workdir, timeout_s=w.timeout_s, on_event=on_event,
                               policy=sandbox_policy(w, workdir, self.task.source_file),
-                              rollout_timeout_s=w.rollout_timeout_s)
-        return run_checking_rollouts(run_once, job)
+                              stalls=w.stalls)
+        return run_isolating_stalls(run_once, job)
 
 
 # where a trained candidate's rollout goes: (candidate, rollout)

@@ -35,7 +35,7 @@ from rewardsmith.rundir import WorkerFiles, atomic_write_json
 from rewardsmith.isolation.child import scrubbed_env
 from rewardsmith.isolation.sandbox import Policy, writable_dirs
 from rewardsmith.train.job import TrainJob, TrainResult
-from rewardsmith.train.runner import WarmWorker, WorkerError, observer, run_checking_rollouts, run_worker
+from rewardsmith.train.runner import StallLimits, WarmWorker, WorkerError, observer, run_isolating_stalls, run_worker
 
 EXECUTORS = ("local", "ray")
 
@@ -219,10 +219,10 @@ def _set_parent_death_signal() -> None:
 
 
 def run_shard(job: TrainJob, shard: int, policy: Policy, timeout_s: float, events=None,
-              rollout_timeout_s: float = 0.0) -> ShardOutcome:
+              stalls: StallLimits | None = None) -> ShardOutcome:
     """Body of a shard's Ray task: the keyless worker on a node-local folder; returns its result (or
     the worker's one-line failure), its log and where it ran. A candidate whose rollout check stalls
-    is refused there and the shard's others train (``runner.run_checking_rollouts``)."""
+    or its training is refused there and the shard's others train (``runner.run_isolating_stalls``)."""
     import ray
 
     ctx = ray.get_runtime_context()
@@ -248,9 +248,9 @@ def run_shard(job: TrainJob, shard: int, policy: Policy, timeout_s: float, event
                                       if not f.startswith("--xla_force_host_platform_device_count"))
     out = ShardOutcome(node_id=node_id, node_ip=node_ip)
     try:
-        out.result = run_checking_rollouts(
+        out.result = run_isolating_stalls(
             lambda one: run_worker(one, folder, timeout_s=timeout_s, on_event=send, policy=policy, extra_env=extra,
-                                   preexec_fn=_set_parent_death_signal, rollout_timeout_s=rollout_timeout_s), job)
+                                   preexec_fn=_set_parent_death_signal, stalls=stalls), job)
     except WorkerError as e:
         out.error = str(e)
     try:
@@ -394,7 +394,7 @@ class RayExecutor:
         return ray.nodes()
 
     def run(self, job: TrainJob, workdir: Path, *, timeout_s: float,
-            on_event: Callable[[dict], None] | None = None, rollout_timeout_s: float = 0.0) -> TrainResult:
+            on_event: Callable[[dict], None] | None = None, stalls: StallLimits | None = None) -> TrainResult:
         import ray
         from ray.util.queue import Queue
         self.connect()
@@ -411,7 +411,7 @@ class RayExecutor:
         for i, sj in enumerate(jobs):
             opts = {"num_cpus": plan.num_cpus, "num_gpus": plan.num_gpus, "max_retries": self.settings.max_retries,
                     "retry_exceptions": False}
-            refs[self._remote.options(**opts).remote(sj, i, self.policy, timeout_s, events, rollout_timeout_s)] = i
+            refs[self._remote.options(**opts).remote(sj, i, self.policy, timeout_s, events, stalls)] = i
         attempts: list[list[dict]] = [[] for _ in jobs]
         outcomes: list[ShardOutcome | None] = [None] * len(jobs)
         progress: dict[int, tuple[int, int, dict]] = {}

@@ -24,79 +24,130 @@ class WorkerError(RuntimeError):
     """The worker crashed, hung or wrote no result; the message is one line for the user."""
 
 
-class RolloutStalled(WorkerError):
-    """One rollout-check program (the candidates ``ids``) ran past its limit; the worker was stopped."""
+@dataclasses.dataclass(frozen=True)
+class StallLimits:
+    """When a worker that still runs is taken as stalled by one candidate. ``rollout_s``: what running
+    one compiled rollout-check program may take. ``training_s``: a training chunk taking longer than
+    ``training_s`` and ``TRAINING_FACTOR`` x the slowest earlier chunk (the first chunk compiles: it
+    is not timed and bounds only the second; the evaluation after the last chunk counts as a chunk).
+    0: not watched."""
 
-    def __init__(self, ids: list[str], limit_s: float, log_path):
-        self.ids, self.limit_s = list(ids), float(limit_s)
-        super().__init__(f"the rollout check of {', '.join(self.ids)} did not finish in {self.limit_s:g} s "
-                         f"(check_rollout_s); the worker was stopped (worker log: {log_path})")
+    rollout_s: float = 0.0
+    training_s: float = 0.0
+
+    TRAINING_FACTOR = 10.0
 
 
-class RolloutWatch:
-    """Times each rollout-check program the worker announces (``rollout_checking``) until each of its
-    candidates is reported (``rollout_checked``) or training starts. ``limit_s`` 0: not timed."""
+class Stalled(WorkerError):
+    """A program of the candidates ``ids`` ran past its stall limit; the worker was stopped."""
 
-    def __init__(self, limit_s: float = 0.0):
-        self.limit_s = float(limit_s or 0.0)
-        self.ids: list[str] = []
-        self.deadline: float | None = None
+    def __init__(self, kind: str, ids: list[str], waited_s: float, log_path):
+        self.kind, self.ids, self.waited_s = kind, list(ids), float(waited_s)
+        what = ("the rollout check" if kind == "rollout" else "training") + f" of {', '.join(self.ids)}"
+        why = "check_rollout_s" if kind == "rollout" else "train_stall_s, or 10 x its slowest earlier chunk"
+        super().__init__(f"{what} made no progress for {self.waited_s:.0f} s ({why}); the worker was stopped "
+                         f"(worker log: {log_path})")
+
+
+class StallWatch:
+    """Follows the worker's events and keeps the deadline of the program in flight: a rollout-check
+    program from its announcement (``rollout_checking``) until each of its candidates is reported;
+    training from its second chunk (``progress``) on, reset at each rung (a new trainer may compile)."""
+
+    def __init__(self, limits: StallLimits | None = None):
+        self.limits = limits or StallLimits()
+        self.kind, self.ids, self.deadline, self.since = "", [], None, 0.0
         self._open: set[str] = set()
+        self._training: list[str] = []
+        self._chunk_start: float | None = None
+        self._chunks, self._slowest = 0, 0.0
 
     def feed(self, event: dict) -> None:
-        kind = event.get("event")
-        if kind == "rollout_checking" and self.limit_s > 0:
-            self.ids = [str(i) for i in event.get("ids") or []]
+        kind, now = event.get("event"), time.monotonic()
+        if kind == "rollout_checking" and self.limits.rollout_s > 0:
+            self._set("rollout", [str(i) for i in event.get("ids") or []], now + self.limits.rollout_s)
             self._open = set(self.ids)
-            self.deadline = time.monotonic() + self.limit_s
-        elif kind == "rollout_checked":
+        elif kind == "rollout_checked" and self.kind == "rollout":
             self._open.discard(str(event.get("id")))
             if not self._open:
                 self.deadline = None
-        elif kind in ("training", "job_done"):
-            self.deadline = None
+        elif kind == "training":
+            self._training = [str(i) for i in event.get("candidates") or []]
+            self._chunk_start, self._chunks, self._slowest, self.deadline = now, 0, 0.0, None
+        elif kind == "rung":  # the next stage may compile a trainer of its own size: timed afresh
+            self._chunk_start, self._chunks, self._slowest, self.deadline = now, 0, 0.0, None
+        elif kind == "progress" and self._chunk_start is not None:
+            took, self._chunk_start = now - self._chunk_start, now
+            self._chunks += 1
+            if self._chunks > 1:  # the first chunk compiles: it bounds only the second
+                self._slowest = max(self._slowest, took)
+            if self.limits.training_s > 0:
+                reference = self._slowest if self._chunks > 1 else took
+                self._set("training", self._training,
+                          now + max(self.limits.training_s, StallLimits.TRAINING_FACTOR * reference))
+        elif kind in ("trained", "job_done"):
+            self.deadline, self._chunk_start = None, None
+
+    def _set(self, kind: str, ids: list[str], deadline: float) -> None:
+        self.kind, self.ids, self.deadline, self.since = kind, ids, deadline, time.monotonic()
 
     def left(self) -> float:
-        """Seconds until the program in flight is past its limit (inf when none is)."""
+        """Seconds until the program in flight is past its limit (inf when none is watched)."""
         return float("inf") if self.deadline is None else self.deadline - time.monotonic()
 
+    def stalled(self, log_path) -> Stalled:
+        return Stalled(self.kind, self.ids, time.monotonic() - self.since, log_path)
 
-def run_checking_rollouts(run_once: Callable[[TrainJob], TrainResult], job: TrainJob) -> TrainResult:
-    """``run_once(job)``; where a rollout-check program ran past its limit (``RolloutStalled``), again:
-    a program of several candidates is checked again one candidate at a time (``rollout_apart``), and a
-    candidate whose own program stalls is refused with the reason while the others go on to train."""
-    stalled: dict[str, str] = {}
-    current = job
-    while True:
-        if not current.candidates and stalled:
-            result = TrainResult()
-            break
-        try:
-            result = run_once(current)
-            break
-        except RolloutStalled as e:
-            if len(e.ids) > 1 and not current.rollout_apart:
-                current = dataclasses.replace(current, rollout_apart=True)
-                continue
-            for cid in e.ids:
-                stalled[cid] = (f"the rollout check did not finish in {e.limit_s:g} s (check_rollout_s): "
-                                "its reward stalls the rollout program, checked alone")
-            current = dataclasses.replace(current, rollout_apart=True,
-                                          candidates=tuple(c for c in current.candidates if c.id not in stalled))
-    if stalled:
+
+def run_isolating_stalls(run_once: Callable[[TrainJob], TrainResult], job: TrainJob) -> TrainResult:
+    """``run_once(job)``; where one candidate stalls a program (``Stalled``), it fails alone and the
+    others train: a rollout-check program of several is checked again one candidate at a time
+    (``rollout_apart``); a training program of several is split in two halves, each run on its own
+    (again split where it stalls). A candidate whose own program stalls is rejected with the reason."""
+    refused: dict[str, str] = {}
+    result = _isolate(run_once, job, refused)
+    if refused:
         done = result.candidates
         result.candidates = {cid: done[cid] if cid in done else CandidateOutcome(validation=Validation(
-            ok=False, stage="trace", reason=stalled[cid])) for cid in job.ids if cid in done or cid in stalled}
+            ok=False, stage="trace", reason=refused[cid])) for cid in job.ids if cid in done or cid in refused}
     return result
+
+
+def _isolate(run_once, job: TrainJob, refused: dict[str, str]) -> TrainResult:
+    current = job
+    while True:
+        if not current.candidates:
+            return TrainResult()
+        try:
+            return run_once(current)
+        except Stalled as e:
+            ids = [i for i in e.ids if i in current.ids]
+            if e.kind == "rollout" and len(ids) > 1 and not current.rollout_apart:
+                current = dataclasses.replace(current, rollout_apart=True)
+                continue
+            if len(ids) > 1:  # training: each half on its own
+                second = set(ids[len(ids) // 2:])
+                parts = [current.with_candidates([c for c in current.candidates if (c.id in second) == side],
+                                                 current.population_size) for side in (False, True)]
+                results = [_isolate(run_once, part, refused) for part in parts]
+                merged = TrainResult(timing=dict(results[0].timing or results[1].timing))
+                for r in results:
+                    merged.candidates.update(r.candidates)
+                return merged
+            if not ids:
+                raise
+            refused[ids[0]] = (f"its reward stalls the {'rollout check' if e.kind == 'rollout' else 'training'} "
+                               f"program, run alone: no progress for {e.waited_s:.0f} s")
+            current = current.with_candidates([c for c in current.candidates if c.id != ids[0]], current.population_size)
 
 
 def run_worker(job: TrainJob, workdir: Path, *, timeout_s: float,
                on_event: Callable[[dict], None] | None = None, policy: Policy | None = None,
                extra_env: dict[str, str] | None = None, preexec_fn: Callable[[], None] | None = None,
-               rollout_timeout_s: float = 0.0) -> TrainResult:
-    """Run one job in a fresh worker process; return its result or raise WorkerError (RolloutStalled
-    where one rollout-check program ran past ``rollout_timeout_s``). ``extra_env`` (only names the
-    scrub lets through) and ``preexec_fn`` go to the worker process."""
+               stalls: StallLimits | None = None) -> TrainResult:
+    """Run one job in a fresh worker process; return its result or raise WorkerError (``Stalled``
+    where a program ran past its ``stalls`` limit). ``extra_env`` (only names the scrub lets through)
+    and ``preexec_fn`` go to the worker process."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     files = WorkerFiles(workdir)
@@ -108,7 +159,7 @@ def run_worker(job: TrainJob, workdir: Path, *, timeout_s: float,
         proc = _start_worker([str(job_path), str(result_path)], log, workdir, stdin=subprocess.DEVNULL,
                              policy=policy or Policy(mode="auto", write=writable_dirs(workdir, job.compile_cache_dir)),
                              extra_env=extra_env, preexec_fn=preexec_fn)
-        watch = RolloutWatch(rollout_timeout_s)
+        watch = StallWatch(stalls)
         shown = observer(on_event)
 
         def deliver(event: dict) -> None:
@@ -126,7 +177,7 @@ def run_worker(job: TrainJob, workdir: Path, *, timeout_s: float,
                     kill_group(proc)
                     reader.join(5)
                     if watch.left() <= 0:
-                        raise RolloutStalled(watch.ids, watch.limit_s, log_path) from None
+                        raise watch.stalled(log_path) from None
                     raise WorkerError(f"training worker exceeded its {timeout_s:g} s timeout and was stopped "
                                       f"(worker log: {log_path})") from None
         reader.join(5)
@@ -193,11 +244,11 @@ class WarmWorker:
         threading.Thread(target=_pump_queue, args=(self.proc, self._events, self._log_path), daemon=True).start()
 
     def run(self, job: TrainJob, workdir: Path, *, timeout_s: float,
-            on_event: Callable[[dict], None] | None = None, rollout_timeout_s: float = 0.0) -> TrainResult:
-        """Run one job; return its result or raise WorkerError (RolloutStalled where one rollout-check
-        program ran past ``rollout_timeout_s``)."""
+            on_event: Callable[[dict], None] | None = None, stalls: StallLimits | None = None) -> TrainResult:
+        """Run one job; return its result or raise WorkerError (``Stalled`` where a program ran past
+        its ``stalls`` limit)."""
         on_event = observer(on_event)
-        watch = RolloutWatch(rollout_timeout_s)
+        watch = StallWatch(stalls)
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         # the record in ``workdir``; the worker reads and writes only beneath its own directory
@@ -225,7 +276,7 @@ class WarmWorker:
                     continue
                 self.stop()
                 if watch.left() <= 0:
-                    raise RolloutStalled(watch.ids, watch.limit_s, self._log_path) from None
+                    raise watch.stalled(self._log_path) from None
                 raise WorkerError(f"training worker exceeded its {timeout_s:g} s timeout and was stopped "
                                   f"(worker log: {self._log_path})") from None
             if event is None:  # the process ended
