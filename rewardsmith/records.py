@@ -170,3 +170,79 @@ class Summary:
             if known.get(k) is None:
                 known.pop(k, None)
         return cls(**known)
+
+
+@dataclasses.dataclass
+class Trajectories:
+    """A trained policy's evaluation episodes, sampled: every ``stride``-th step of its first few
+    deterministic episodes, with the schema's fields before (``state``) and after (``next_state``)
+    each step, the action, whether the episode still ran (``live``), the task's fitness per step, and
+    each whole episode's fitness. Arrays have leading axes [steps, episodes]; stored beside the
+    candidate's record as ``trajectories.npz`` (a few hundred kilobytes at most)."""
+
+    state: dict
+    next_state: dict
+    action: Any
+    live: Any
+    fitness_step: Any
+    fitness: Any  # [episodes]
+    stride: int = 1
+
+    @property
+    def episodes(self) -> int:
+        return int(len(self.fitness))
+
+    def arrays(self) -> dict:
+        out = {"action": self.action, "live": self.live, "fitness_step": self.fitness_step, "fitness": self.fitness}
+        out.update({f"state.{k}": v for k, v in self.state.items()})
+        out.update({f"next_state.{k}": v for k, v in self.next_state.items()})
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, stride: int) -> "Trajectories":
+        import numpy as np
+
+        arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        return cls(state={k[6:]: v for k, v in arrays.items() if k.startswith("state.")},
+                   next_state={k[11:]: v for k, v in arrays.items() if k.startswith("next_state.")},
+                   action=arrays["action"], live=arrays["live"], fitness_step=arrays["fitness_step"],
+                   fitness=arrays["fitness"], stride=int(stride))
+
+    def to_json(self) -> dict:
+        """Exact and compact: each array as its dtype, shape and base64 bytes."""
+        import base64
+
+        import numpy as np
+
+        def enc(a) -> dict:
+            a = np.ascontiguousarray(a)
+            return {"dtype": str(a.dtype), "shape": list(a.shape), "b64": base64.b64encode(a.tobytes()).decode()}
+        return {"stride": self.stride, "arrays": {k: enc(v) for k, v in self.arrays().items()}}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Trajectories":
+        import base64
+
+        import numpy as np
+
+        arrays = {k: np.frombuffer(base64.b64decode(v["b64"]), dtype=v["dtype"]).reshape(v["shape"])
+                  for k, v in d["arrays"].items()}
+        return cls.from_arrays(arrays, int(d.get("stride", 1)))
+
+    def save(self, path) -> None:
+        """``path`` (.npz) written atomically."""
+        import os
+
+        import numpy as np
+
+        tmp = f"{path}.tmp.npz"
+        np.savez_compressed(tmp, stride=np.int64(self.stride), **self.arrays())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path) -> "Trajectories":
+        import numpy as np
+
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files if k != "stride"}
+            return cls.from_arrays(arrays, int(z["stride"]))

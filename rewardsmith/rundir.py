@@ -220,6 +220,21 @@ class RunDir:
     def rollout_path(self, cand) -> Path:
         return self.record_dir(cand) / "rollout.json"
 
+    def trajectories_path(self, cand) -> Path:
+        return self.record_dir(cand) / "trajectories.npz"
+
+    def read_trajectories(self, cand):
+        """The candidate's stored evaluation episodes (``records.Trajectories``), or None."""
+        from rewardsmith.records import Trajectories
+
+        path = self.trajectories_path(cand)
+        if not path.is_file():
+            return None
+        try:
+            return Trajectories.load(path)
+        except Exception:  # noqa: BLE001 - a damaged file reads as none (a zip error, a missing array)
+            return None
+
     def write_candidate(self, cand) -> None:
         d = self.record_dir(cand)
         atomic_write_text(d / "reward.py", cand.source)

@@ -21,7 +21,7 @@ from conftest import tiny_cfg  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "records_cartpole_tiny.json"
 MACHINE = {"sandbox", "compile_cache_dir", "timing"}  # what depends on the machine or the clock
-LARGE = {"rollout"}  # the viewer's episode in the worker's result (rollout.json is left out too)
+LARGE = {"rollout", "trajectories"}  # the viewer's episode and the sampled evaluation episodes (their files are left out too)
 
 
 def stable_cfg() -> dict:

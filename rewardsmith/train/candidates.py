@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from rewardsmith.records import Candidate, Validation
+from rewardsmith.records import Candidate, Trajectories, Validation
 from rewardsmith.rundir import RunDir, atomic_write_json
 from rewardsmith.tasks import Task
 from rewardsmith.contract import MAX_COMPONENTS
@@ -91,7 +91,8 @@ def train_candidates(rd: RunDir, training: Training, cands: list[Candidate], dis
         display.message(str(e))
         display.candidates(cands)
         return str(e)
-    apply_result(result, cands, rollouts or (lambda c, rollout: atomic_write_json(rd.rollout_path(c), rollout)))
+    apply_result(result, cands, rollouts or (lambda c, rollout: atomic_write_json(rd.rollout_path(c), rollout)),
+                 lambda c, t: t.save(rd.trajectories_path(c)))
     display.candidates(cands)
     return ""
 
@@ -141,9 +142,10 @@ class LiveView:
                                    placement=self.placement.get(c.id, c.placement))
 
 
-def apply_result(result: TrainResult, cands: list[Candidate], rollouts: RolloutSink) -> None:
+def apply_result(result: TrainResult, cands: list[Candidate], rollouts: RolloutSink,
+                 trajectories: Callable[[Candidate, Trajectories], None] = lambda c, t: None) -> None:
     """The job's result into each candidate's record: validation, members, status, fitness; each
-    rollout handed to ``rollouts``."""
+    rollout handed to ``rollouts``, each candidate's evaluation episodes to ``trajectories``."""
     by_id = {c.id: c for c in cands}
     for cid, reason in result.failed.items():  # executor=ray: a shard that failed
         _fail([by_id[cid]], reason)
@@ -153,6 +155,8 @@ def apply_result(result: TrainResult, cands: list[Candidate], rollouts: RolloutS
         c = by_id[cid]
         if res.rollout:
             rollouts(c, res.rollout)
+        if res.trajectories is not None:
+            trajectories(c, res.trajectories)
         c.validation = res.validation
         c.members = list(res.members)
         if c.members:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from rewardsmith.records import MemberResult, Validation
+from rewardsmith.records import MemberResult, Trajectories, Validation
 from rewardsmith.train.ppo import PPOConfig
 from rewardsmith.validate.isolate import CheckLimits
 
@@ -127,23 +127,28 @@ class TrainJob:
 
 @dataclasses.dataclass
 class CandidateOutcome:
-    """What the worker made of one candidate: its admission, each seed's training, a rollout to view."""
+    """What the worker made of one candidate: its admission, each seed's training, a rollout to view
+    and its evaluation episodes (first usable seed) to judge later rewards on."""
 
     validation: Validation
     members: list[MemberResult] = dataclasses.field(default_factory=list)
     rollout: dict | None = None
+    trajectories: Trajectories | None = None
 
     def to_json(self) -> dict:
         d: dict[str, Any] = {"validation": dataclasses.asdict(self.validation),
                              "members": [dataclasses.asdict(m) for m in self.members]}
         if self.rollout:
             d["rollout"] = self.rollout
+        if self.trajectories is not None:
+            d["trajectories"] = self.trajectories.to_json()
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> "CandidateOutcome":
         return cls(validation=Validation(**d["validation"]), members=[MemberResult(**m) for m in d.get("members", [])],
-                   rollout=d.get("rollout"))
+                   rollout=d.get("rollout"),
+                   trajectories=Trajectories.from_json(d["trajectories"]) if d.get("trajectories") else None)
 
 
 @dataclasses.dataclass

@@ -208,6 +208,7 @@ class EvalRollout(NamedTuple):
     next_state: Any
     live: jax.Array
     trace: dict
+    fitness_step: jax.Array  # the task's fitness of each step
     fitness: jax.Array
     length: jax.Array
     terminated: jax.Array
@@ -440,13 +441,13 @@ class PPO:
             trace = {"alive": e.alive[0], "fields": mags[0]}
             if self.skeleton is not None:
                 trace["bodies"] = self.skeleton[0](jax.tree.map(lambda x: x[0], es2))
-            return out, (s, env_a, ns, live, trace)
+            return out, (s, env_a, ns, live, trace, fit)
 
-        e, (s, a, ns, live, trace) = jax.lax.scan(step, init, None, env.max_episode_steps)
+        e, (s, a, ns, live, trace, fit) = jax.lax.scan(step, init, None, env.max_episode_steps)
         if self.skeleton is not None:
             trace["first_bodies"] = self.skeleton[0](jax.tree.map(lambda x: x[0], init.env_state))
         steps = jnp.maximum(e.length.sum(), 1.0)
-        return EvalRollout(state=s, env_action=a, next_state=ns, live=live, trace=trace, fitness=e.fitness,
+        return EvalRollout(state=s, env_action=a, next_state=ns, live=live, trace=trace, fitness_step=fit, fitness=e.fitness,
                            length=e.length, terminated=e.terminated, field_min=e.field_min.min(0),
                            field_max=e.field_max.max(0), field_mean=e.field_sum.sum(0) / steps,
                            action_abs_mean=e.action_abs.sum() / steps)
@@ -457,12 +458,29 @@ class PPO:
         steps = jnp.maximum(ev.length.sum(), 1.0)
         trace = {**ev.trace, "reward": rew.total[:, 0], "components": rew.components[:, 0]}
         return {
-            "trace": trace, "fitness": ev.fitness, "length": ev.length, "terminated": ev.terminated,
+            "trace": trace, "sample": _sample(ev), "fitness": ev.fitness, "length": ev.length, "terminated": ev.terminated,
             "components": (ev.live[..., None] * rew.components).sum((0, 1)) / steps,
             "reward": (ev.live * rew.total).sum() / steps,
             "field_min": ev.field_min, "field_max": ev.field_max, "field_mean": ev.field_mean,
             "action_abs_mean": ev.action_abs_mean,
         }
+
+
+# the evaluation episodes kept for judging later rewards on them (records.Trajectories): the first
+# few episodes, every stride-th step so that at most SAMPLE_STEPS remain
+SAMPLE_EPISODES = 4
+SAMPLE_STEPS = 128
+
+
+def _sample(ev: EvalRollout) -> dict:
+    steps, episodes = ev.live.shape[0], min(ev.live.shape[1], SAMPLE_EPISODES)
+    stride = max(1, -(-steps // SAMPLE_STEPS))
+
+    def pick(x):
+        return x[::stride, :episodes]
+    return {"state": jax.tree.map(pick, ev.state), "next_state": jax.tree.map(pick, ev.next_state),
+            "action": pick(ev.env_action), "live": pick(ev.live), "fitness_step": pick(ev.fitness_step),
+            "fitness": ev.fitness[:episodes], "stride": jnp.int32(stride)}
 
 
 def apply_reward(fn: RewardBranch, state, action, next_state) -> RewardOut:

@@ -76,6 +76,7 @@ def run_job(job: TrainJob) -> TrainResult:
         result.timing = {**timing, "check_s": t_checked - t_start}
         emit("trained", **result.timing)
         _attach_rollouts(task, outs, members, result)
+        _attach_trajectories(outs, members, result)
     result.timing = {**result.timing, "total_s": time.perf_counter() - t_start}
     return result
 
@@ -201,6 +202,26 @@ def _attach_rollouts(task, outs: list[dict], members: list[tuple[str, int]], res
                 parents=sk[1] if sk else None, dt=dt, seed=seed)
         except Exception as e:  # noqa: BLE001 - a viewer problem never fails training
             emit("rollout_failed", id=cid, reason=f"{type(e).__name__}: {e}")
+
+
+def _attach_trajectories(outs: list[dict], members: list[tuple[str, int]], result) -> None:
+    """Each trained candidate's sampled evaluation episodes (its first usable seed's)."""
+    import numpy as np
+
+    from rewardsmith.records import Trajectories
+
+    for cid, outcome in result.candidates.items():
+        mine = [out for out, (c, _) in zip(outs, members) if c == cid]
+        oks = [out for out, rec in zip(mine, outcome.members) if rec.ok]
+        if not oks:
+            continue
+        s = oks[0]["eval"]["sample"]
+        outcome.trajectories = Trajectories(
+            state={k: np.asarray(v, np.float32) for k, v in s["state"]._asdict().items()},
+            next_state={k: np.asarray(v, np.float32) for k, v in s["next_state"]._asdict().items()},
+            action=np.asarray(s["action"]), live=np.asarray(s["live"], np.float32),
+            fitness_step=np.asarray(s["fitness_step"], np.float32), fitness=np.asarray(s["fitness"], np.float32),
+            stride=int(s["stride"]))
 
 
 def serve() -> int:
