@@ -16,7 +16,9 @@ def fmt(x: float | None) -> str:
 # (in the worker's checks), training, then one that it ends in: trained, rejected (by the gate, a
 # check, or as a duplicate), failed (its worker or every seed failed), no_code (an LLM sample without
 # code), provider_failed (an LLM sample the provider gave no answer for: timed out, refused, budget).
-STATUSES = ("proposed", "checking", "training", "trained", "rejected", "failed", "no_code", "provider_failed")
+# skipped: judged on stored episodes before training (prefilter=) and not trained.
+STATUSES = ("proposed", "checking", "training", "trained", "rejected", "failed", "no_code", "provider_failed",
+            "skipped")
 
 
 def candidate_id(generation: int, source: str) -> str:
@@ -75,6 +77,8 @@ class Candidate:
     placement: dict[str, Any] = dataclasses.field(default_factory=dict)
     # the finals (evaluate/race.py): its fitness on more seeds, trained again as one of the top few
     race: dict[str, Any] | None = None
+    # prefilter=: its verdict on the stored episodes (rank, the candidate it copies, skipped and why)
+    prefilter: dict[str, Any] | None = None
 
     @property
     def stopped_early(self) -> bool:
@@ -152,6 +156,8 @@ class Summary:
     llm: dict | None = None  # the LLM's usage; None for the offline proposer
     stopped_by_budget: str | None = None
     sandbox: dict | None = None  # what the worker's sandbox applied, as it reported
+    # prefilter=: its mode, the candidates it judged and skipped, and the env steps that saved
+    prefilter: dict | None = None
 
     @property
     def trained_any(self) -> bool:

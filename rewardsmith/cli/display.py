@@ -11,7 +11,7 @@ from rewardsmith.records import Summary, fmt
 
 _STYLE = {"proposed": "white", "checking": "cyan", "training": "yellow", "trained": "green",
           "rejected": "red", "failed": "red", "no_code": "red",
-          "provider_failed": "magenta"}
+          "provider_failed": "magenta", "skipped": "blue"}
 
 
 class Display:
@@ -94,7 +94,7 @@ class Display:
             # verdict on the code, and the table forgets it at the next generation)
             if (self._live is None or c.status == "provider_failed") and self._last_status.get(c.id) != c.status:
                 self._last_status[c.id] = c.status
-                if c.status in ("rejected", "trained", "failed", "no_code", "provider_failed"):
+                if c.status in ("rejected", "trained", "failed", "no_code", "provider_failed", "skipped"):
                     self._log(f"  {c.id} {_describe(c)}")
         self._refresh()
 
@@ -184,6 +184,8 @@ def _describe(c) -> str:
         return f"no code: {c.validation.reason}"
     if c.status == "rejected" and c.validation:
         return f"rejected ({c.validation.stage}): {c.validation.reason}"
+    if c.status == "skipped" and c.prefilter:
+        return f"not trained (prefilter): {c.prefilter.get('reason')}"
     if c.status == "failed":
         reasons = sorted({m.reason for m in c.members if m.reason}) or [c.note]
         return f"failed: {'; '.join(reasons)}"

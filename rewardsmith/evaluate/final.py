@@ -64,7 +64,7 @@ def final_evaluation(rd: RunDir, task: Task, ppo: PPOConfig, settings: FinalSett
     err = train_candidates(rd, Training(task, ppo, tuple(seeds), worker, process), cands, display,
                            workdir=rd.final_worker_dir,
                            rollouts=rollout_files(rd.final_rollouts_dir, task.name, display)
-                           if settings.record_rollouts else None)
+                           if settings.record_rollouts else None, keep_trajectories=False)
     out: dict[str, Any] = {"eval_seeds": seeds, "env_steps_per_member": ppo.env_steps, "worker_error": err or None,
                            "hns_formula": HNS_FORMULA}
     for key, c in zip(entries, cands):

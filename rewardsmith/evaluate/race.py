@@ -109,7 +109,7 @@ def run_finals(rd: RunDir, task: Task, ppo: PPOConfig, settings: RaceSettings, r
         err = train_candidates(rd, Training(task, ppo, tuple(seeds), worker, process), runners, display,
                                workdir=rd.race_worker_dir,
                                rollouts=rollout_files(rd.race_rollouts_dir, task.name, display)
-                               if settings.record_rollouts else None)
+                               if settings.record_rollouts else None, keep_trajectories=False)
         if err:
             display.message(f"finals: the worker failed ({err}); the search's ranking stands")
             return None

@@ -17,6 +17,7 @@ from rewardsmith.evaluate.final import final_evaluation
 from rewardsmith.evaluate.race import is_current, run_finals
 from rewardsmith.evaluate.sanity import identical_message, identical_policies
 from rewardsmith.evolve.observers import GenerationDone, observers
+from rewardsmith.evolve.reference import prefilter_job
 from rewardsmith.evolve.settings import FeedbackSettings, RunSettings, check_task_action
 from rewardsmith.evolve.state import SearchState, human_context, load_state, new_state, with_task_file
 from rewardsmith.evolve.summary import build_summary
@@ -164,6 +165,9 @@ class Search:
             if samples and all(c.status == "provider_failed" for c in samples):
                 why = samples[0].validation.reason if samples[0].validation else ""
                 self.display.message(f"generation {gen}: every sample failed at the LLM provider ({why}){then}")
+            elif any(c.status == "skipped" for c in cands):
+                self.display.message(f"generation {gen}: nothing trained: every candidate was rejected, failed or "
+                                     f"not trained by the pre-filter{then}")
             else:
                 self.display.message(f"generation {gen}: every candidate failed{then}")
 
@@ -249,7 +253,9 @@ class Search:
         worker_error = ""
         if to_train:
             s = self.settings
-            training = Training(state.task, s.ppo, tuple(s.seeds), s.worker, self.process, self.budget_job())
+            training = Training(state.task, s.ppo, tuple(s.seeds), s.worker, self.process, self.budget_job(),
+                                prefilter_job(self.rd, state.history + list(state.baselines.values()), s.prefilter,
+                                              protected=tuple(b.id for b in self.pending_baselines)))
             worker_error = train_candidates(self.rd, training, to_train, self.display,
                                             workdir=self.rd.worker_attempt_dir(gen, attempt), check_seed=gen)
         for c in cands + self.pending_baselines:

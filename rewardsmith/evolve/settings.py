@@ -26,6 +26,7 @@ from rewardsmith.tasks import own_env
 from rewardsmith.tasks.registry import task_from_mapping
 from rewardsmith.train.candidates import WorkerSettings
 from rewardsmith.train.runner import StallLimits
+from rewardsmith.validate.prefilter import PrefilterSettings
 from rewardsmith.train.cluster import RaySettings, executor_settings
 from rewardsmith.train.population import Halving
 from rewardsmith.train.ppo import PPOConfig
@@ -91,6 +92,7 @@ class RunSettings:
     reflection_max_chars: int
     llm: dict  # the proposer's settings (propose/__init__.make_proposer)
     seed_rewards: tuple[Proposal, ...]  # seed_rewards=[a.py,...]: read once, join generation 0
+    prefilter: PrefilterSettings = PrefilterSettings()  # judge candidates on stored episodes first
 
     @classmethod
     def from_cfg(cls, cfg: Mapping[str, Any]) -> "RunSettings":
@@ -132,7 +134,8 @@ class RunSettings:
                    halving=halving, race=race, final=final, feedback=feedback, executor=executor,
                    stop_at_target=bool(cfg.get("stop_at_target", False)),
                    reflection_max_chars=int(cfg.get("reflection_max_chars", 8000)),
-                   llm=dict(cfg.get("llm") or {"provider": "offline"}), seed_rewards=seeded)
+                   llm=dict(cfg.get("llm") or {"provider": "offline"}), seed_rewards=seeded,
+                   prefilter=_prefilter_settings(cfg))
 
     def with_task(self, task: Task) -> "RunSettings":
         return dataclasses.replace(self, task=task)
@@ -220,6 +223,15 @@ def _positive_number(cfg: Mapping[str, Any], key: str, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise UserError(f"{key} must be a positive number, got {value!r}")
     return float(value)
+
+
+def _prefilter_settings(cfg: Mapping[str, Any]) -> PrefilterSettings:
+    mode = cfg.get("prefilter") or "off"
+    try:
+        return PrefilterSettings(mode=str(mode), min_rank=float(cfg.get("prefilter_min_rank", PrefilterSettings.min_rank)),
+                                 redundant=float(cfg.get("prefilter_redundant", PrefilterSettings.redundant)))
+    except (TypeError, ValueError) as e:
+        raise UserError(str(e)) from None
 
 
 def _seconds_or_off(cfg: Mapping[str, Any], key: str, default: float) -> float:

@@ -68,4 +68,19 @@ def build_summary(state: SearchState, proposer, best: Candidate | None, t_start:
         wall_time_s=round(state.wall_before_s + time.time() - t_start, 2),
         llm=proposer.usage(),
         stopped_by_budget=proposer.exhausted or None,
+        prefilter=_prefilter_summary(settings, history),
     )
+
+
+def _prefilter_summary(settings, history: list[Candidate]) -> dict | None:
+    """What the pre-filter did: candidates judged, skipped (and why), and the env steps not spent on
+    them (each would have trained ``len(seeds)`` members at the full budget)."""
+    if not settings.prefilter.on:
+        return None
+    judged = [c for c in history if c.prefilter]
+    skipped = [c for c in judged if c.prefilter.get("skip")]
+    would = [c.id for c in judged if c.prefilter.get("reason") and not c.prefilter.get("skip")]
+    return {"mode": settings.prefilter.mode, "min_rank": settings.prefilter.min_rank,
+            "redundant": settings.prefilter.redundant, "judged": len(judged), "skipped": [c.id for c in skipped],
+            "flagged_but_trained": would,
+            "env_steps_saved": len(skipped) * len(settings.seeds) * settings.ppo.env_steps}

@@ -138,6 +138,9 @@ def reflection_levels(candidates: list[Candidate], best_so_far: Candidate | None
         for i, c in enumerate(ranked):
             if c.validation is not None and not c.validation.ok:
                 parts.append(f"candidate {c.id}: rejected at {c.validation.stage}: {c.validation.reason}")
+            elif c.status == "skipped" and c.prefilter:
+                parts.append(f"candidate {c.id}: not trained, judged on earlier policies' episodes: "
+                             f"{c.prefilter.get('reason')}")
             elif i < full:
                 parts.append(candidate_table(c, points, termination, fields))
             else:

@@ -106,6 +106,13 @@ def build_report(root: str | Path) -> str:
                      f"{spent.get('baselines', 0):,} by baselines · budget {_e(summary.budget)}"
                      + (f", {spent['stopped_early']} candidate(s) stopped early" if spent.get("stopped_early") else "")))
     rows.append(("selection", _e(summary.selection)))
+    pf = summary.prefilter
+    if pf:
+        rows.append(("pre-filter", f"{_e(pf.get('mode'))}: {_e(pf.get('judged'))} candidate(s) judged on stored episodes, "
+                     f"{len(pf.get('skipped') or [])} not trained ({_e(', '.join(pf.get('skipped') or []) or 'none')}), "
+                     f"{(pf.get('env_steps_saved') or 0):,} env steps saved"
+                     + (f"; flagged but trained: {_e(', '.join(pf['flagged_but_trained']))}"
+                        if pf.get("flagged_but_trained") else "")))
     sb = summary.sandbox
     if sb:
         lim = sb.get("limits") or {}

@@ -13,7 +13,7 @@ from rewardsmith.records import Candidate, Trajectories, Validation
 from rewardsmith.rundir import RunDir, atomic_write_json
 from rewardsmith.tasks import Task
 from rewardsmith.contract import MAX_COMPONENTS
-from rewardsmith.train.job import HalvingBudget, JobCandidate, TaskRef, TrainJob, TrainResult
+from rewardsmith.train.job import HalvingBudget, JobCandidate, PrefilterJob, TaskRef, TrainJob, TrainResult
 from rewardsmith.train.ppo import PPOConfig
 from rewardsmith.isolation.sandbox import sandbox_policy
 from rewardsmith.train.runner import StallLimits, WarmWorker, WorkerError, run_isolating_stalls, run_worker
@@ -49,13 +49,15 @@ class Training:
     worker: WorkerSettings
     process: WarmWorker | None = None
     budget: HalvingBudget | None = None
+    prefilter: PrefilterJob | None = None
 
     def job(self, cands: list[Candidate], check_seed: int) -> TrainJob:
         w = self.worker
         return TrainJob(task=TaskRef.of(self.task), schema=self.task.schema.to_json(), max_components=MAX_COMPONENTS,
                         check_limits=w.limits, compile_cache_dir=w.compile_cache_dir, ppo=self.ppo,
                         seeds=tuple(self.seeds), candidates=tuple(JobCandidate(id=c.id, source=c.source) for c in cands),
-                        check_seed=check_seed, population_size=w.population_size, budget=self.budget)
+                        check_seed=check_seed, population_size=w.population_size, budget=self.budget,
+                        prefilter=self.prefilter)
 
     def run(self, job: TrainJob, workdir: Path, on_event) -> TrainResult:
         """The job on the warm worker or executor, or in a fresh worker; a rollout check that stalls
@@ -77,10 +79,11 @@ RolloutSink = Callable[[Candidate, dict], None]
 
 
 def train_candidates(rd: RunDir, training: Training, cands: list[Candidate], display, *, workdir: Path,
-                     check_seed: int = 0, rollouts: RolloutSink | None = None) -> str:
+                     check_seed: int = 0, rollouts: RolloutSink | None = None, keep_trajectories: bool = True) -> str:
     """Train ``cands`` in one worker (its files in ``workdir``; ``check_seed`` seeds the rollout
-    check); each trained candidate's rollout goes to ``rollouts`` (default: beside its record).
-    Returns the worker's failure, or ""."""
+    check); each trained candidate's rollout goes to ``rollouts`` (default: beside its record), and
+    with ``keep_trajectories`` its evaluation episodes beside its record (the search's candidates;
+    not the finals' or the final evaluation's retraining). Returns the worker's failure, or ""."""
     for c in cands:
         c.status = "checking"
     live = LiveView(cands, display)
@@ -92,7 +95,7 @@ def train_candidates(rd: RunDir, training: Training, cands: list[Candidate], dis
         display.candidates(cands)
         return str(e)
     apply_result(result, cands, rollouts or (lambda c, rollout: atomic_write_json(rd.rollout_path(c), rollout)),
-                 lambda c, t: t.save(rd.trajectories_path(c)))
+                 (lambda c, t: t.save(rd.trajectories_path(c))) if keep_trajectories else (lambda c, t: None))
     display.candidates(cands)
     return ""
 
@@ -130,6 +133,11 @@ class LiveView:
             self.display.message(f"rung {ev.get('rung')} of {ev.get('rungs')} (update {ev.get('update')} of "
                                  f"{ev.get('of')}): {len(ev.get('kept') or {})} candidate(s) train on"
                                  + (f"; stopped {stopped}" if stopped else ""))
+        elif kind == "prefiltered" and ev.get("skipped"):
+            for cid in ev["skipped"]:
+                self.status[cid] = "skipped"
+            self.display.message(f"pre-filter: {len(ev['skipped'])} candidate(s) not trained: " + "; ".join(
+                f"{cid}: {reason}" for cid, reason in ev["skipped"].items()))
         elif kind == "trained":
             self.display.message(f"compiled in {ev.get('compile_s', 0):.1f} s (rewards {ev.get('reward_compile_s', 0):.1f} s), "
                                  f"trained in {ev.get('train_s', 0):.1f} s")
@@ -159,12 +167,17 @@ def apply_result(result: TrainResult, cands: list[Candidate], rollouts: RolloutS
             trajectories(c, res.trajectories)
         c.validation = res.validation
         c.members = list(res.members)
+        c.prefilter = res.prefilter
         if c.members:
             c.env_steps = sum(int(m.env_steps or 0) for m in c.members)
             c.rung = max((m.rung for m in c.members if m.rung is not None), default=None)
             c.rungs = c.members[0].rungs
         if not c.validation.ok:
             c.status = "rejected"
+            continue
+        if c.prefilter and c.prefilter.get("skip"):
+            c.status = "skipped"
+            c.note = (c.note + " | " if c.note else "") + f"not trained (prefilter): {c.prefilter.get('reason')}"
             continue
         fits = [m.fitness for m in c.members if m.ok and m.fitness is not None]
         if fits:

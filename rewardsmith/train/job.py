@@ -11,6 +11,7 @@ from typing import Any
 from rewardsmith.records import MemberResult, Trajectories, Validation
 from rewardsmith.train.ppo import PPOConfig
 from rewardsmith.validate.isolate import CheckLimits
+from rewardsmith.validate.prefilter import PrefilterSettings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +68,29 @@ class HalvingBudget:
 
 
 @dataclasses.dataclass(frozen=True)
+class PrefilterJob:
+    """``prefilter=``: the stored episodes the job's candidates are judged on before training, the
+    earlier candidates they are compared with, and the ids never skipped (the baselines)."""
+
+    settings: PrefilterSettings
+    reference: Trajectories
+    archive: tuple[JobCandidate, ...] = ()
+    protected: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        return {"settings": self.settings.to_json(), "reference": self.reference.to_json(),
+                "archive": [{"id": c.id, "source": c.source} for c in self.archive], "protected": list(self.protected)}
+
+    @classmethod
+    def from_json(cls, d: dict | None) -> "PrefilterJob | None":
+        if not d:
+            return None
+        return cls(settings=PrefilterSettings.from_json(d["settings"]), reference=Trajectories.from_json(d["reference"]),
+                   archive=tuple(JobCandidate(id=c["id"], source=c["source"]) for c in d.get("archive", [])),
+                   protected=tuple(d.get("protected", [])))
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainJob:
     """One training job: check every candidate (isolated load and trace, cost, shape, rollout), then
     train the survivors x ``seeds`` in one program."""
@@ -86,6 +110,7 @@ class TrainJob:
     budget: HalvingBudget | None = None
     # one rollout-check program per candidate (after a program of several ran past its limit)
     rollout_apart: bool = False
+    prefilter: PrefilterJob | None = None  # judge the candidates on stored episodes before training
 
     @property
     def ids(self) -> list[str]:
@@ -110,6 +135,8 @@ class TrainJob:
         }
         if self.rollout_apart:
             d["rollout_apart"] = True
+        if self.prefilter is not None:
+            d["prefilter"] = self.prefilter.to_json()
         return d
 
     @classmethod
@@ -122,7 +149,7 @@ class TrainJob:
                    check_limits=CheckLimits.from_json(d.get("check_limits")),
                    compile_cache_dir=d.get("compile_cache_dir"), check_seed=int(d.get("check_seed", 0)),
                    population_size=d.get("population_size"), budget=HalvingBudget.from_json(d.get("budget")),
-                   rollout_apart=bool(d.get("rollout_apart")))
+                   rollout_apart=bool(d.get("rollout_apart")), prefilter=PrefilterJob.from_json(d.get("prefilter")))
 
 
 @dataclasses.dataclass
@@ -134,6 +161,7 @@ class CandidateOutcome:
     members: list[MemberResult] = dataclasses.field(default_factory=list)
     rollout: dict | None = None
     trajectories: Trajectories | None = None
+    prefilter: dict | None = None  # the pre-filter's verdict (validate.prefilter.Verdict), where it judged
 
     def to_json(self) -> dict:
         d: dict[str, Any] = {"validation": dataclasses.asdict(self.validation),
@@ -142,13 +170,16 @@ class CandidateOutcome:
             d["rollout"] = self.rollout
         if self.trajectories is not None:
             d["trajectories"] = self.trajectories.to_json()
+        if self.prefilter is not None:
+            d["prefilter"] = self.prefilter
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> "CandidateOutcome":
         return cls(validation=Validation(**d["validation"]), members=[MemberResult(**m) for m in d.get("members", [])],
                    rollout=d.get("rollout"),
-                   trajectories=Trajectories.from_json(d["trajectories"]) if d.get("trajectories") else None)
+                   trajectories=Trajectories.from_json(d["trajectories"]) if d.get("trajectories") else None,
+                   prefilter=d.get("prefilter"))
 
 
 @dataclasses.dataclass

@@ -67,10 +67,11 @@ def run_job(job: TrainJob) -> TrainResult:
     if not early:
         _submit_checks(job, task.schema.to_json())
     admitted = _admit(job, task)
-    t_checked = time.perf_counter()
     result = TrainResult(candidates={cid: CandidateOutcome(validation=v) for cid, v in admitted.validations.items()})
-    if admitted.branches:
-        outs, members, timing = _train(job, task, admitted.branches)
+    branches = _prefilter(job, task, admitted.branches, result)
+    t_checked = time.perf_counter()
+    if branches:
+        outs, members, timing = _train(job, task, branches)
         for one, (cid, seed) in zip(outs, members):
             result.candidates[cid].members.append(_member(one, seed, admitted.validations[cid].components, task, job))
         result.timing = {**timing, "check_s": t_checked - t_start}
@@ -122,6 +123,28 @@ def _admit(job, task):
                  rollout_seed=job.check_seed, rollout_apart=job.rollout_apart,
                  on_stage=lambda stage, cid, ok, reason: emit(stage, id=cid, ok=ok, reason=reason),
                  on_rollout=lambda ids: emit("rollout_checking", ids=ids))
+
+
+def _prefilter(job, task, branches: dict, result) -> dict:
+    """``prefilter=``: the admitted candidates judged on the job's stored episodes; returns those that
+    train (every one, unless the mode skips some); each verdict goes on its outcome."""
+    if job.prefilter is None or not job.prefilter.settings.on or not branches:
+        return branches
+    from rewardsmith.contract import MAX_COMPONENTS
+    from rewardsmith.validate.prefilter import judge
+    from rewardsmith.validate.trace import shape_check
+
+    archive = {}
+    for c in job.prefilter.archive:  # earlier candidates, admitted in their own generation
+        v, branch = shape_check(c.source, c.id, task, MAX_COMPONENTS)
+        if branch is not None:
+            archive[c.id] = branch
+    verdicts = judge(branches, archive, job.prefilter.reference, task.schema, job.prefilter.settings,
+                     protected=set(job.prefilter.protected))
+    for cid, verdict in verdicts.items():
+        result.candidates[cid].prefilter = verdict.to_json()
+    emit("prefiltered", skipped={cid: v.reason for cid, v in verdicts.items() if v.skip})
+    return {cid: b for cid, b in branches.items() if not verdicts[cid].skip}
 
 
 def _train(job, task, branches: dict) -> tuple[list[dict], list[tuple[str, int]], dict]:
