@@ -67,7 +67,35 @@ def one_run(task: str, seed: int, root: Path, extra: list[str]) -> dict:
             "proposer": s.get("proposer_kind"),
             # the finals picked another candidate than the search's ranking on its training seeds
             "finals_changed_pick": (race.get("winner") != race.get("search_best")) if race else None,
-            "env_steps": steps.get("candidates", 0) + steps.get("baselines", 0) + race_steps + final_steps}
+            "env_steps": steps.get("candidates", 0) + steps.get("baselines", 0) + race_steps + final_steps,
+            "prefilter": prefilter_figures(run_dir, s)}
+
+
+def prefilter_figures(run_dir: Path, s: dict) -> dict | None:
+    """``prefilter=``: what it judged and skipped, and, for every candidate it flagged (skipped, or in
+    ``measure`` mode trained anyway), whether that candidate beat the best of the rest of its
+    generation (a false skip when it was skipped or would have been)."""
+    pf = s.get("prefilter")
+    if not pf:
+        return None
+    by_gen: dict[int, list[dict]] = {}
+    for p in (run_dir / "generations").glob("gen_*/candidates/*/candidate.json"):
+        c = json.loads(p.read_text())
+        by_gen.setdefault(c["generation"], []).append(c)
+    flagged = beat = 0
+    for cands in by_gen.values():
+        for c in cands:
+            v = c.get("prefilter") or {}
+            if not v.get("reason"):
+                continue
+            flagged += 1
+            rest = [o["fitness"] for o in cands if o is not c and o.get("fitness") is not None]
+            if c.get("fitness") is not None and rest and c["fitness"] > max(rest):
+                beat += 1
+    per_candidate = (s.get("env_steps_per_member") or 0) * len(s.get("seeds") or [])
+    return {"mode": pf.get("mode"), "judged": pf.get("judged"), "skipped": len(pf.get("skipped") or []),
+            "flagged": flagged, "flagged_beat_generation_best": beat,
+            "env_steps_saved": pf.get("env_steps_saved"), "env_steps_flagged": flagged * per_candidate}
 
 
 def _ms(values: list) -> str:
@@ -119,6 +147,21 @@ def main() -> None:
               f"{_ms([r['human'] for r in rs])} | {_ms([r['sparse'] for r in rs])} | "
               f"{_ms([r['hns'] for r in rs])} | {_margin_text(rs)} | {statistics.mean(r['env_steps'] for r in rs):,.0f} | "
               f"{statistics.mean(walls) if walls else float('nan'):.0f} |")
+    pre = [r for r in rows if r.get("prefilter")]
+    if pre:
+        print()
+        print("| task | mode | runs | judged | skipped | flagged (skipped, or would be) | flagged that beat their "
+              "generation's best | env steps saved | env steps of the flagged | env steps of the runs |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for task in args.tasks.split(","):
+            rs = [r for r in pre if r["task"] == task]
+            if not rs:
+                continue
+            tot = {k: sum(r["prefilter"][k] or 0 for r in rs) for k in
+                   ("judged", "skipped", "flagged", "flagged_beat_generation_best", "env_steps_saved", "env_steps_flagged")}
+            print(f"| {task} | {rs[0]['prefilter']['mode']} | {len(rs)} | {tot['judged']} | {tot['skipped']} | "
+                  f"{tot['flagged']} | {tot['flagged_beat_generation_best']} | {tot['env_steps_saved']:,} | "
+                  f"{tot['env_steps_flagged']:,} | {sum(r['env_steps'] for r in rs):,} |")
 
 
 def _margin_text(rs: list[dict]) -> str:
