@@ -17,6 +17,7 @@ from rewardsmith.evaluate.final import final_evaluation
 from rewardsmith.evaluate.race import is_current, run_finals
 from rewardsmith.evaluate.sanity import identical_message, identical_policies
 from rewardsmith.evolve.observers import GenerationDone, observers
+from rewardsmith.evolve.archive import Archive, archive_examples, build_archive
 from rewardsmith.evolve.reference import prefilter_job
 from rewardsmith.evolve.settings import FeedbackSettings, RunSettings, check_task_action
 from rewardsmith.evolve.state import SearchState, human_context, load_state, new_state, with_task_file
@@ -175,14 +176,18 @@ class Search:
         """K proposals for this attempt ([] when the proposer failed); None once its budget is spent."""
         state = self.state
         ranking = [c.id for c in state.ranking(feedback)]
+        archive = self.archive()
+        parents = archive.ranking(ranking) if archive else (ranking if feedback else None)
         ctx = ProposalContext(task=state.task, generation=gen, k=self.samples, history=list(state.history),
                               reflection=state.reflection, reflection_shorter=list(state.reflection_shorter),
                               seed=self.base_seed, human_feedback=human_text,
-                              ranking=ranking if feedback else None, constraints=constraints, attempt=attempt)
+                              ranking=parents, constraints=constraints, attempt=attempt,
+                              elites=archive_examples(archive, state.history) if archive else [])
         atomic_write_json(self.rd.proposer_input_path(gen, attempt),
                           {"proposer": self.proposer.label, "reflection": ctx.reflection,
                            "human_feedback": ctx.human_feedback, "constraints": ctx.constraints,
-                           "selection": state.selection_mode(feedback), "ranking": ranking[:10]})
+                           "selection": state.selection_mode(feedback), "ranking": ranking[:10],
+                           **({"search": "archive", "parents": (parents or [])[:10]} if archive else {})})
         try:
             proposals = self.proposer.propose(ctx)
         except Exception as e:  # noqa: BLE001 - a proposer failure ends proposing, not the run
@@ -194,6 +199,15 @@ class Search:
         if gen == 0 and attempt == 0:
             proposals = list(self.settings.seed_rewards) + proposals
         return proposals
+
+    def archive(self) -> Archive | None:
+        """search=archive: the run's MAP-Elites archive so far (written to archive.json); else None."""
+        if self.settings.search != "archive":
+            return None
+        archive = build_archive(self.rd, self.state.history, self.state.task)
+        if archive is not None:
+            atomic_write_json(self.rd.root / "archive.json", archive.to_json())
+        return archive
 
     def new_candidates(self, gen: int, proposals: list) -> list[Candidate]:
         """One candidate per proposal whose code was not trained before."""

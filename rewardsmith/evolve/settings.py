@@ -93,6 +93,7 @@ class RunSettings:
     llm: dict  # the proposer's settings (propose/__init__.make_proposer)
     seed_rewards: tuple[Proposal, ...]  # seed_rewards=[a.py,...]: read once, join generation 0
     prefilter: PrefilterSettings = PrefilterSettings()  # judge candidates on stored episodes first
+    search: str = "greedy"  # greedy (parents from the best) or archive (MAP-Elites over behaviours)
 
     @classmethod
     def from_cfg(cls, cfg: Mapping[str, Any]) -> "RunSettings":
@@ -135,7 +136,7 @@ class RunSettings:
                    stop_at_target=bool(cfg.get("stop_at_target", False)),
                    reflection_max_chars=int(cfg.get("reflection_max_chars", 8000)),
                    llm=dict(cfg.get("llm") or {"provider": "offline"}), seed_rewards=seeded,
-                   prefilter=_prefilter_settings(cfg))
+                   prefilter=_prefilter_settings(cfg), search=_search_mode(cfg))
 
     def with_task(self, task: Task) -> "RunSettings":
         return dataclasses.replace(self, task=task)
@@ -223,6 +224,13 @@ def _positive_number(cfg: Mapping[str, Any], key: str, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise UserError(f"{key} must be a positive number, got {value!r}")
     return float(value)
+
+
+def _search_mode(cfg: Mapping[str, Any]) -> str:
+    mode = cfg.get("search") or "greedy"
+    if mode not in ("greedy", "archive"):
+        raise UserError(f"search must be greedy or archive, got {mode!r}")
+    return mode
 
 
 def _prefilter_settings(cfg: Mapping[str, Any]) -> PrefilterSettings:

@@ -40,6 +40,8 @@ class ProposalContext:
     # term constraints read from human feedback (offline proposer): {"field", "direction", "sentence"}
     constraints: list[dict] = dataclasses.field(default_factory=list)
     attempt: int = 0  # retry of this generation (0: first try): a retry must draw new samples
+    # search=archive: a few elites of other behaviours than the best ({id, fitness, behaviour, source})
+    elites: list[dict] = dataclasses.field(default_factory=list)
 
 
 class Proposer:

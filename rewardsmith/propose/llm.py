@@ -177,7 +177,8 @@ class LLMProposer(Proposer):
                 msgs.append({"role": "assistant", "content": f"```python\n{best.source.strip()}\n```"})
 
             def feedback(statistics: str) -> dict:
-                text = self.prompts.render("reflection", generation=ctx.generation - 1, statistics=statistics)
+                text = self.prompts.render("reflection", generation=ctx.generation - 1,
+                                           statistics=statistics + _elites_text(ctx.elites))
                 if ctx.human_feedback:
                     text += "\n\n" + self.prompts.render("human_feedback", feedback=ctx.human_feedback)
                 return {"role": "user", "content": text}
@@ -381,6 +382,18 @@ def code_key(source: str) -> str:
         return ast.dump(ast.parse(source))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return source.strip()
+
+
+def _elites_text(elites: list[dict]) -> str:
+    """search=archive: rewards whose policies behaved differently from the best's, to draw on too."""
+    if not elites:
+        return ""
+    parts = ["\n\nOther rewards the search keeps because their policies behave differently (the mean of "
+             "these quantities over an episode); ideas from them may combine with the best:"]
+    for e in elites:
+        what = ", ".join(f"{k} {v:g}" for k, v in e["behaviour"].items())
+        parts.append(f"{e['id']} (task fitness {e['fitness']:.4g}; {what}):\n```python\n{e['source'].strip()}\n```")
+    return "\n".join(parts)
 
 
 def _best(history: list[Candidate], ranking: list[str] | None = None) -> Candidate | None:

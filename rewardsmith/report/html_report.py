@@ -205,6 +205,8 @@ def build_report(root: str | Path) -> str:
                                               for ln in d.lines()) + "</ul>")
         parts.append(_highlight(best.source))
 
+    parts.append(_archive_section(root))
+
     # -- generations ------------------------------------------------------------------------------
     parts.append("<h2>Generations</h2>")
     for g in gens:
@@ -256,6 +258,37 @@ def build_report(root: str | Path) -> str:
         parts.append(f"<pre>{_e(json.dumps(rd.read_config(), indent=2))}</pre>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _archive_section(root) -> str:
+    """search=archive: the MAP-Elites grid (archive.json): each cell's elite and its fitness."""
+    path = Path(root) / "archive.json"
+    if not path.is_file():
+        return ""
+    try:
+        a = json.loads(path.read_text(encoding="utf-8"))
+        fields, edges, cells, fitness = a["fields"], a["edges"], a["cells"], a["fitness"]
+    except (OSError, ValueError, KeyError):
+        return ""
+    if len(fields) != 2:
+        return ""
+
+    def bounds(j: int, i: int) -> str:
+        e = edges[j]
+        lo = f"{e[i - 1]:.3g}" if i > 0 else "-inf"
+        hi = f"{e[i]:.3g}" if i < len(e) else "inf"
+        return f"{lo} .. {hi}"
+    rows = [f"<tr><th>{_e(fields[0])} \\ {_e(fields[1])}</th>"
+            + "".join(f"<th>{_e(bounds(1, j))}</th>" for j in range(len(edges[1]) + 1)) + "</tr>"]
+    for i in range(len(edges[0]) + 1):
+        tds = []
+        for j in range(len(edges[1]) + 1):
+            cid = cells.get(f"{i},{j}")
+            tds.append(f"<td>{_e(cid)}<br>{_num(fitness.get(cid))}</td>" if cid else "<td></td>")
+        rows.append(f"<tr><th>{_e(bounds(0, i))}</th>{''.join(tds)}</tr>")
+    return (f"<h2>Archive (search=archive)</h2><p class='sub'>{len(set(cells.values()))} elite(s) in "
+            f"{len(cells)} cell(s) of what the policies did (episode means of {_e(', '.join(fields))}); "
+            "each cell keeps its fittest candidate</p><table>" + "".join(rows) + "</table>")
 
 
 def write_report(root: str | Path) -> Path:
