@@ -31,7 +31,7 @@ MODES = ("off", "rank", "rank+dedupe", "measure")
 class PrefilterSettings:
     mode: str = "off"
     min_rank: float = 0.0  # skip below this Spearman correlation of return with fitness
-    redundant: float = 0.99  # skip at or above this Pearson correlation with an earlier candidate's rewards
+    redundant: float = 0.999  # skip at or above this Pearson correlation with an earlier candidate's rewards
     max_episodes: int = 64  # stored episodes judged on (spread over the fitness range)
     archive: int = 8  # earlier candidates (best first) a new one is compared with
 
@@ -60,8 +60,8 @@ class Verdict:
     """What the pre-filter found for one candidate, and whether it was skipped."""
 
     rank: float | None  # Spearman(return per episode, fitness); None where it cannot be told
-    redundant_of: str | None  # the earlier candidate whose rewards it copies
-    corr: float | None  # Pearson correlation with that candidate's per-transition rewards
+    redundant_of: str | None  # the earlier candidate whose rewards it copies (corr at the threshold or above)
+    corr: float | None  # Pearson correlation with the closest earlier candidate's per-transition rewards
     skip: bool
     reason: str
     episodes: int
@@ -101,17 +101,16 @@ def pearson(x, y) -> float | None:
 
 
 def copy_of(r: np.ndarray, earlier: Mapping[str, np.ndarray], threshold: float) -> tuple[str | None, float | None]:
-    """The first earlier reward vector that ``r`` is an affine copy of (positive scale), and the
-    correlation; two constant rewards copy each other."""
+    """The earlier reward vector most correlated with ``r`` (positive scale: an affine copy at 1.0),
+    and the correlation, where it is at ``threshold`` or above; two constant rewards copy each other."""
     constant = np.ptp(r) <= 1e-9 * max(1.0, float(np.abs(r).max())) if r.size else True
+    best: tuple[str | None, float | None] = (None, None)
     for cid, other in earlier.items():
         other_constant = np.ptp(other) <= 1e-9 * max(1.0, float(np.abs(other).max())) if other.size else True
-        if constant and other_constant:
-            return cid, 1.0
-        c = pearson(r, other)
-        if c is not None and c >= threshold:
-            return cid, c
-    return None, None
+        c = 1.0 if constant and other_constant else pearson(r, other)
+        if c is not None and c >= threshold and (best[1] is None or c > best[1]):
+            best = (cid, c)
+    return best
 
 
 def rewards_on(branch: Callable, ref, schema) -> np.ndarray:
@@ -146,7 +145,8 @@ def judge(branches: Mapping[str, Callable], archive: Mapping[str, Callable], ref
         returns = np.where(live, np.nan_to_num(r, nan=0.0), 0.0).sum(0)
         rank = spearman(returns, fitness) if np.all(np.isfinite(r[live])) else None
         flat = r[live]
-        of, corr = copy_of(flat, earlier, settings.redundant) if np.all(np.isfinite(flat)) else (None, None)
+        closest, corr = copy_of(flat, earlier, -1.0) if np.all(np.isfinite(flat)) else (None, None)
+        of = closest if corr is not None and corr >= settings.redundant else None
         reasons = []
         if rank is not None and rank < settings.min_rank:
             reasons.append(f"its returns order the {fitness.size} stored episodes against the fitness "
