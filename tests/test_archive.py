@@ -66,3 +66,17 @@ def test_the_llm_is_shown_the_other_elites_with_what_their_policies_did():
     text = _elites_text([{"id": "g01-aa", "fitness": 42.0, "behaviour": {"x": 0.5, "theta": -0.01},
                           "source": "def compute_reward(state, action, next_state):\n    return 1.0, {}\n"}])
     assert "g01-aa (task fitness 42; x 0.5, theta -0.01)" in text and "```python\ndef compute_reward" in text
+
+
+def test_a_run_may_name_the_archives_quantities_and_a_wrong_one_is_one_clear_error(tmp_path):
+    import pytest
+
+    from rewardsmith.errors import UserError
+    from rewardsmith.evolve.settings import RunSettings
+
+    s = RunSettings.from_cfg(tiny_cfg(search="archive", archive_fields=["theta", "x_dot"]))
+    assert s.archive_fields == (("theta", None), ("x_dot", None))
+    with pytest.raises(UserError, match="archive_fields: 'height' is not a field of cartpole"):
+        RunSettings.from_cfg(tiny_cfg(search="archive", archive_fields=["height"]))
+    with pytest.raises(UserError, match="search must be greedy or archive"):
+        RunSettings.from_cfg(tiny_cfg(search="novelty"))

@@ -4,8 +4,8 @@ examples a proposer is shown come from different behaviours, not only from aroun
 
 Descriptors, task-agnostic by default: the mean over each stored episode's running steps of the two
 schema quantities the task's description names most (``propose.relevance``; the first two fields
-where it names fewer), averaged over the candidate's episodes. A task may name its own
-(``archive.fields``). Each dimension is cut into ``bins`` cells at the quantiles of the run's
+where it names fewer), averaged over the candidate's episodes. A run may name its own
+(``archive_fields=[field, field[k]]``). Each dimension is cut into ``bins`` cells at the quantiles of the run's
 descriptors so far; each cell keeps its fittest candidate (its elite). ``ranking`` puts the elites
 first (fittest first), then everyone else in the run's own order: the offline proposer mutates and
 recombines its top parents from that order and the LLM is shown the first few elites."""
@@ -47,6 +47,20 @@ class Archive:
                 "descriptors": self.descriptors, "fitness": self.fitness}
 
 
+def parse_fields(names: Sequence[str], task: Task) -> list[tuple[str, int | None]]:
+    """``archive_fields``: "name" (a vector field: its norm) or "name[k]" (its component k)."""
+    import re
+
+    out = []
+    for text in names:
+        m = re.fullmatch(r"\s*(\w+)\s*(?:\[\s*(\d+)\s*\])?\s*", str(text))
+        if not m or m.group(1) not in task.schema.names:
+            raise ValueError(f"archive_fields: {text!r} is not a field of {task.name} ({', '.join(task.schema.names)}), "
+                             "nor field[k]")
+        out.append((m.group(1), int(m.group(2)) if m.group(2) is not None else None))
+    return out
+
+
 def descriptor_fields(task: Task, n: int = 2) -> list[tuple[str, int | None]]:
     """The quantities the description names most (a field, or one component of a vector field)."""
     from rewardsmith.propose.relevance import relevance
@@ -74,9 +88,10 @@ def descriptor(traj, fields: list[tuple[str, int | None]]) -> list[float] | None
     return out if all(np.isfinite(out)) else None
 
 
-def build_archive(rd: RunDir, candidates: list[Candidate], task: Task, bins: int = 4) -> Archive | None:
+def build_archive(rd: RunDir, candidates: list[Candidate], task: Task, bins: int = 4,
+                  fields: list[tuple[str, int | None]] | None = None) -> Archive | None:
     """The archive of the trained ``candidates`` whose episodes are stored; None before any are."""
-    fields = descriptor_fields(task)
+    fields = fields or descriptor_fields(task)
     desc, fit = {}, {}
     for c in candidates:
         if c.status != "trained" or c.fitness is None:

@@ -204,7 +204,8 @@ class Search:
         """search=archive: the run's MAP-Elites archive so far (written to archive.json); else None."""
         if self.settings.search != "archive":
             return None
-        archive = build_archive(self.rd, self.state.history, self.state.task)
+        archive = build_archive(self.rd, self.state.history, self.state.task,
+                                fields=list(self.settings.archive_fields) or None)
         if archive is not None:
             atomic_write_json(self.rd.root / "archive.json", archive.to_json())
         return archive

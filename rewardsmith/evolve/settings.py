@@ -94,6 +94,7 @@ class RunSettings:
     seed_rewards: tuple[Proposal, ...]  # seed_rewards=[a.py,...]: read once, join generation 0
     prefilter: PrefilterSettings = PrefilterSettings()  # judge candidates on stored episodes first
     search: str = "greedy"  # greedy (parents from the best) or archive (MAP-Elites over behaviours)
+    archive_fields: tuple = ()  # search=archive: the quantities its cells are keyed by (empty: from the description)
 
     @classmethod
     def from_cfg(cls, cfg: Mapping[str, Any]) -> "RunSettings":
@@ -136,7 +137,8 @@ class RunSettings:
                    stop_at_target=bool(cfg.get("stop_at_target", False)),
                    reflection_max_chars=int(cfg.get("reflection_max_chars", 8000)),
                    llm=dict(cfg.get("llm") or {"provider": "offline"}), seed_rewards=seeded,
-                   prefilter=_prefilter_settings(cfg), search=_search_mode(cfg))
+                   prefilter=_prefilter_settings(cfg), search=_search_mode(cfg),
+                   archive_fields=_archive_fields(cfg, task))
 
     def with_task(self, task: Task) -> "RunSettings":
         return dataclasses.replace(self, task=task)
@@ -224,6 +226,18 @@ def _positive_number(cfg: Mapping[str, Any], key: str, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise UserError(f"{key} must be a positive number, got {value!r}")
     return float(value)
+
+
+def _archive_fields(cfg: Mapping[str, Any], task: Task) -> tuple:
+    from rewardsmith.evolve.archive import parse_fields
+
+    names = cfg.get("archive_fields") or []
+    if isinstance(names, str):
+        names = [names]
+    try:
+        return tuple(parse_fields(list(names), task))
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def _search_mode(cfg: Mapping[str, Any]) -> str:
