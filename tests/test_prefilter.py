@@ -18,8 +18,45 @@ from rewardsmith.validate.prefilter import PrefilterSettings, copy_of, judge, pe
 HEAD = "import jax.numpy as jnp\n\n\ndef compute_reward(state, action, next_state):\n"
 ALIVE = HEAD + "    r = 1.0 + 0.0 * next_state.x\n    return r, {\"alive\": r}\n"
 UPRIGHT = HEAD + "    r = 1.0 - jnp.abs(next_state.theta) / 0.21\n    return r, {\"upright\": r}\n"
-UPRIGHT_COPY = HEAD + "    r = 2.0 * (1.0 - jnp.abs(next_state.theta) / 0.21) + 1.0\n    return r, {\"twice\": r}\n"
+UPRIGHT_COPY = HEAD + "    r = 2.0 * (1.0 - jnp.abs(next_state.theta) / 0.21)\n    return r, {\"twice\": r}\n"
+# where episodes end early an offset pays for living: not the same reward
+UPRIGHT_OFFSET = HEAD + "    r = 2.0 * (1.0 - jnp.abs(next_state.theta) / 0.21) + 1.0\n    return r, {\"plus\": r}\n"
 FALL = HEAD + "    r = -1.0 + 0.0 * next_state.x\n    return r, {\"hurry\": r}\n"  # pays for ending soon
+
+
+def test_an_affine_copy_is_caught_where_no_stored_episode_ends_early():
+    from rewardsmith.records import Trajectories
+    from rewardsmith.validate.prefilter import judge as judge_
+
+    rng = np.random.default_rng(1)
+    steps, eps = 20, 6
+    theta = rng.normal(size=(steps, eps)).astype(np.float32)
+    state = {"x": np.zeros((steps, eps), np.float32), "theta": theta}
+    ref = Trajectories(state=state, next_state=state, action=np.zeros((steps, eps), np.int32),
+                       live=np.ones((steps, eps), np.float32), fitness_step=-np.abs(theta),
+                       fitness=-np.abs(theta).sum(0), stride=1)
+
+    class Schema:
+        names = ("x", "theta")
+
+        @staticmethod
+        def make_state(values):
+            from collections import namedtuple
+            return namedtuple("S", "x theta")(**values)
+
+    import jax.numpy as jnp
+
+    def r(s, a, ns):
+        return -jnp.abs(ns.theta), jnp.zeros(1)
+
+    def r2(s, a, ns):
+        return 2 * (-jnp.abs(ns.theta)) + 1, jnp.zeros(1)
+    v = judge_({"r": r, "r2": r2}, {}, ref, Schema, PrefilterSettings(mode="rank+dedupe"))
+    assert v["r"].rank == pytest.approx(1.0) and not v["r"].skip
+    assert v["r2"].redundant_of == "r" and v["r2"].skip and "affine copy of r" in v["r2"].reason
+    ref.live[-1, 0] = 0.0  # one episode ended early: the offset now pays for living
+    v = judge_({"r": r, "r2": r2}, {}, ref, Schema, PrefilterSettings(mode="rank+dedupe"))
+    assert v["r2"].redundant_of is None and not v["r2"].skip
 
 
 def test_rank_and_copy_statistics():
@@ -57,12 +94,15 @@ def test_the_rank_orders_a_known_good_and_a_known_bad_reward_on_a_stored_cartpol
     assert ref.episodes >= 8 and len(np.unique(ref.fitness)) >= 3  # several policies' episodes
     task = get_task("cartpole")
     branches = {cid: shape_check(src, cid, task, MAX_COMPONENTS)[1]
-                for cid, src in (("alive", ALIVE), ("fall", FALL), ("upright", UPRIGHT), ("copy", UPRIGHT_COPY))}
+                for cid, src in (("alive", ALIVE), ("fall", FALL), ("upright", UPRIGHT), ("copy", UPRIGHT_COPY),
+                                 ("offset", UPRIGHT_OFFSET))}
     verdicts = judge(branches, {}, ref, task.schema, job.settings)
     assert verdicts["alive"].rank > 0.9 and not verdicts["alive"].skip  # CartPole's fitness is its length
     assert verdicts["fall"].rank < -0.9 and verdicts["fall"].skip and "against the fitness" in verdicts["fall"].reason
     assert verdicts["copy"].redundant_of == "upright" and verdicts["copy"].skip
     assert not verdicts["upright"].skip
+    assert (~(ref.live[-1] > 0)).any()  # some stored CartPole episodes fell before the end
+    assert verdicts["offset"].corr > 0.999 and verdicts["offset"].redundant_of is None and not verdicts["offset"].skip
     # measure: the same verdicts, nothing skipped
     measured = judge(branches, {}, ref, task.schema, PrefilterSettings(mode="measure"))
     assert measured["fall"].reason and measured["copy"].redundant_of == "upright"

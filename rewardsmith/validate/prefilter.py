@@ -10,7 +10,8 @@ fitness (``records.Trajectories``). A new candidate's reward is evaluated on eve
 - **redundancy**: Pearson's correlation of its per-transition rewards with an earlier candidate's
   (the archive's, then this generation's before it). At ``redundant`` or above it is an affine copy
   with a positive scale (``2 r + 1`` of ``r``): PPO with normalised returns would learn the same thing
-  twice.
+  twice. Where stored episodes end early, only a copy without an offset counts (``2 r``): an offset
+  then pays for living or for ending, which changes what is learnt.
 
 Modes: ``off``; ``rank`` (skip low rank); ``rank+dedupe`` (skip low rank and copies); ``measure``
 (score and record everything, train everything: for measuring what the pre-filter would have
@@ -103,14 +104,30 @@ def pearson(x, y) -> float | None:
 def copy_of(r: np.ndarray, earlier: Mapping[str, np.ndarray], threshold: float) -> tuple[str | None, float | None]:
     """The earlier reward vector most correlated with ``r`` (positive scale: an affine copy at 1.0),
     and the correlation, where it is at ``threshold`` or above; two constant rewards copy each other."""
-    constant = np.ptp(r) <= 1e-9 * max(1.0, float(np.abs(r).max())) if r.size else True
+    constant = _constant(r)
     best: tuple[str | None, float | None] = (None, None)
     for cid, other in earlier.items():
-        other_constant = np.ptp(other) <= 1e-9 * max(1.0, float(np.abs(other).max())) if other.size else True
-        c = 1.0 if constant and other_constant else pearson(r, other)
+        c = 1.0 if constant and _constant(other) else pearson(r, other)
         if c is not None and c >= threshold and (best[1] is None or c > best[1]):
             best = (cid, c)
     return best
+
+
+def _constant(v: np.ndarray) -> bool:
+    return bool(np.ptp(v) <= 1e-9 * max(1.0, float(np.abs(v).max()))) if v.size else True
+
+
+def scaled_copy(r: np.ndarray, other: np.ndarray, tol: float = 1e-3) -> bool:
+    """``r`` = a * ``other`` with a > 0 and no offset (within ``tol`` of its size). Where episodes can
+    end early an offset is not harmless (it pays for living or for ending): only such a copy is the
+    same reward to PPO."""
+    if r.size == 0 or other.size == 0:
+        return False
+    if _constant(other) or _constant(r):
+        return bool(_constant(other) and _constant(r) and other.mean() != 0
+                    and np.sign(r.mean()) == np.sign(other.mean()))
+    a, b = np.polyfit(other, r, 1)
+    return bool(a > 0 and abs(b) <= tol * float(np.abs(r).max()))
 
 
 def rewards_on(branch: Callable, ref, schema) -> np.ndarray:
@@ -129,6 +146,7 @@ def judge(branches: Mapping[str, Callable], archive: Mapping[str, Callable], ref
     """A verdict for each of ``branches`` (in order) on the stored episodes ``ref``."""
     live = np.asarray(ref.live, np.float64) > 0
     fitness = np.asarray(ref.fitness, np.float64)
+    ended_early = bool((~live[-1]).any())  # some stored episode ended before the last step
     earlier: dict[str, np.ndarray] = {}
     for cid, fn in archive.items():
         try:
@@ -147,6 +165,8 @@ def judge(branches: Mapping[str, Callable], archive: Mapping[str, Callable], ref
         flat = r[live]
         closest, corr = copy_of(flat, earlier, -1.0) if np.all(np.isfinite(flat)) else (None, None)
         of = closest if corr is not None and corr >= settings.redundant else None
+        if of is not None and ended_early and not scaled_copy(flat, earlier[of]):
+            of = None  # an affine copy whose offset pays for living or for ending: not the same reward
         reasons = []
         if rank is not None and rank < settings.min_rank:
             reasons.append(f"its returns order the {fitness.size} stored episodes against the fitness "
