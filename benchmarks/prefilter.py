@@ -19,11 +19,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from search_quality import one_run  # noqa: E402
 
-RULES = (("rank < 0", lambda v: v.get("rank") is not None and v["rank"] < 0.0),
-         ("copy >= 0.999", lambda v: (v.get("corr") or 0.0) >= 0.999),
-         ("copy >= 0.99", lambda v: (v.get("corr") or 0.0) >= 0.99),
-         ("rank < 0 or copy >= 0.999", lambda v: (v.get("rank") is not None and v["rank"] < 0.0)
-          or (v.get("corr") or 0.0) >= 0.999))
+RULES = (("rank < 0 (prefilter=rank)", lambda v: v.get("rank") is not None and v["rank"] < 0.0),
+         # the run's own copy rule: correlation >= prefilter_redundant, and no offset where episodes end early
+         ("copy", lambda v: bool(v.get("redundant_of"))),
+         ("rank < 0 or copy (prefilter=rank+dedupe)", lambda v: (v.get("rank") is not None and v["rank"] < 0.0)
+          or bool(v.get("redundant_of"))),
+         ("closest correlation >= 0.99, any offset", lambda v: (v.get("corr") or 0.0) >= 0.99))
 
 
 def judged(run_dir: Path) -> list[dict]:
