@@ -221,10 +221,13 @@ def _positive_int(cfg: Mapping[str, Any], key: str, default: int) -> int:
     return value
 
 
-def _positive_number(cfg: Mapping[str, Any], key: str, default: float) -> float:
+def _positive_number(cfg: Mapping[str, Any], key: str, default: float, *, zero: str | None = None) -> float:
+    """``cfg[key]`` as a finite number above 0; with ``zero`` (what 0 means there) 0 is allowed too."""
     value = cfg.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise UserError(f"{key} must be a positive number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
+            or (value == 0 and zero is None):
+        raise UserError(f"{key} must be a positive number, got {value!r}" if zero is None else
+                        f"{key} must be a non-negative number of seconds ({zero}), got {value!r}")
     return float(value)
 
 
@@ -256,13 +259,6 @@ def _prefilter_settings(cfg: Mapping[str, Any]) -> PrefilterSettings:
         raise UserError(str(e)) from None
 
 
-def _seconds_or_off(cfg: Mapping[str, Any], key: str, default: float) -> float:
-    value = cfg.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise UserError(f"{key} must be a non-negative number of seconds (0: not watched), got {value!r}")
-    return float(value)
-
-
 def _worker_settings(cfg: Mapping[str, Any]) -> WorkerSettings:
     try:
         limits = CheckLimits(cpu_s=_positive_number(cfg, "check_cpu_s", CheckLimits.cpu_s),
@@ -286,8 +282,9 @@ def _worker_settings(cfg: Mapping[str, Any]) -> WorkerSettings:
     for key, value in (("sandbox_memory_mb", memory), ("sandbox_file_mb", file_mb), ("sandbox_folder_mb", folder_mb)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise UserError(f"{key} must be a non-negative integer (0: no cap), got {value!r}")
-    stalls = StallLimits(rollout_s=_seconds_or_off(cfg, "check_rollout_s", WorkerSettings.stalls.rollout_s),
-                         training_s=_seconds_or_off(cfg, "train_stall_s", WorkerSettings.stalls.training_s))
+    stalls = StallLimits(
+        rollout_s=_positive_number(cfg, "check_rollout_s", WorkerSettings.stalls.rollout_s, zero="0: not watched"),
+        training_s=_positive_number(cfg, "train_stall_s", WorkerSettings.stalls.training_s, zero="0: not watched"))
     return WorkerSettings(timeout_s=_positive_number(cfg, "worker_timeout_s", 1800), limits=limits,
                           compile_cache_dir=cache_dir, sandbox=mode, sandbox_memory_mb=memory,
                           sandbox_file_mb=file_mb, sandbox_folder_mb=folder_mb, stalls=stalls)

@@ -43,6 +43,13 @@ class JobCandidate:
     id: str
     source: str
 
+    def to_json(self) -> dict:
+        return {"id": self.id, "source": self.source}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "JobCandidate":
+        return cls(id=d["id"], source=d["source"])
+
 
 @dataclasses.dataclass(frozen=True)
 class HalvingBudget:
@@ -79,14 +86,14 @@ class PrefilterJob:
 
     def to_json(self) -> dict:
         return {"settings": self.settings.to_json(), "reference": self.reference.to_json(),
-                "archive": [{"id": c.id, "source": c.source} for c in self.archive], "protected": list(self.protected)}
+                "archive": [c.to_json() for c in self.archive], "protected": list(self.protected)}
 
     @classmethod
     def from_json(cls, d: dict | None) -> "PrefilterJob | None":
         if not d:
             return None
         return cls(settings=PrefilterSettings.from_json(d["settings"]), reference=Trajectories.from_json(d["reference"]),
-                   archive=tuple(JobCandidate(id=c["id"], source=c["source"]) for c in d.get("archive", [])),
+                   archive=tuple(JobCandidate.from_json(c) for c in d.get("archive", [])),
                    protected=tuple(d.get("protected", [])))
 
 
@@ -128,7 +135,7 @@ class TrainJob:
             "compile_cache_dir": self.compile_cache_dir,
             "ppo": dataclasses.asdict(self.ppo),
             "seeds": list(self.seeds),
-            "candidates": [{"id": c.id, "source": c.source} for c in self.candidates],
+            "candidates": [c.to_json() for c in self.candidates],
             "check_seed": self.check_seed,
             "population_size": self.population_size,
             "budget": self.budget.to_json() if self.budget else None,
@@ -144,7 +151,7 @@ class TrainJob:
         t = d["task"]
         return cls(task=TaskRef(name=t["name"], file=t.get("file"), env=dict(t.get("env") or {})),
                    ppo=PPOConfig.from_dict(d.get("ppo") or {}), seeds=tuple(int(s) for s in d.get("seeds", [0])),
-                   candidates=tuple(JobCandidate(id=c["id"], source=c["source"]) for c in d.get("candidates", [])),
+                   candidates=tuple(JobCandidate.from_json(c) for c in d.get("candidates", [])),
                    schema=d.get("schema"), max_components=d.get("max_components"),
                    check_limits=CheckLimits.from_json(d.get("check_limits")),
                    compile_cache_dir=d.get("compile_cache_dir"), check_seed=int(d.get("check_seed", 0)),

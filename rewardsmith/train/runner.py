@@ -85,7 +85,7 @@ class StallWatch:
                 reference = self._slowest if self._chunks > 1 else took
                 self._set("training", self._training,
                           now + max(self.limits.training_s, StallLimits.TRAINING_FACTOR * reference))
-        elif kind in ("trained", "job_done"):
+        elif kind == "trained":
             self.deadline, self._chunk_start = None, None
 
     def _set(self, kind: str, ids: list[str], deadline: float) -> None:
@@ -97,6 +97,15 @@ class StallWatch:
 
     def stalled(self, log_path) -> Stalled:
         return Stalled(self.kind, self.ids, time.monotonic() - self.since, log_path)
+
+    def overdue(self, t0: float, timeout_s: float, log_path) -> WorkerError | None:
+        """The error for a worker past its stall limit or its whole timeout (from ``t0``); None while neither."""
+        if self.left() <= 0:
+            return self.stalled(log_path)
+        if time.monotonic() - t0 >= timeout_s:
+            return WorkerError(f"training worker exceeded its {timeout_s:g} s timeout and was stopped "
+                               f"(worker log: {log_path})")
+        return None
 
 
 def run_isolating_stalls(run_once: Callable[[TrainJob], TrainResult], job: TrainJob) -> TrainResult:
@@ -173,13 +182,11 @@ def run_worker(job: TrainJob, workdir: Path, *, timeout_s: float,
                 rc = proc.wait(timeout=max(0.01, min(1.0, timeout_s - (time.monotonic() - t0), watch.left())))
                 break
             except subprocess.TimeoutExpired:
-                if watch.left() <= 0 or time.monotonic() - t0 >= timeout_s:
+                error = watch.overdue(t0, timeout_s, log_path)
+                if error is not None:
                     kill_group(proc)
                     reader.join(5)
-                    if watch.left() <= 0:
-                        raise watch.stalled(log_path) from None
-                    raise WorkerError(f"training worker exceeded its {timeout_s:g} s timeout and was stopped "
-                                      f"(worker log: {log_path})") from None
+                    raise error from None
         reader.join(5)
     if rc != 0 and _guard_reason(proc):
         raise WorkerError(f"{_guard_reason(proc)} (log: {log_path})")
@@ -272,13 +279,11 @@ class WarmWorker:
             try:
                 event = self._events.get(timeout=max(0.01, min(left, watch.left())))
             except queue.Empty:
-                if watch.left() > 0 and time.monotonic() - t0 < timeout_s:
+                error = watch.overdue(t0, timeout_s, self._log_path)
+                if error is None:
                     continue
                 self.stop()
-                if watch.left() <= 0:
-                    raise watch.stalled(self._log_path) from None
-                raise WorkerError(f"training worker exceeded its {timeout_s:g} s timeout and was stopped "
-                                  f"(worker log: {self._log_path})") from None
+                raise error from None
             if event is None:  # the process ended
                 rc = self.proc.wait()
                 guarded, self.proc = _guard_reason(self.proc), None

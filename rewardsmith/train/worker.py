@@ -203,6 +203,15 @@ def _member(out: dict, seed: int, components: list[str], task, job):
     return member_results(out, seed, components, task, job.ppo)
 
 
+def _first_usable(outs: list[dict], members: list[tuple[str, int]], result):
+    """(candidate id, outcome, its first usable seed's output, that seed) for each candidate that trained."""
+    for cid, outcome in result.candidates.items():
+        mine = [(out, seed) for out, (c, seed) in zip(outs, members) if c == cid]
+        oks = [(out, seed) for (out, seed), rec in zip(mine, outcome.members) if rec.ok]
+        if oks:
+            yield cid, outcome, oks[0][0], oks[0][1]
+
+
 def _attach_rollouts(task, outs: list[dict], members: list[tuple[str, int]], result) -> None:
     """Each trained candidate's rollout (its first usable seed's evaluation episode) for viewing."""
     import numpy as np
@@ -212,12 +221,7 @@ def _attach_rollouts(task, outs: list[dict], members: list[tuple[str, int]], res
     env = task.make_env()
     sk = task.skeleton(env)
     dt = float(getattr(env, "dt", 0.05) or 0.05)
-    for cid, outcome in result.candidates.items():
-        mine = [(out, seed) for out, (c, seed) in zip(outs, members) if c == cid]
-        oks = [(out, seed) for (out, seed), rec in zip(mine, outcome.members) if rec.ok]
-        if not oks:
-            continue
-        out, seed = oks[0]
+    for cid, outcome, out, seed in _first_usable(outs, members, result):
         trace = {k: np.asarray(v) for k, v in out["eval"]["trace"].items()}
         try:
             outcome.rollout = rollout_from_trace(
@@ -233,12 +237,8 @@ def _attach_trajectories(outs: list[dict], members: list[tuple[str, int]], resul
 
     from rewardsmith.records import Trajectories
 
-    for cid, outcome in result.candidates.items():
-        mine = [out for out, (c, _) in zip(outs, members) if c == cid]
-        oks = [out for out, rec in zip(mine, outcome.members) if rec.ok]
-        if not oks:
-            continue
-        s = oks[0]["eval"]["sample"]
+    for _, outcome, out, _ in _first_usable(outs, members, result):
+        s = out["eval"]["sample"]
         outcome.trajectories = Trajectories(
             state={k: np.asarray(v, np.float32) for k, v in s["state"]._asdict().items()},
             next_state={k: np.asarray(v, np.float32) for k, v in s["next_state"]._asdict().items()},

@@ -160,10 +160,11 @@ def judge(branches: Mapping[str, Callable], archive: Mapping[str, Callable], ref
         except Exception as e:  # noqa: BLE001 - not judged: it trains as without the pre-filter
             verdicts[cid] = Verdict(None, None, None, False, f"not judged: {type(e).__name__}", int(fitness.size))
             continue
-        returns = np.where(live, np.nan_to_num(r, nan=0.0), 0.0).sum(0)
-        rank = spearman(returns, fitness) if np.all(np.isfinite(r[live])) else None
         flat = r[live]
-        closest, corr = copy_of(flat, earlier, -1.0) if np.all(np.isfinite(flat)) else (None, None)
+        finite = bool(np.all(np.isfinite(flat)))
+        returns = np.where(live, np.nan_to_num(r, nan=0.0), 0.0).sum(0)
+        rank = spearman(returns, fitness) if finite else None
+        closest, corr = copy_of(flat, earlier, -1.0) if finite else (None, None)
         of = closest if corr is not None and corr >= settings.redundant else None
         if of is not None and ended_early and not scaled_copy(flat, earlier[of]):
             of = None  # an affine copy whose offset pays for living or for ending: not the same reward
@@ -175,6 +176,6 @@ def judge(branches: Mapping[str, Callable], archive: Mapping[str, Callable], ref
             reasons.append(f"an affine copy of {of}'s reward on every stored transition (correlation {corr:.4f})")
         skip = bool(reasons) and settings.mode in ("rank", "rank+dedupe") and cid not in protected
         verdicts[cid] = Verdict(rank, of, corr, skip, "; ".join(reasons), int(fitness.size))
-        if np.all(np.isfinite(flat)):
+        if finite:
             earlier[cid] = flat
     return verdicts
